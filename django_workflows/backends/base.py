@@ -1,0 +1,126 @@
+"""``BaseBackend``: what every backend shares (option handling, the task scope hook, checks).
+
+Backends implement the ``engine.backend.Backend`` protocol; subclassing this class gives them
+``BackendOptions`` parsing from keyword arguments (so a ``WORKFLOWS`` setting's ``OPTIONS`` map
+straight onto them), a default no-op ``task_scope`` and an empty ``check``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..engine.backend import ActivityTask, BackendOptions, Feature, InstanceInfo, Stats, WorkflowTask
+from ..engine.core import InstanceState, WorkflowInstance
+from ..engine.history import Event, WorkflowEvent
+
+
+class BaseBackend(ABC):
+    #: Features this backend supports (see ``engine.backend.Feature``).
+    features: frozenset[Feature] = frozenset()
+
+    def __init__(self, options: BackendOptions | None = None, **option_kwargs: Any) -> None:
+        if options is not None and option_kwargs:
+            raise TypeError("pass either options= or keyword options, not both")
+        try:
+            self._options = options or BackendOptions(**option_kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}: {exc}") from None
+
+    @property
+    def options(self) -> BackendOptions:
+        return self._options
+
+    @contextlib.contextmanager
+    def task_scope(self) -> Iterator[None]:
+        """Wraps every task a worker runs; the ORM backend closes stale DB connections here."""
+        yield
+
+    def feature_supported(self, feature: Feature) -> bool:
+        return feature in self.features
+
+    def check(self, **kwargs: Any) -> list[Any]:
+        """Django system check messages about this backend's configuration."""
+        return []
+
+    def close(self) -> None:
+        return None
+
+    # The storage operations; see ``engine.backend.Backend`` for their contracts.
+
+    @abstractmethod
+    def create_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None: ...
+
+    @abstractmethod
+    def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None: ...
+
+    @abstractmethod
+    def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None: ...
+
+    @abstractmethod
+    def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance: ...
+
+    @abstractmethod
+    def remove_workflow_instance(self, instance: WorkflowInstance) -> None: ...
+
+    @abstractmethod
+    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int: ...
+
+    @abstractmethod
+    def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState: ...
+
+    @abstractmethod
+    def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo: ...
+
+    @abstractmethod
+    def get_workflow_instance_history(
+        self, instance: WorkflowInstance, last_sequence_id: int | None = None
+    ) -> list[Event]: ...
+
+    @abstractmethod
+    def get_latest_execution(self, instance_id: str) -> WorkflowInstance: ...
+
+    def prepare_workflow_queues(self, queues: Sequence[str]) -> None:
+        return None
+
+    @abstractmethod
+    def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None: ...
+
+    @abstractmethod
+    def extend_workflow_task(self, task: WorkflowTask) -> None: ...
+
+    @abstractmethod
+    def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        *,
+        state: InstanceState,
+        executed_events: Sequence[Event],
+        activity_events: Sequence[Event],
+        timer_events: Sequence[Event],
+        workflow_events: Sequence[WorkflowEvent],
+    ) -> None: ...
+
+    @abstractmethod
+    def abandon_workflow_task(self, task: WorkflowTask) -> None: ...
+
+    def prepare_activity_queues(self, queues: Sequence[str]) -> None:
+        return None
+
+    @abstractmethod
+    def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None: ...
+
+    @abstractmethod
+    def extend_activity_task(self, task: ActivityTask) -> None: ...
+
+    @abstractmethod
+    def complete_activity_task(self, task: ActivityTask, result: Event) -> None: ...
+
+    @abstractmethod
+    def abandon_activity_task(self, task: ActivityTask) -> None: ...
+
+    @abstractmethod
+    def get_stats(self) -> Stats: ...

@@ -1,0 +1,468 @@
+"""An in-process backend that keeps everything in memory (the role of go-workflows'
+in-memory SQLite and ``monoprocess`` backends).
+
+For unit tests, the workflow tester and examples: nothing survives the process, and only workers
+in the same process can use it. It follows the same rules as the durable backends (leases with
+tokens, stickiness, one active execution per instance id) and passes the same conformance suite.
+A condition variable wakes waiting pollers as soon as work arrives.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ..engine.clock import Clock, system_clock
+from ..engine.core import InstanceState, Metadata, WorkflowInstance, validate_id
+from ..engine.errors import (
+    CompletionRejected,
+    InstanceAlreadyExists,
+    InstanceFinished,
+    InstanceNotFinished,
+    InstanceNotFound,
+    LeaseLost,
+)
+from ..engine.history import (
+    Event,
+    EventType,
+    WorkflowEvent,
+    WorkflowExecutionStartedAttributes,
+)
+from .base import BaseBackend
+from .common import (
+    FOLLOW_ACTIVE_EXECUTION,
+    abandoned_activity_result,
+    activity_queue,
+    duplicate_sub_workflow_result,
+    terminated_events,
+)
+
+# Longest a poller sleeps before re-checking leases and stickiness that may have expired.
+_MAX_WAIT = 0.05
+
+
+@dataclass(slots=True)
+class _Execution:
+    instance: WorkflowInstance
+    name: str
+    queue: str
+    metadata: Metadata
+    created_at: datetime
+    state: InstanceState = InstanceState.ACTIVE
+    completed_at: datetime | None = None
+    history: list[Event] = field(default_factory=list)
+    pending: list[Event] = field(default_factory=list)
+    locked_until: datetime | None = None
+    lease_token: str | None = None
+    sticky_until: datetime | None = None
+    worker: str = ""
+
+
+@dataclass(slots=True)
+class _Activity:
+    id: str
+    instance: WorkflowInstance
+    queue: str
+    event: Event
+    locked_until: datetime | None = None
+    lease_token: str | None = None
+    lease_count: int = 0
+
+
+class MemoryBackend(BaseBackend):
+    features = frozenset({Feature.REMOVE_INSTANCES})
+
+    def __init__(self, *, clock: Clock = system_clock, **options: Any) -> None:
+        super().__init__(**options)
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._executions: dict[tuple[str, str], _Execution] = {}
+        self._active: dict[str, str] = {}
+        self._activities: dict[str, _Activity] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _get(self, instance: WorkflowInstance) -> _Execution:
+        execution = self._executions.get((instance.instance_id, instance.execution_id))
+        if execution is None:
+            raise InstanceNotFound()
+        return execution
+
+    def _active_execution(self, instance_id: str) -> _Execution | None:
+        execution_id = self._active.get(instance_id)
+        return None if execution_id is None else self._executions[(instance_id, execution_id)]
+
+    def _create(self, instance: WorkflowInstance, event: Event, now: datetime) -> None:
+        attributes = event.attributes
+        assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+        if instance.instance_id in self._active:
+            raise InstanceAlreadyExists()
+        key = (instance.instance_id, instance.execution_id)
+        if key in self._executions:
+            raise InstanceAlreadyExists()
+        self._executions[key] = _Execution(
+            instance=instance,
+            name=attributes.name,
+            queue=attributes.queue,
+            metadata=dict(attributes.metadata),
+            created_at=now,
+            pending=[event],
+        )
+        self._active[instance.instance_id] = instance.execution_id
+
+    def _visible(self, execution: _Execution, now: datetime) -> list[Event]:
+        return [e for e in execution.pending if e.visible_at is None or e.visible_at <= now]
+
+    def _finish(self, execution: _Execution, state: InstanceState, now: datetime) -> None:
+        execution.state = state
+        execution.completed_at = now
+        if self._active.get(execution.instance.instance_id) == execution.instance.execution_id:
+            del self._active[execution.instance.instance_id]
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def create_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
+        validate_id(instance.instance_id)
+        with self._cond:
+            self._create(instance, event, self._clock.now())
+            self._cond.notify_all()
+
+    def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
+        with self._cond:
+            execution = self._get(instance)
+            if execution.state is not InstanceState.ACTIVE:
+                raise InstanceFinished()
+            execution.pending.append(event)
+            self._cond.notify_all()
+
+    def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None:
+        with self._cond:
+            execution = self._get(instance)
+            if execution.state is not InstanceState.ACTIVE:
+                raise InstanceFinished()
+            now = self._clock.now()
+            terminated, parent_event = terminated_events(execution.instance, reason, now)
+            execution.history.append(terminated.with_sequence_id(len(execution.history) + 1))
+            execution.pending.clear()
+            execution.locked_until = execution.lease_token = None
+            self._finish(execution, InstanceState.FINISHED, now)
+            for key in [k for k, a in self._activities.items() if a.instance == instance]:
+                del self._activities[key]
+            if parent_event is not None and execution.instance.parent is not None:
+                self._deliver(execution.instance.parent, parent_event)
+            self._cond.notify_all()
+
+    def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
+        with self._cond:
+            execution = self._active_execution(instance_id)
+            if execution is None:
+                if any(iid == instance_id for iid, _ in self._executions):
+                    raise InstanceFinished()
+                raise InstanceNotFound()
+            execution.pending.append(event)
+            self._cond.notify_all()
+            return execution.instance
+
+    def remove_workflow_instance(self, instance: WorkflowInstance) -> None:
+        with self._cond:
+            execution = self._get(instance)
+            if execution.state is InstanceState.ACTIVE:
+                raise InstanceNotFinished()
+            del self._executions[(instance.instance_id, instance.execution_id)]
+
+    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+        removed = 0
+        with self._cond:
+            for key, execution in list(self._executions.items()):
+                if execution.completed_at is not None and execution.completed_at < finished_before:
+                    del self._executions[key]
+                    removed += 1
+        return removed
+
+    def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:
+        with self._cond:
+            return self._get(instance).state
+
+    def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
+        with self._cond:
+            execution = self._get(instance)
+            return InstanceInfo(
+                instance=execution.instance,
+                workflow_name=execution.name,
+                queue=execution.queue,
+                state=execution.state,
+                created_at=execution.created_at,
+                completed_at=execution.completed_at,
+                metadata=dict(execution.metadata),
+            )
+
+    def get_workflow_instance_history(
+        self, instance: WorkflowInstance, last_sequence_id: int | None = None
+    ) -> list[Event]:
+        with self._cond:
+            history = self._get(instance).history
+            if last_sequence_id is None:
+                return list(history)
+            return [e for e in history if e.sequence_id > last_sequence_id]
+
+    def get_latest_execution(self, instance_id: str) -> WorkflowInstance:
+        with self._cond:
+            candidates = [e for (iid, _), e in self._executions.items() if iid == instance_id]
+            if not candidates:
+                raise InstanceNotFound()
+            return max(candidates, key=lambda e: e.created_at).instance
+
+    # -- workflow tasks ----------------------------------------------------------------------
+
+    def _wait(self, deadline: float, now: datetime) -> bool:
+        """Sleep until work may be there; False once the deadline passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        wait = min(remaining, _MAX_WAIT)
+        future = [
+            e.visible_at
+            for x in self._executions.values()
+            if x.state is InstanceState.ACTIVE
+            for e in x.pending
+            if e.visible_at is not None and e.visible_at > now
+        ]
+        if future:
+            wait = max(0.0, min(wait, (min(future) - now).total_seconds()))
+        self._cond.wait(wait)
+        return True
+
+    def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
+        deadline = time.monotonic() + timeout
+        me = self.options.worker_name
+        with self._cond:
+            while True:
+                now = self._clock.now()
+                for execution in self._executions.values():
+                    if execution.state is not InstanceState.ACTIVE or execution.queue not in queues:
+                        continue
+                    if execution.locked_until is not None and execution.locked_until > now:
+                        continue
+                    if execution.sticky_until is not None and execution.sticky_until > now and execution.worker != me:
+                        continue
+                    events = self._visible(execution, now)
+                    if not events:
+                        continue
+                    execution.locked_until = now + self.options.workflow_lock
+                    execution.lease_token = uuid.uuid4().hex
+                    execution.worker = me
+                    return WorkflowTask(
+                        id=execution.instance.instance_id,
+                        queue=execution.queue,
+                        instance=execution.instance,
+                        state=execution.state,
+                        metadata=dict(execution.metadata),
+                        last_sequence_id=len(execution.history),
+                        new_events=list(events),
+                        lease_token=execution.lease_token,
+                        workflow_name=execution.name,
+                    )
+                if not self._wait(deadline, now):
+                    return None
+
+    def _leased(self, task: WorkflowTask) -> _Execution:
+        execution = self._executions.get((task.instance.instance_id, task.instance.execution_id))
+        if (
+            execution is None
+            or execution.lease_token != task.lease_token
+            or execution.locked_until is None
+            or execution.locked_until <= self._clock.now()
+        ):
+            raise LeaseLost()
+        return execution
+
+    def extend_workflow_task(self, task: WorkflowTask) -> None:
+        with self._cond:
+            execution = self._leased(task)
+            execution.locked_until = self._clock.now() + self.options.workflow_lock
+
+    def abandon_workflow_task(self, task: WorkflowTask) -> None:
+        with self._cond:
+            try:
+                execution = self._leased(task)
+            except LeaseLost:
+                return
+            execution.locked_until = execution.lease_token = None
+            execution.sticky_until = None
+            self._cond.notify_all()
+
+    def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        *,
+        state: InstanceState,
+        executed_events: Sequence[Event],
+        activity_events: Sequence[Event],
+        timer_events: Sequence[Event],
+        workflow_events: Sequence[WorkflowEvent],
+    ) -> None:
+        with self._cond:
+            execution = self._leased(task)
+            now = self._clock.now()
+            consumed = {e.id for e in task.new_events}
+            if state is not InstanceState.ACTIVE and any(
+                e.id not in consumed for e in self._visible(execution, now)
+            ):
+                execution.locked_until = execution.lease_token = None
+                execution.sticky_until = None
+                self._cond.notify_all()
+                raise CompletionRejected()
+            execution.pending = [e for e in execution.pending if e.id not in consumed]
+            execution.history.extend(executed_events)
+            canceled_timers = {e.schedule_event_id for e in executed_events if e.type is EventType.TIMER_CANCELED}
+            if canceled_timers:
+                execution.pending = [
+                    e
+                    for e in execution.pending
+                    if not (e.type is EventType.TIMER_FIRED and e.schedule_event_id in canceled_timers)
+                ]
+            execution.pending.extend(timer_events)
+            for event in activity_events:
+                self._activities[event.id] = _Activity(
+                    id=event.id, instance=execution.instance, queue=activity_queue(event, task.queue), event=event
+                )
+            self._deliver_workflow_events(execution.instance, workflow_events, now)
+            execution.locked_until = execution.lease_token = None
+            execution.sticky_until = now + self.options.sticky
+            if state is not InstanceState.ACTIVE:
+                execution.pending.clear()  # leftover future events (timers) of a finished run
+                self._finish(execution, state, now)
+                if state is InstanceState.CONTINUED_AS_NEW and self.options.remove_continued_as_new_instances:
+                    del self._executions[(execution.instance.instance_id, execution.instance.execution_id)]
+            self._cond.notify_all()
+
+    def _deliver_workflow_events(
+        self, sender: WorkflowInstance, workflow_events: Sequence[WorkflowEvent], now: datetime
+    ) -> None:
+        for workflow_event in workflow_events:
+            target, event = workflow_event.instance, workflow_event.event
+            if event.type is EventType.WORKFLOW_EXECUTION_STARTED:
+                try:
+                    self._create(target, event, now)
+                except InstanceAlreadyExists:
+                    if target.parent is not None:
+                        self._deliver(target.parent, duplicate_sub_workflow_result(target, now))
+                continue
+            self._deliver(target, event)
+
+    def _deliver(self, target: WorkflowInstance, event: Event) -> None:
+        if event.type in FOLLOW_ACTIVE_EXECUTION:
+            execution = self._active_execution(target.instance_id)
+        else:
+            execution = self._executions.get((target.instance_id, target.execution_id))
+        if execution is not None and execution.state is InstanceState.ACTIVE:
+            execution.pending.append(event)
+
+    # -- activity tasks ----------------------------------------------------------------------
+
+    def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                now = self._clock.now()
+                for activity in list(self._activities.values()):
+                    if activity.queue not in queues:
+                        continue
+                    if activity.locked_until is not None and activity.locked_until > now:
+                        continue
+                    if activity.lease_count >= self.options.max_activity_leases:
+                        # Its workers died every time: fail it instead of leasing it again.
+                        del self._activities[activity.id]
+                        self._deliver(activity.instance, abandoned_activity_result(activity.event, activity.lease_count, now))
+                        self._cond.notify_all()
+                        continue
+                    activity.locked_until = now + self.options.activity_lock
+                    activity.lease_token = uuid.uuid4().hex
+                    activity.lease_count += 1
+                    return ActivityTask(
+                        id=activity.id,
+                        activity_id=activity.event.id,
+                        queue=activity.queue,
+                        instance=activity.instance,
+                        event=activity.event,
+                        lease_token=activity.lease_token,
+                        lease_count=activity.lease_count,
+                    )
+                if not self._wait(deadline, now):
+                    return None
+
+    def _leased_activity(self, task: ActivityTask) -> _Activity:
+        activity = self._activities.get(task.id)
+        if (
+            activity is None
+            or activity.lease_token != task.lease_token
+            or activity.locked_until is None
+            or activity.locked_until <= self._clock.now()
+        ):
+            raise LeaseLost()
+        return activity
+
+    def extend_activity_task(self, task: ActivityTask) -> None:
+        with self._cond:
+            activity = self._leased_activity(task)
+            activity.locked_until = self._clock.now() + self.options.activity_lock
+
+    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
+        with self._cond:
+            self._leased_activity(task)
+            del self._activities[task.id]
+            self._deliver(task.instance, result)
+            self._cond.notify_all()
+
+    def abandon_activity_task(self, task: ActivityTask) -> None:
+        with self._cond:
+            try:
+                activity = self._leased_activity(task)
+            except LeaseLost:
+                return
+            activity.locked_until = activity.lease_token = None
+            # A graceful release is not a crash: it does not count against max_activity_leases.
+            activity.lease_count = max(0, activity.lease_count - 1)
+            self._cond.notify_all()
+
+    # -- misc --------------------------------------------------------------------------------
+
+    def get_stats(self) -> Stats:
+        with self._cond:
+            now = self._clock.now()
+            workflow_tasks: dict[str, int] = {}
+            for execution in self._executions.values():
+                if execution.state is InstanceState.ACTIVE and self._visible(execution, now):
+                    workflow_tasks[execution.queue] = workflow_tasks.get(execution.queue, 0) + 1
+            activity_tasks: dict[str, int] = {}
+            for activity in self._activities.values():
+                activity_tasks[activity.queue] = activity_tasks.get(activity.queue, 0) + 1
+            return Stats(
+                active_workflow_instances=len(self._active),
+                pending_workflow_tasks=workflow_tasks,
+                pending_activity_tasks=activity_tasks,
+            )
+
+    # -- test support ------------------------------------------------------------------------
+
+    def get_future_events(self) -> list[Event]:
+        """Pending events that are not visible yet (timers), for tests."""
+        with self._cond:
+            now = self._clock.now()
+            return [
+                e
+                for x in self._executions.values()
+                for e in x.pending
+                if e.visible_at is not None and e.visible_at > now
+            ]
+
+    def wake(self) -> None:
+        """Wake waiting pollers (the tester calls this after moving its clock)."""
+        with self._cond:
+            self._cond.notify_all()

@@ -1,0 +1,340 @@
+"""Commands: what workflow code asks for, turned into events (port of go-workflows
+``internal/command``).
+
+A command is created when workflow code schedules something and gets the next schedule event
+id. At the end of a workflow task every pending command produces its events. During replay the
+history already holds those events, so the executor *commits* the command when it replays the
+matching event instead of producing it again; a mismatch is non-determinism.
+
+States: PENDING -> COMMITTED -> DONE. A cancelable command (timer, sub-workflow) canceled while
+PENDING is dropped without any event; canceled after COMMITTED it goes to CANCEL_PENDING and
+produces its cancellation event at the end of the task.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .clock import format_duration
+from .converter import Payload
+from .core import Metadata, WorkflowInstance
+from .errors import ErrorInfo
+from .futures import Future
+from .history import (
+    ActivityScheduledAttributes,
+    Event,
+    EventType,
+    SideEffectResultAttributes,
+    SubWorkflowCancellationRequestedAttributes,
+    SubWorkflowCompletedAttributes,
+    SubWorkflowFailedAttributes,
+    SubWorkflowScheduledAttributes,
+    TimerCanceledAttributes,
+    TimerFiredAttributes,
+    TimerScheduledAttributes,
+    WorkflowEvent,
+    WorkflowExecutionCanceledAttributes,
+    WorkflowExecutionContinuedAsNewAttributes,
+    WorkflowExecutionFinishedAttributes,
+    WorkflowExecutionStartedAttributes,
+    new_event,
+)
+
+
+class CommandState(enum.Enum):
+    PENDING = "pending"
+    COMMITTED = "committed"
+    CANCEL_PENDING = "cancel-pending"
+    CANCEL_REQUESTED = "cancel-requested"
+    CANCELED = "canceled"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class CommandResult:
+    """Events produced by commands at the end of a task."""
+
+    events: list[Event] = field(default_factory=list)
+    activity_events: list[Event] = field(default_factory=list)
+    timer_events: list[Event] = field(default_factory=list)
+    workflow_events: list[WorkflowEvent] = field(default_factory=list)
+
+
+class Command:
+    """Base class of commands; ``id`` is the schedule event id."""
+
+    #: The history event that records this command (used in non-determinism messages).
+    event_type: EventType
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+        self.state = CommandState.PENDING
+        self.future: Future | None = None
+
+    def describe(self) -> str:
+        return f"{self.event_type.value}"
+
+    def commit(self) -> None:
+        """The history already records this command (replay)."""
+        if self.state is CommandState.PENDING:
+            self.state = CommandState.COMMITTED
+
+    def done(self) -> None:
+        self.state = CommandState.DONE
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        raise NotImplementedError
+
+    def pending_future_name(self) -> str | None:
+        """How the pending-futures rule names this command when its future is unresolved."""
+        return None
+
+
+class ScheduleActivityCommand(Command):
+    event_type = EventType.ACTIVITY_SCHEDULED
+
+    def __init__(self, id: int, *, name: str, inputs: list[Payload], metadata: Metadata, queue: str, attempt: int) -> None:
+        super().__init__(id)
+        self.name = name
+        self.inputs = inputs
+        self.metadata = metadata
+        self.queue = queue
+        self.attempt = attempt
+
+    def describe(self) -> str:
+        return f"ActivityScheduled({self.name})"
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is CommandState.PENDING:
+            event = new_event(
+                ActivityScheduledAttributes(
+                    name=self.name, inputs=self.inputs, metadata=self.metadata, queue=self.queue, attempt=self.attempt
+                ),
+                now,
+                schedule_event_id=self.id,
+            )
+            out.events.append(event)
+            out.activity_events.append(event)
+            self.state = CommandState.COMMITTED
+
+    def pending_future_name(self) -> str:
+        return f"{self.id}-activity:{self.name}"
+
+
+class ScheduleTimerCommand(Command):
+    event_type = EventType.TIMER_SCHEDULED
+
+    def __init__(self, id: int, *, at: datetime, delay: timedelta, name: str) -> None:
+        super().__init__(id)
+        self.at = at
+        self.delay = delay
+        self.name = name
+
+    def describe(self) -> str:
+        return f"TimerScheduled({self.name or format_duration(self.delay)})"
+
+    def cancel(self) -> None:
+        if self.state is CommandState.PENDING:
+            self.state = CommandState.CANCELED
+        elif self.state is CommandState.COMMITTED:
+            self.state = CommandState.CANCEL_PENDING
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is CommandState.PENDING:
+            out.events.append(
+                new_event(TimerScheduledAttributes(at=self.at, name=self.name), now, schedule_event_id=self.id)
+            )
+            out.timer_events.append(
+                new_event(
+                    TimerFiredAttributes(scheduled_at=now, at=self.at, name=self.name),
+                    now,
+                    schedule_event_id=self.id,
+                    visible_at=self.at,
+                )
+            )
+            self.state = CommandState.COMMITTED
+        elif self.state is CommandState.CANCEL_PENDING:
+            out.events.append(new_event(TimerCanceledAttributes(), now, schedule_event_id=self.id))
+            self.state = CommandState.CANCELED
+
+    def pending_future_name(self) -> str:
+        label = f"timer-{self.name}" if self.name else "timer"
+        return f"{self.id}-{label}:{format_duration(self.delay)}"
+
+
+class ScheduleSubWorkflowCommand(Command):
+    event_type = EventType.SUB_WORKFLOW_SCHEDULED
+
+    def __init__(
+        self,
+        id: int,
+        *,
+        instance: WorkflowInstance,
+        name: str,
+        queue: str,
+        inputs: list[Payload],
+        metadata: Metadata,
+    ) -> None:
+        super().__init__(id)
+        self.instance = instance
+        self.name = name
+        self.queue = queue
+        self.inputs = inputs
+        self.metadata = metadata
+
+    def describe(self) -> str:
+        return f"SubWorkflowScheduled({self.name})"
+
+    def cancel(self) -> None:
+        if self.state is CommandState.PENDING:
+            self.state = CommandState.CANCELED
+        elif self.state is CommandState.COMMITTED:
+            self.state = CommandState.CANCEL_PENDING
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is CommandState.PENDING:
+            out.events.append(
+                new_event(
+                    SubWorkflowScheduledAttributes(
+                        sub_workflow_queue=self.queue,
+                        sub_workflow_instance=self.instance,
+                        name=self.name,
+                        inputs=self.inputs,
+                        metadata=self.metadata,
+                    ),
+                    now,
+                    schedule_event_id=self.id,
+                )
+            )
+            out.workflow_events.append(
+                WorkflowEvent(
+                    self.instance,
+                    new_event(
+                        WorkflowExecutionStartedAttributes(
+                            name=self.name, queue=self.queue, inputs=self.inputs, metadata=self.metadata
+                        ),
+                        now,
+                    ),
+                )
+            )
+            self.state = CommandState.COMMITTED
+        elif self.state is CommandState.CANCEL_PENDING:
+            out.events.append(
+                new_event(
+                    SubWorkflowCancellationRequestedAttributes(sub_workflow_instance=self.instance),
+                    now,
+                    schedule_event_id=self.id,
+                )
+            )
+            out.workflow_events.append(
+                WorkflowEvent(self.instance, new_event(WorkflowExecutionCanceledAttributes(), now))
+            )
+            self.state = CommandState.CANCEL_REQUESTED
+
+    def pending_future_name(self) -> str:
+        return f"{self.id}-subworkflow:{self.name}"
+
+
+class SideEffectCommand(Command):
+    event_type = EventType.SIDE_EFFECT_RESULT
+
+    def __init__(self, id: int, *, result: Payload | None) -> None:
+        super().__init__(id)
+        self.result = result
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is CommandState.PENDING:
+            out.events.append(
+                new_event(SideEffectResultAttributes(result=self.result), now, schedule_event_id=self.id)
+            )
+            self.state = CommandState.DONE
+
+    def pending_future_name(self) -> str:
+        return f"{self.id}-sideeffect"
+
+
+class CompleteWorkflowCommand(Command):
+    event_type = EventType.WORKFLOW_EXECUTION_FINISHED
+
+    def __init__(self, id: int, *, instance: WorkflowInstance, result: Payload | None, error: ErrorInfo | None) -> None:
+        super().__init__(id)
+        self.instance = instance
+        self.result = result
+        self.error = error
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is not CommandState.PENDING:
+            return
+        out.events.append(
+            new_event(
+                WorkflowExecutionFinishedAttributes(result=self.result, error=self.error),
+                now,
+                schedule_event_id=self.id,
+            )
+        )
+        parent = self.instance.parent
+        if parent is not None:
+            attributes = (
+                SubWorkflowFailedAttributes(error=self.error)
+                if self.error is not None
+                else SubWorkflowCompletedAttributes(result=self.result)
+            )
+            out.workflow_events.append(
+                WorkflowEvent(parent, new_event(attributes, now, schedule_event_id=self.instance.parent_event_id))
+            )
+        self.state = CommandState.DONE
+
+
+class ContinueAsNewCommand(Command):
+    event_type = EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+
+    def __init__(
+        self,
+        id: int,
+        *,
+        instance: WorkflowInstance,
+        name: str,
+        queue: str,
+        inputs: list[Payload],
+        metadata: Metadata,
+        result: Payload | None,
+    ) -> None:
+        super().__init__(id)
+        # The new execution keeps the instance id and the parent link, so a parent waiting on
+        # a sub-workflow that continues as new only ever sees the final result.
+        self.continued = WorkflowInstance(
+            instance.instance_id, uuid.uuid4().hex, parent=instance.parent, parent_event_id=instance.parent_event_id
+        )
+        self.name = name
+        self.queue = queue
+        self.inputs = inputs
+        self.metadata = metadata
+        self.result = result
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is not CommandState.PENDING:
+            return
+        out.events.append(
+            new_event(
+                WorkflowExecutionContinuedAsNewAttributes(
+                    result=self.result, continued_execution_id=self.continued.execution_id
+                ),
+                now,
+                schedule_event_id=self.id,
+            )
+        )
+        out.workflow_events.append(
+            WorkflowEvent(
+                self.continued,
+                new_event(
+                    WorkflowExecutionStartedAttributes(
+                        name=self.name, queue=self.queue, inputs=self.inputs, metadata=self.metadata
+                    ),
+                    now,
+                ),
+            )
+        )
+        self.state = CommandState.DONE

@@ -1,0 +1,252 @@
+"""Errors that cross the workflow boundary, and the engine's own errors.
+
+Port of go-workflows ``internal/workflowerrors`` and ``backend/errors.go``. An error raised by an
+activity or a sub-workflow reaches the calling workflow as a ``WorkflowError`` that keeps the
+original type *name*, message and traceback; the original class is never imported back from
+stored data (payloads are JSON, and error types are names, not import paths).
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """The stored form of a ``WorkflowError`` (the ``Error`` attribute of failure events)."""
+
+    type: str
+    message: str
+    permanent: bool = False
+    stacktrace: str = ""
+    cause: ErrorInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.permanent:
+            data["permanent"] = True
+        if self.stacktrace:
+            data["stacktrace"] = self.stacktrace
+        if self.cause is not None:
+            data["cause"] = self.cause.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorInfo:
+        cause = data.get("cause")
+        return cls(
+            type=str(data.get("type", "")),
+            message=str(data.get("message", "")),
+            permanent=bool(data.get("permanent", False)),
+            stacktrace=str(data.get("stacktrace", "")),
+            cause=cls.from_dict(cause) if isinstance(cause, dict) else None,
+        )
+
+
+class WorkflowError(Exception):
+    """An error returned by a workflow, an activity or a sub-workflow.
+
+    ``type`` names the class of the original exception (``"ValueError"``, ``"PanicError"``...),
+    ``permanent`` stops retries, ``cause`` is the error this one wraps, and ``stacktrace`` is the
+    formatted traceback where the error was first raised.
+    """
+
+    default_type = ""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        type: str | None = None,
+        permanent: bool = False,
+        cause: WorkflowError | None = None,
+        stacktrace: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = self.default_type if type is None else type
+        self.permanent = permanent
+        self.cause = cause
+        self.stacktrace = stacktrace
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(type={self.type!r}, message={self.message!r})"
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, permanent: bool | None = None) -> WorkflowError:
+        """Wrap any exception, keeping its type name, message, traceback and cause chain."""
+        if isinstance(exc, WorkflowError):
+            if permanent and not exc.permanent:
+                return WorkflowError(
+                    exc.message, type=exc.type, permanent=True, cause=exc.cause, stacktrace=exc.stacktrace
+                )
+            return exc
+        cause_exc = exc.__cause__
+        cause = cls.from_exception(cause_exc) if cause_exc is not None else None
+        return WorkflowError(
+            str(exc),
+            type=exc.__class__.__name__,
+            permanent=bool(permanent),
+            cause=cause,
+            stacktrace=format_traceback(exc),
+        )
+
+    def to_info(self) -> ErrorInfo:
+        return ErrorInfo(
+            type=self.type,
+            message=self.message,
+            permanent=self.permanent,
+            stacktrace=self.stacktrace,
+            cause=self.cause.to_info() if self.cause is not None else None,
+        )
+
+    @staticmethod
+    def from_info(info: ErrorInfo) -> WorkflowError:
+        """Rebuild an error from its stored form; engine error types come back as their classes."""
+        cls: type[WorkflowError] = _ENGINE_ERROR_TYPES.get(info.type, WorkflowError)
+        cause = WorkflowError.from_info(info.cause) if info.cause is not None else None
+        err = cls.__new__(cls)
+        WorkflowError.__init__(
+            err, info.message, type=info.type, permanent=info.permanent, cause=cause, stacktrace=info.stacktrace
+        )
+        return err
+
+
+class PermanentError(WorkflowError):
+    """An error that is never retried (go-workflows ``NewPermanentError``)."""
+
+    def __init__(self, message: str = "", *, type: str | None = None, cause: WorkflowError | None = None) -> None:
+        super().__init__(message, type=type, permanent=True, cause=cause)
+
+
+class PanicError(WorkflowError):
+    """Workflow code raised an exception that is not a ``WorkflowError`` (a bug, go's panic)."""
+
+    default_type = "PanicError"
+
+
+class NondeterminismError(WorkflowError):
+    """Replaying history produced different commands than the history records."""
+
+    default_type = "NondeterminismError"
+
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("permanent", True)
+        super().__init__(message, **kwargs)
+
+
+class Canceled(WorkflowError):
+    """The context of a workflow operation was canceled (go's ``context.Canceled``)."""
+
+    default_type = "Canceled"
+
+    def __init__(self, message: str = "context canceled", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+class ActivityAbandoned(WorkflowError):
+    """An activity's worker died too many times while running it; it is not leased again."""
+
+    default_type = "ActivityAbandoned"
+
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("permanent", True)
+        super().__init__(message, **kwargs)
+
+
+class ChannelClosed(Exception):
+    """Raised by ``Channel.receive`` when the channel is closed and drained."""
+
+    def __init__(self) -> None:
+        super().__init__("channel closed")
+
+
+_ENGINE_ERROR_TYPES: dict[str, type[WorkflowError]] = {
+    "PanicError": PanicError,
+    "NondeterminismError": NondeterminismError,
+    "Canceled": Canceled,
+    "ActivityAbandoned": ActivityAbandoned,
+}
+
+
+def can_retry(err: BaseException) -> bool:
+    """Whether ``err`` may be retried (go-workflows ``CanRetry``)."""
+    if isinstance(err, WorkflowError):
+        return not err.permanent
+    return True
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend and client errors (go-workflows backend/errors.go, client/)
+
+
+class BackendError(Exception):
+    """Base class of errors raised by backends and the client."""
+
+
+class InstanceNotFound(BackendError):
+    def __init__(self, message: str = "workflow instance not found") -> None:
+        super().__init__(message)
+
+
+class InstanceFinished(InstanceNotFound):
+    """The execution exists but has ended, so it takes no more signals or cancellations."""
+
+    def __init__(self, message: str = "workflow instance already finished") -> None:
+        super().__init__(message)
+
+
+class InstanceAlreadyExists(BackendError):
+    def __init__(self, message: str = "workflow instance already exists") -> None:
+        super().__init__(message)
+
+
+class InstanceNotFinished(BackendError):
+    def __init__(self, message: str = "workflow instance is not finished") -> None:
+        super().__init__(message)
+
+
+class NotSupported(BackendError):
+    def __init__(self, message: str) -> None:
+        super().__init__(f"not supported: {message}")
+
+
+class LeaseLost(BackendError):
+    """The task's lease expired or another worker holds it now; this worker must drop the task."""
+
+    def __init__(self, message: str = "task lease lost: it expired or another worker holds it") -> None:
+        super().__init__(message)
+
+
+class CompletionRejected(BackendError):
+    """A workflow task tried to finish the workflow while new events were waiting for it.
+
+    The worker drops its result; the next task replays with the new events (a signal sent
+    while the final task ran is never accepted and then lost).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("new events arrived while the workflow was finishing; the task runs again")
+
+
+class WorkflowTimeout(TimeoutError):
+    def __init__(self, message: str = "workflow did not finish in specified timeout") -> None:
+        super().__init__(message)
+
+
+class WorkflowTerminated(WorkflowError):
+    """The workflow was terminated by an operator; it produced no result."""
+
+    default_type = "Terminated"
+
+
+_ENGINE_ERROR_TYPES["Terminated"] = WorkflowTerminated

@@ -1,0 +1,53 @@
+"""Retry policies (port of go-workflows ``workflow/retries.go``).
+
+Retries are driven by the workflow, not the worker: every attempt is its own activity or
+sub-workflow in history, and the backoff between attempts is a durable timer, so a retry
+schedule survives restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryOptions:
+    """How an activity or sub-workflow is retried.
+
+    ``max_attempts`` counts the first attempt: 1 (or 0) means no retries. Retry n (from 0) waits
+    ``first_retry_interval * backoff_coefficient ** n``, capped by ``max_retry_interval`` when that
+    is set; a zero wait retries in the same workflow task. No retry starts later than ``retry_timeout`` after the first attempt, when set.
+    Intervals accept seconds or ``timedelta``.
+    """
+
+    max_attempts: int = 0
+    first_retry_interval: timedelta | float = field(default=timedelta(0))
+    backoff_coefficient: float = 1.0
+    max_retry_interval: timedelta | float = field(default=timedelta(0))
+    retry_timeout: timedelta | float = field(default=timedelta(0))
+
+    def __post_init__(self) -> None:
+        from .clock import to_timedelta
+
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 0:
+            raise ValueError(f"max_attempts must be a non-negative int, got {self.max_attempts!r}")
+        if self.backoff_coefficient < 0:
+            raise ValueError(f"backoff_coefficient must not be negative, got {self.backoff_coefficient!r}")
+        for name in ("first_retry_interval", "max_retry_interval", "retry_timeout"):
+            object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
+
+    def backoff(self, retry: int) -> timedelta:
+        """The wait before retry number ``retry + 1``: ``first_retry_interval`` before the first."""
+        first: timedelta = self.first_retry_interval  # type: ignore[assignment]
+        cap: timedelta = self.max_retry_interval  # type: ignore[assignment]
+        delay = first * (self.backoff_coefficient**retry)
+        if cap > timedelta(0) and delay > cap:
+            delay = cap
+        return delay
+
+
+#: go-workflows' ``DefaultRetryOptions``: three attempts, no wait between them.
+DEFAULT_RETRY_OPTIONS = RetryOptions(max_attempts=3, backoff_coefficient=1.0)
+#: Sub-workflows are not retried unless asked to (go-workflows ``DefaultSubWorkflowRetryOptions``).
+DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS = RetryOptions(max_attempts=1)

@@ -1,0 +1,498 @@
+"""Workers: poll the backend for workflow and activity tasks and run them (port of go-workflows
+``worker/`` and ``internal/worker``).
+
+A worker runs pollers in background threads. Each poller leases one task at a time (bounded by
+``max_parallel_*_tasks``) and hands it to a thread pool. While a task runs, a heartbeat thread
+extends its lease; if an extension fails the task is abandoned locally: its result is never
+committed, because another worker may own the task now. ``stop()`` stops polling and lets the
+tasks in flight finish (drain); ``wait_for_completion()`` waits for them.
+
+Workflow tasks go through the executor cache: an instance the worker ran recently continues its
+cached executor without replaying history (sticky execution).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from .client import Client, WorkflowInstanceOptions
+from .engine.activity_runner import ActivityLeaseLost, ActivityRunner
+from .engine.backend import ActivityTask, Backend, WorkflowTask
+from .engine.cache import ExecutorCache
+from .engine.clock import system_clock, to_timedelta
+from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
+from .engine.errors import CompletionRejected, LeaseLost
+from .engine.executor import ExecutionResult, Executor, StaleExecutor
+from .engine.history import SignalReceivedAttributes, new_event
+from .engine.registry import Registry
+from .engine.signals import SIGNAL_ACTIVITY_NAME
+
+logger = logging.getLogger("django_workflows.worker")
+
+# Longest a poller blocks in the backend; bounds how long stop() waits for pollers.
+_POLL_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerOptions:
+    """Worker settings, with go-workflows' names. Durations accept seconds or ``timedelta``.
+
+    ``max_parallel_*_tasks`` bound how many tasks run at once (0: no bound). They default to
+    finite numbers rather than go-workflows' 0 because each running task holds a thread, and
+    with the ORM backend a database connection.
+    """
+
+    workflow_pollers: int = 2
+    max_parallel_workflow_tasks: int = 8
+    workflow_heartbeat_interval: timedelta | float = timedelta(seconds=25)
+    workflow_executor_cache_size: int = 128
+    workflow_executor_cache_ttl: timedelta | float = timedelta(seconds=10)
+    workflow_queues: Sequence[str] = (DEFAULT_QUEUE,)
+    activity_pollers: int = 2
+    max_parallel_activity_tasks: int = 32
+    activity_heartbeat_interval: timedelta | float = timedelta(seconds=25)
+    activity_queues: Sequence[str] = (DEFAULT_QUEUE,)
+    #: Run workflow tasks, activity tasks, or both.
+    run_workflows: bool = True
+    run_activities: bool = True
+    #: Called around every task with the task; for hooks such as Django signals.
+    listeners: Sequence[Any] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in (
+            "workflow_heartbeat_interval",
+            "workflow_executor_cache_ttl",
+            "activity_heartbeat_interval",
+        ):
+            object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
+        for name in ("workflow_pollers", "activity_pollers", "max_parallel_workflow_tasks", "max_parallel_activity_tasks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        for name in ("workflow_queues", "activity_queues"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise TypeError(f"{name} must be a sequence of queue names, not a string")
+            object.__setattr__(self, name, tuple(value))
+
+
+class _Slots:
+    """A counting semaphore that is unlimited when the bound is 0."""
+
+    def __init__(self, bound: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(bound) if bound > 0 else None
+
+    def acquire(self, stop: threading.Event) -> bool:
+        if self._semaphore is None:
+            return True
+        while not stop.is_set():
+            if self._semaphore.acquire(timeout=0.1):
+                return True
+        return False
+
+    def release(self) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+
+class _Lease:
+    """A running task whose lease the heartbeat thread keeps alive."""
+
+    def __init__(self, extend: Callable[[], None], interval: float) -> None:
+        self._extend = extend
+        self.interval = interval
+        self.next_at = time.monotonic() + interval
+        self.lost = False
+        self._lock = threading.Lock()
+
+    def extend(self) -> None:
+        with self._lock:
+            if self.lost:
+                raise LeaseLost()
+            try:
+                self._extend()
+            except LeaseLost:
+                self.lost = True
+                raise
+            self.next_at = time.monotonic() + self.interval
+
+
+class _Heartbeats:
+    def __init__(self) -> None:
+        self._leases: set[_Lease] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="workflows-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @contextmanager
+    def track(self, extend: Callable[[], None], interval: float) -> Iterator[_Lease]:
+        lease = _Lease(extend, interval)
+        with self._lock:
+            self._leases.add(lease)
+        try:
+            yield lease
+        finally:
+            with self._lock:
+                self._leases.discard(lease)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            with self._lock:
+                due = [lease for lease in self._leases if not lease.lost and lease.next_at <= now]
+            for lease in due:
+                try:
+                    lease.extend()
+                except LeaseLost:
+                    logger.warning("lost the lease of a running task; its result will be discarded")
+                except Exception:  # a transient DB error: try again at the next tick
+                    logger.exception("extending a task lease failed")
+
+
+class Worker:
+    """Runs workflows and activities from a backend."""
+
+    def __init__(
+        self, backend: Backend, options: WorkerOptions | None = None, *, registry: Registry | None = None
+    ) -> None:
+        self.backend = backend
+        self.options = options or WorkerOptions()
+        self.registry = registry or Registry()
+        self.cache = ExecutorCache(
+            self.options.workflow_executor_cache_size,
+            self.options.workflow_executor_cache_ttl,  # type: ignore[arg-type]
+        )
+        self._stop = threading.Event()
+        self._pollers: list[threading.Thread] = []
+        self._pools: list[ThreadPoolExecutor] = []
+        self._heartbeats = _Heartbeats()
+        self._started = False
+        self._client = Client(backend, registry=self.registry)
+        self.registry.register_activity(self._deliver_signal, SIGNAL_ACTIVITY_NAME)
+        backend_options = backend.options
+        self._runner = ActivityRunner(self.registry, backend_options.converter, backend_options.context_propagators)
+        self._workflow_heartbeat = _interval(self.options.workflow_heartbeat_interval, backend_options.workflow_lock)
+        self._activity_heartbeat = _interval(self.options.activity_heartbeat_interval, backend_options.activity_lock)
+        self._in_flight = 0
+        self._in_flight_lock = threading.Condition()
+
+    # -- registration ------------------------------------------------------------------------
+
+    def register_workflow(self, fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+        return self.registry.register_workflow(fn, name)
+
+    def register_activity(self, fn_or_object: Any, name: str | None = None) -> Any:
+        return self.registry.register_activity(fn_or_object, name)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start polling in background threads and return."""
+        if self._started:
+            raise RuntimeError("worker already started")
+        self._started = True
+        options = self.options
+        self._heartbeats.start()
+        if options.run_workflows and options.workflow_pollers:
+            queues = _with_system_queue(options.workflow_queues)
+            self.backend.prepare_workflow_queues(queues)
+            self._start_pollers("workflow", options.workflow_pollers, options.max_parallel_workflow_tasks, queues,
+                                self.backend.get_workflow_task, self._run_workflow_task)
+        if options.run_activities and options.activity_pollers:
+            queues = _with_system_queue(options.activity_queues)
+            self.backend.prepare_activity_queues(queues)
+            self._start_pollers("activity", options.activity_pollers, options.max_parallel_activity_tasks, queues,
+                                self.backend.get_activity_task, self._run_activity_task)
+
+    def _start_pollers(
+        self,
+        kind: str,
+        count: int,
+        parallel: int,
+        queues: tuple[str, ...],
+        poll: Callable[[Sequence[str], float], Any],
+        run: Callable[[Any], None],
+    ) -> None:
+        pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
+        self._pools.append(pool)
+        slots = _Slots(parallel)
+        for index in range(count):
+            thread = threading.Thread(
+                target=self._poll_loop,
+                args=(kind, queues, slots, pool, poll, run),
+                name=f"workflows-{kind}-poller-{index}",
+                daemon=True,
+            )
+            self._pollers.append(thread)
+            thread.start()
+
+    def _poll_loop(
+        self,
+        kind: str,
+        queues: tuple[str, ...],
+        slots: _Slots,
+        pool: ThreadPoolExecutor,
+        poll: Callable[[Sequence[str], float], Any],
+        run: Callable[[Any], None],
+    ) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if not slots.acquire(self._stop):
+                return
+            try:
+                task = poll(queues, _POLL_TIMEOUT)
+                failures = 0
+            except Exception:
+                # The backend is unreachable (a restarting database...): back off and retry.
+                slots.release()
+                failures += 1
+                logger.exception("polling for %s tasks failed", kind)
+                self._stop.wait(min(0.1 * 2**failures, 5.0))
+                continue
+            if task is None:
+                slots.release()
+                continue
+            with self._in_flight_lock:
+                self._in_flight += 1
+            pool.submit(self._run_and_release, run, task, slots)
+
+    def _run_and_release(self, run: Callable[[Any], None], task: Any, slots: _Slots) -> None:
+        try:
+            with self.backend.task_scope():  # type: ignore[attr-defined]
+                run(task)
+        except Exception:
+            logger.exception("running task %s failed", getattr(task, "id", task))
+        finally:
+            slots.release()
+            with self._in_flight_lock:
+                self._in_flight -= 1
+                self._in_flight_lock.notify_all()
+
+    def stop(self) -> None:
+        """Stop polling; tasks already running finish (see ``wait_for_completion``)."""
+        self._stop.set()
+
+    def wait_for_completion(self, timeout: float | None = None) -> bool:
+        """Wait for the pollers and the tasks in flight; return False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._pollers:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._in_flight_lock:
+            while self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._in_flight_lock.wait(remaining)
+        for pool in self._pools:
+            pool.shutdown(wait=True)
+        self._heartbeats.stop()
+        self.cache.clear()
+        return True
+
+    def __enter__(self) -> Worker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        self.wait_for_completion()
+
+    # -- workflow tasks ----------------------------------------------------------------------
+
+    def _new_executor(self, task: WorkflowTask) -> Executor:
+        options = self.backend.options
+        return Executor(
+            registry=self.registry,
+            history_provider=self.backend,
+            instance=task.instance,
+            metadata=task.metadata,
+            converter=options.converter,
+            propagators=options.context_propagators,
+            max_history_size=options.max_history_size,
+            clock=system_clock,
+        )
+
+    def _run_workflow_task(self, task: WorkflowTask) -> None:
+        key = (task.instance.instance_id, task.instance.execution_id)
+        with self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease:
+            executor = self.cache.get(key) or self._new_executor(task)
+            try:
+                try:
+                    result = executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events)
+                except StaleExecutor:
+                    executor.close()
+                    executor = self._new_executor(task)
+                    result = executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events)
+            except Exception:
+                executor.close()
+                logger.exception("executing workflow task of %s failed", task.instance)
+                self._abandon(self.backend.abandon_workflow_task, task)
+                return
+            if lease.lost:
+                executor.close()
+                return
+            try:
+                self.backend.complete_workflow_task(
+                    task,
+                    state=result.state,
+                    executed_events=result.executed,
+                    activity_events=result.activity_events,
+                    timer_events=result.timer_events,
+                    workflow_events=result.workflow_events,
+                )
+            except CompletionRejected:
+                logger.info("new events arrived for %s while it finished; running it again", task.instance)
+                executor.close()
+                return
+            except LeaseLost:
+                logger.warning("lost the lease of workflow task %s; discarding its result", task.instance)
+                executor.close()
+                return
+            except Exception:
+                executor.close()
+                logger.exception("completing workflow task of %s failed", task.instance)
+                self._abandon(self.backend.abandon_workflow_task, task)
+                return
+        if result.state is InstanceState.ACTIVE:
+            self.cache.put(key, executor)
+        else:
+            executor.close()
+        self._notify("workflow_task_completed", task=task, result=result)
+
+    # -- activity tasks ----------------------------------------------------------------------
+
+    def _run_activity_task(self, task: ActivityTask) -> None:
+        with self._heartbeats.track(lambda: self.backend.extend_activity_task(task), self._activity_heartbeat) as lease:
+
+            def heartbeat() -> None:
+                try:
+                    lease.extend()
+                except LeaseLost:
+                    raise ActivityLeaseLost("the lease of this activity was lost; stop working on it") from None
+
+            attributes = self._runner.run(
+                activity_id=task.activity_id,
+                instance=task.instance,
+                attributes=task.event.attributes,  # type: ignore[arg-type]
+                heartbeat=heartbeat,
+            )
+            if lease.lost:
+                logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
+                return
+            result = new_event(attributes, system_clock.now(), schedule_event_id=task.event.schedule_event_id)
+            try:
+                self.backend.complete_activity_task(task, result)
+            except LeaseLost:
+                logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
+                return
+        self._notify("activity_task_completed", task=task, result=result)
+
+    def _deliver_signal(self, instance_id: str, name: str, payload: str) -> None:
+        """The system activity behind ``workflow.signal_workflow``."""
+        self.backend.signal_workflow(
+            instance_id, new_event(SignalReceivedAttributes(name=name, arg=payload), system_clock.now())
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _abandon(self, abandon: Callable[[Any], None], task: Any) -> None:
+        try:
+            abandon(task)
+        except Exception:
+            logger.exception("releasing the lease of %s failed; it expires on its own", task.id)
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        for listener in self.options.listeners:
+            method = getattr(listener, hook, None)
+            if method is None:
+                continue
+            try:
+                method(backend=self.backend, **kwargs)
+            except Exception:
+                logger.exception("worker listener %r failed in %s", listener, hook)
+
+
+def _with_system_queue(queues: Sequence[str]) -> tuple[str, ...]:
+    return tuple(queues) + (() if SYSTEM_QUEUE in queues else (SYSTEM_QUEUE,))
+
+
+def _interval(configured: Any, lock_timeout: timedelta) -> float:
+    # A heartbeat slower than the lease would let the lease expire while the task still runs.
+    return min(to_timedelta(configured).total_seconds(), lock_timeout.total_seconds() / 3)
+
+
+class WorkflowOrchestrator:
+    """A worker and a client in one object, for programs that start and run workflows in one
+    process (go-workflows ``WorkflowOrchestrator``)."""
+
+    def __init__(self, backend: Backend, options: WorkerOptions | None = None) -> None:
+        options = options or WorkerOptions(workflow_pollers=1, activity_pollers=1)
+        self.worker = Worker(backend, options)
+        self.client = Client(backend, registry=self.worker.registry)
+
+    @property
+    def backend(self) -> Backend:
+        return self.worker.backend
+
+    def register_workflow(self, fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+        return self.worker.register_workflow(fn, name)
+
+    def register_activity(self, fn_or_object: Any, name: str | None = None) -> Any:
+        return self.worker.register_activity(fn_or_object, name)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def wait_for_completion(self, timeout: float | None = None) -> bool:
+        return self.worker.wait_for_completion(timeout)
+
+    def create_workflow_instance(
+        self, options: WorkflowInstanceOptions | None, workflow: Callable[..., Any] | str, *args: Any
+    ) -> WorkflowInstance:
+        return self.client.create_workflow_instance(options, workflow, *args)
+
+    def get_workflow_result(self, instance: WorkflowInstance | str, timeout: float | timedelta | None = None) -> Any:
+        return self.client.get_workflow_result(instance, timeout)
+
+    def wait_for_workflow_instance(self, instance: WorkflowInstance | str, timeout: float | timedelta | None = None) -> None:
+        self.client.wait_for_workflow_instance(instance, timeout)
+
+    def signal_workflow(self, instance_id: str, name: str, arg: Any = None) -> None:
+        self.client.signal_workflow(instance_id, name, arg)
+
+    def cancel_workflow_instance(self, instance: WorkflowInstance | str) -> None:
+        self.client.cancel_workflow_instance(instance)
+
+    def remove_workflow_instance(self, instance: WorkflowInstance | str) -> None:
+        self.client.remove_workflow_instance(instance)
+
+    def __enter__(self) -> WorkflowOrchestrator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        self.wait_for_completion()
+
+
+__all__ = ["Worker", "WorkerOptions", "WorkflowOrchestrator", "ExecutionResult"]
