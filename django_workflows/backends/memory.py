@@ -332,14 +332,16 @@ class MemoryBackend(BaseBackend):
                 self._activities[event.id] = _Activity(
                     id=event.id, instance=execution.instance, queue=activity_queue(event, task.queue), event=event
                 )
-            self._deliver_workflow_events(execution.instance, workflow_events, now)
             execution.locked_until = execution.lease_token = None
             execution.sticky_until = now + self.options.sticky
             if state is not InstanceState.ACTIVE:
+                # Finish before delivering: a continue-as-new start for this instance id must
+                # not find this execution still active.
                 execution.pending.clear()  # leftover future events (timers) of a finished run
                 self._finish(execution, state, now)
                 if state is InstanceState.CONTINUED_AS_NEW and self.options.remove_continued_as_new_instances:
                     del self._executions[(execution.instance.instance_id, execution.instance.execution_id)]
+            self._deliver_workflow_events(execution.instance, workflow_events, now)
             self._cond.notify_all()
 
     def _deliver_workflow_events(
