@@ -100,11 +100,16 @@ class Client:
     # -- starting ----------------------------------------------------------------------------
 
     def create_workflow_instance(
-        self, options: WorkflowInstanceOptions | None, workflow: Callable[..., Any] | str, *args: Any
+        self,
+        options: WorkflowInstanceOptions | None,
+        workflow: Callable[..., Any] | str,
+        *args: Any,
+        execution_id: str | None = None,
     ) -> WorkflowInstance:
         """Start ``workflow(*args)``. Bad arguments and values that cannot be stored raise here,
         before anything is written; an active instance with the same id raises
-        ``InstanceAlreadyExists``."""
+        ``InstanceAlreadyExists``. ``execution_id`` is for callers that must know the handle
+        before the start happens (``start_workflow`` inside a transaction)."""
         options = options or WorkflowInstanceOptions()
         instance_id = validate_id(options.instance_id or str(uuid.uuid4()))
         queue = validate_id(options.queue, "queue")
@@ -116,7 +121,7 @@ class Client:
         metadata: dict[str, str] = {}
         for propagator in self.backend.options.context_propagators:
             propagator.inject(metadata)
-        instance = WorkflowInstance(instance_id, new_execution_id())
+        instance = WorkflowInstance(instance_id, execution_id or new_execution_id())
         event = new_event(
             WorkflowExecutionStartedAttributes(name=name, queue=queue, inputs=inputs, metadata=metadata),
             system_clock.now(),

@@ -285,6 +285,11 @@ class Worker:
                 self._in_flight -= 1
                 self._in_flight_lock.notify_all()
 
+    @property
+    def in_flight(self) -> int:
+        """Tasks leased and not finished yet."""
+        return self._in_flight
+
     def stop(self) -> None:
         """Stop polling; tasks already running finish (see ``wait_for_completion``)."""
         self._stop.set()
