@@ -346,7 +346,8 @@ async def select(ctx: Any, *cases: SelectCase) -> Any:
     result = _first_ready(cases)
     if result is _PENDING:
         result = await _block_on(cases)
-    if inspect.isawaitable(result):
+    # Await what an async handler returned, but not a Future a handler returns as its value.
+    if inspect.iscoroutine(result):
         result = await result
     return result
 
