@@ -41,7 +41,7 @@ def with_retries(
         while True:
             try:
                 value: Any = await fn(ctx, attempt)
-            except BaseException as err:  # noqa: BLE001 - every error is judged below
+            except Exception as err:  # every error is judged below; GeneratorExit (close) is not one
                 attempt += 1
                 if attempt >= retry_options.max_attempts or isinstance(err, Canceled) or not can_retry(err):
                     result.set_error(err)
