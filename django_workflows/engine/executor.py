@@ -152,6 +152,9 @@ class Executor:
         for event in all_events:
             self.last_sequence_id += 1
             numbered.append(event.with_sequence_id(self.last_sequence_id))
+        # Count the events the commands produced too, as a replay of this history will: a
+        # cached executor must report the same history length as a fresh one.
+        self.state.history_length = self.last_sequence_id
         return ExecutionResult(
             state=self._instance_state(),
             executed=numbered,
