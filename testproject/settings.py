@@ -8,6 +8,7 @@ parallel tox environments sharing one server never collide.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from importlib.util import find_spec
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 ]
 if _module_exists("testproject.example"):
     INSTALLED_APPS.append("testproject.example")
+# Workflows and activities that the tests run in worker subprocesses (crashes, slow work).
+INSTALLED_APPS.append("testproject.testapp")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -156,12 +159,26 @@ if _module_exists("django_redis"):
     }
 
 # --- workflows -------------------------------------------------------------------------
-WORKFLOWS = {
-    "default": {
-        "BACKEND": "django_workflows.backends.orm.OrmBackend",
-        "OPTIONS": {},
-    },
-}
+# WORKFLOWS_BACKEND=orm|redis picks the default backend; WORKFLOWS_OPTIONS (JSON) adds options,
+# e.g. '{"workflow_lock_timeout": 2}' for worker processes in crash-recovery tests.
+WORKFLOWS_BACKEND = os.environ.get("WORKFLOWS_BACKEND", "orm").strip().lower()
+_workflow_options = json.loads(os.environ.get("WORKFLOWS_OPTIONS") or "{}")
+if WORKFLOWS_BACKEND == "redis":
+    WORKFLOWS = {
+        "default": {
+            "BACKEND": "django_workflows.backends.redis.RedisBackend",
+            "OPTIONS": {"connection": "workflows", **_workflow_options},
+        },
+    }
+elif WORKFLOWS_BACKEND == "orm":
+    WORKFLOWS = {
+        "default": {
+            "BACKEND": "django_workflows.backends.orm.OrmBackend",
+            "OPTIONS": _workflow_options,
+        },
+    }
+else:
+    raise ValueError(f"WORKFLOWS_BACKEND must be orm or redis, not {WORKFLOWS_BACKEND!r}")
 
 # --- i18n, static ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

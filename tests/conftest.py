@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,3 +29,105 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# --- worker subprocesses -----------------------------------------------------------------
+
+
+
+def subprocess_env(workflow_options: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a ``manage.py`` subprocess that uses this test run's database."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    name = str(connection.settings_dict["NAME"])
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine.endswith("sqlite3"):
+        env["DB"], env["SQLITE_PATH"] = "sqlite", name
+    elif engine.endswith("mysql"):
+        env["DB"], env["MYSQL_DATABASE"] = "mysql", name
+    else:
+        env["DB"], env["PGDATABASE"] = "postgres", name
+    env["WORKFLOWS_OPTIONS"] = json.dumps(workflow_options or {})
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("WORKFLOWS_LOG_LEVEL", "INFO")
+    env.update(extra)
+    return env
+
+
+class ManageProcess:
+    """A ``manage.py`` subprocess whose output goes to a file (printed if a test fails)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "manage.py"), *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+        self._log.close()
+
+
+@pytest.fixture
+def manage(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ManageProcess]]:
+    """Start ``manage.py`` subprocesses on the test database; all are killed at teardown."""
+    started: list[ManageProcess] = []
+
+    def start(*args: str, workflow_options: dict[str, Any] | None = None, **env: str) -> ManageProcess:
+        process = ManageProcess(
+            list(args), subprocess_env(workflow_options, **env), tmp_path / f"manage-{len(started)}.log"
+        )
+        started.append(process)
+        return process
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for process in started:
+        process.close()
+        if failed:
+            print(f"--- output of manage.py {' '.join(process.args)} ---\n{process.output()}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    # Lets fixtures see whether the test body failed (to print subprocess logs).
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,82 @@
+"""Workflows and activities the test suite runs in ``runworkflows`` subprocesses.
+
+They coordinate with the tests through files: a *ledger* gets one line per activity execution
+(so a test can count re-executions), and a *gate* file holds an activity until the test creates
+it. Some deliberately kill their worker with ``os._exit`` to simulate a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from django_workflows import register_activity, register_workflow, workflow
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@register_activity
+def ledger_step(ledger: str, step: int, gate: str = "") -> int:
+    """Record an execution of ``step``; if ``gate`` is given, wait (up to 120 s) until it exists."""
+    _append(ledger, f"start {step} pid={os.getpid()}")
+    deadline = time.monotonic() + 120
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _append(ledger, f"done {step} pid={os.getpid()}")
+    return step
+
+
+@register_workflow
+async def ledger_workflow(ctx: workflow.Context, ledger: str, steps: int, gated_step: int, gate: str) -> list[int]:
+    """Run ``steps`` activities in sequence; ``gated_step`` waits for the gate file."""
+    results = []
+    for step in range(1, steps + 1):
+        options = workflow.ActivityOptions(retry_options=workflow.RetryOptions(max_attempts=1))
+        results.append(
+            await workflow.execute_activity(ctx, options, ledger_step, ledger, step, gate if step == gated_step else "")
+        )
+    return results
+
+
+@register_activity
+def crash_worker(ledger: str) -> None:
+    """Kill the worker process running this activity, every time."""
+    _append(ledger, f"crash pid={os.getpid()}")
+    os._exit(9)
+
+
+@register_workflow
+async def poison_workflow(ctx: workflow.Context, ledger: str) -> str:
+    try:
+        await workflow.execute_activity(ctx, workflow.ActivityOptions(), crash_worker, ledger)
+    except workflow.WorkflowError as err:
+        return f"{err.type}: {err}"
+    return "activity returned"
+
+
+@register_workflow
+async def crash_in_workflow_task(ctx: workflow.Context, marker: str, ledger: str) -> int:
+    """Kill the worker in the middle of a workflow task, once (when ``marker`` does not exist yet)."""
+    first = await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, ledger_step, ledger, 1)
+    if not workflow.replaying(ctx) and not Path(marker).exists():
+        Path(marker).touch()
+        os._exit(9)  # the task's result is never committed; another worker must redo it
+    second = await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, ledger_step, ledger, 2)
+    return first + second
+
+
+@register_activity
+def slow(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@register_workflow
+async def slow_workflow(ctx: workflow.Context, seconds: float) -> float:
+    return await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, slow, seconds)

@@ -1,0 +1,130 @@
+"""System checks and the Django signals a worker sends."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from django_workflows import signals
+from django_workflows.backends import default_backend, workflow_backends
+from django_workflows.backends.memory import MemoryBackend
+from django_workflows.client import Client, WorkflowInstanceOptions
+from django_workflows.engine.registry import Registry
+from django_workflows import workflow
+from django_workflows.signals import DjangoSignalListener
+from django_workflows.worker import Worker, WorkerOptions
+
+
+def run_check_ids(**kwargs) -> set[str]:
+    return {message.id for message in checks.run_checks(**kwargs) if message.id and message.id.startswith("django_workflows")}
+
+
+def test_use_tz_off_is_an_error():
+    with override_settings(USE_TZ=False):
+        assert "django_workflows.E002" in run_check_ids()
+
+
+def test_unknown_backend_is_an_error():
+    with override_settings(WORKFLOWS={"default": {"BACKEND": "no.such.Backend"}}):
+        assert "django_workflows.E001" in run_check_ids()
+    with override_settings(WORKFLOWS={"default": {"BACKEND": "django_workflows.backends.memory.MemoryBackend", "OPTIONS": {"bogus": 1}}}):
+        assert "django_workflows.E001" in run_check_ids()
+
+
+def test_missing_default_alias_is_an_error():
+    with override_settings(WORKFLOWS={"other": {"BACKEND": "django_workflows.backends.memory.MemoryBackend"}}):
+        assert "django_workflows.E001" in run_check_ids()
+
+
+def test_settings_are_read_lazily_and_override_settings_works():
+    with override_settings(WORKFLOWS={"default": {"BACKEND": "django_workflows.backends.memory.MemoryBackend"}}):
+        assert isinstance(default_backend(), MemoryBackend)
+    assert not isinstance(workflow_backends["default"], MemoryBackend)
+
+
+def test_sqlite_without_immediate_transactions_is_warned(settings):
+    from django.db import connections
+
+    using = default_backend().using
+    if connections.settings[using]["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("SQLite advice only applies to SQLite databases; this run uses another database")
+    original = dict(connections.settings[using]["OPTIONS"])
+    connections.settings[using]["OPTIONS"].pop("transaction_mode")
+    try:
+        assert "django_workflows.W001" in run_check_ids()
+    finally:
+        connections.settings[using]["OPTIONS"].clear()
+        connections.settings[using]["OPTIONS"].update(original)
+    assert "django_workflows.W001" not in run_check_ids()
+
+
+# --- Django signals ------------------------------------------------------------------------
+
+
+def _fails(x: int) -> int:
+    raise ValueError(f"bad {x}")
+
+
+async def succeeding(ctx: workflow.Context, x: int) -> int:
+    return x * 2
+
+
+async def failing(ctx: workflow.Context) -> None:
+    await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, _fails, 3)
+
+
+async def waits_for_cancel(ctx: workflow.Context) -> None:
+    await workflow.sleep(ctx, 3600)
+
+
+def test_lifecycle_signals_are_sent_once_per_event():
+    received: list[tuple[str, dict]] = []
+
+    def receiver(signal_name):
+        def receive(sender, **kwargs):
+            received.append((signal_name, {"sender": sender, **kwargs}))
+
+        return receive
+
+    handlers = {
+        name: receiver(name)
+        for name in ("workflow_started", "workflow_completed", "workflow_failed", "workflow_canceled", "activity_failed")
+    }
+    for name, handler in handlers.items():
+        getattr(signals, name).connect(handler)
+    try:
+        backend = MemoryBackend()
+        registry = Registry()
+        for fn in (succeeding, failing, waits_for_cancel):
+            registry.register_workflow(fn)
+        registry.register_activity(_fails)
+        # Without the cache every task replays history: signals must still come once.
+        options = WorkerOptions(listeners=(DjangoSignalListener(),), workflow_executor_cache_size=0)
+        client = Client(backend, registry=registry)
+        with Worker(backend, options, registry=registry):
+            ok = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="ok"), succeeding, 21)
+            bad = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="bad"), failing)
+            canceled = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="cx"), waits_for_cancel)
+            assert client.get_workflow_result(ok, timeout=30) == 42
+            with pytest.raises(workflow.WorkflowError):
+                client.get_workflow_result(bad, timeout=30)
+            client.cancel_workflow_instance(canceled)
+            with pytest.raises(workflow.Canceled):
+                client.get_workflow_result(canceled, timeout=30)
+    finally:
+        for name, handler in handlers.items():
+            getattr(signals, name).disconnect(handler)
+
+    by_name: dict[str, list[dict]] = {}
+    for name, kwargs in received:
+        by_name.setdefault(name, []).append(kwargs)
+    assert sorted(k["instance"].instance_id for k in by_name["workflow_started"]) == ["bad", "cx", "ok"]
+    [completed] = by_name["workflow_completed"]
+    assert completed["sender"] == "succeeding" and completed["result"] == 42
+    [failed] = by_name["workflow_failed"]
+    assert failed["instance"] == bad and failed["error"].type == "ValueError" and "bad 3" in str(failed["error"])
+    [canceled_kwargs] = by_name["workflow_canceled"]
+    assert canceled_kwargs["instance"] == canceled
+    assert [k["attempt"] for k in by_name["activity_failed"]] == [0, 1, 2]  # three attempts by default
+    assert {k["activity_name"] for k in by_name["activity_failed"]} == {"_fails"}

@@ -1,0 +1,79 @@
+"""``manage.py runworkflows`` and ``startworkflow`` as real processes on the test database."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from django_workflows.client import Client, WorkflowInstanceOptions
+from django_workflows.engine.core import InstanceState
+from django_workflows.engine.history import EventType
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def test_worker_process_runs_the_quickstart_workflow(manage):
+    client = Client()
+    instance = client.create_workflow_instance(
+        WorkflowInstanceOptions(instance_id="quickstart"), "Workflow1", "input-for-workflow"
+    )
+    worker = manage("runworkflows")
+    assert client.get_workflow_result(instance, timeout=60) == 59
+    worker.send(signal.SIGTERM)
+    assert worker.wait(60) == 0
+    assert "worker stopped" in worker.output()
+
+
+def test_startworkflow_waits_for_a_worker_in_another_process(manage):
+    worker = manage("runworkflows")
+    starter = manage("startworkflow", "Workflow1", "input-for-workflow", "--instance-id", "cli-1", "--wait", "60")
+    assert starter.wait(90) == 0, starter.output()
+    assert "Workflow completed with result: 59" in starter.output()
+    worker.send(signal.SIGTERM)
+    assert worker.wait(60) == 0
+
+
+def test_startworkflow_rejects_an_unknown_workflow(manage):
+    starter = manage("startworkflow", "NoSuchWorkflow")
+    assert starter.wait(60) != 0
+    assert "workflow NoSuchWorkflow not found; registered workflows:" in starter.output()
+    assert "Workflow1" in starter.output()
+
+
+def test_startworkflow_rejects_bad_arguments_before_writing_anything(manage):
+    starter = manage("startworkflow", "Workflow1", "--instance-id", "bad-args")
+    assert starter.wait(60) != 0
+    assert "mismatched argument count: expected 1, got 0" in starter.output()
+    with pytest.raises(Exception):
+        Client().get_workflow_instance_state("bad-args")
+
+
+def test_sigterm_lets_the_running_activity_finish_and_commit(manage, tmp_path: Path):
+    ledger, gate = tmp_path / "ledger", tmp_path / "gate"
+    client = Client()
+    instance = client.create_workflow_instance(
+        WorkflowInstanceOptions(instance_id="drain"), "ledger_workflow", str(ledger), 1, 1, str(gate)
+    )
+    worker = manage("runworkflows")
+    wait_for(lambda: ledger.exists() and "start 1" in ledger.read_text(), what="the activity to start")
+    worker.send(signal.SIGTERM)  # stop polling; the activity in flight must still finish
+    gate.touch()
+    assert worker.wait(60) == 0
+    assert "done 1" in ledger.read_text()
+    history = client.backend.get_workflow_instance_history(instance)
+    assert [e.type for e in history].count(EventType.ACTIVITY_COMPLETED) == 1
+    # The worker stopped before running the next workflow task; a new worker finishes the job.
+    assert client.get_workflow_instance_state(instance) is InstanceState.ACTIVE
+    manage("runworkflows")
+    assert client.get_workflow_result(instance, timeout=60) == [1]
+
+
+def test_until_idle_exits_when_nothing_is_left(manage):
+    client = Client()
+    instance = client.create_workflow_instance(WorkflowInstanceOptions(), "Workflow1", "x")
+    worker = manage("runworkflows", "--until-idle")
+    assert worker.wait(90) == 0, worker.output()
+    assert client.get_workflow_instance_state(instance) is InstanceState.FINISHED
