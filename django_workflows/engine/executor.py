@@ -191,7 +191,8 @@ class Executor:
         self._complete(error=err)
         # The task's new events are recorded (nothing delivered is lost), then the failure.
         events = [new_event(WorkflowTaskStartedAttributes(), now), *new_events]
-        events.extend(self._process_commands(now, only_final=True).events)
+        final = self._process_commands(now, only_final=True)
+        events.extend(final.events)
         numbered = []
         for event in events:
             self.last_sequence_id += 1
@@ -199,7 +200,8 @@ class Executor:
         return ExecutionResult(
             state=InstanceState.FINISHED,
             executed=numbered,
-            workflow_events=[],
+            # A sub-workflow's parent must hear of the failure, or it waits forever.
+            workflow_events=final.workflow_events,
             workflow_name=self.state.name,
             error=err,
         )
