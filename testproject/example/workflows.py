@@ -1,12 +1,15 @@
 """The seed's quickstart, ported: ``Workflow1`` runs ``Activity1(35, 12)`` then ``Activity2``.
 
 Registered under go-workflows' names, so ``manage.py startworkflow Workflow1 ...`` and the
-admin show the same names as the Go documentation.
+admin show the same names as the Go documentation. The order flow lives in ``orders``; it is
+imported here so that autodiscovery registers it too.
 """
 
 from __future__ import annotations
 
 from django_workflows import register_activity, register_workflow, workflow
+
+from . import orders  # noqa: F401  (registers the order flow)
 
 
 @register_activity(name="Activity1")
