@@ -2,9 +2,9 @@
 ``tester/``).
 
 The tester runs the workflow under test, and any sub-workflows it starts, on an in-memory loop
-of its own: no backend, no worker threads, no database. Activities are mocked or run for real;
-sub-workflows are mocked or run for real; signals, cancellations and callbacks are scheduled
-in workflow time. The clock is fake: while nothing but timers can make progress, it jumps to the
+of its own: no backend, no worker, no database. Mocked activities answer at once; real ones run
+on threads of their own. Sub-workflows are mocked or run for real; signals, cancellations and
+callbacks are scheduled in workflow time. The clock is fake: while nothing but timers can make progress, it jumps to the
 next timer, so a workflow that sleeps for days finishes in milliseconds; while real activities
 run it follows the wall clock, so timers race them as they would in production. Every workflow
 task runs on a fresh ``Executor`` that replays the whole history first, so workflow code that is
