@@ -15,6 +15,8 @@ from typing import Any
 
 _LAZY = {
     "WorkflowTester": "django_workflows.testing.tester",
+    "WorkflowBlocked": "django_workflows.testing.tester",
+    "UnexpectedCall": "django_workflows.testing.tester_mocks",
     "BackendConformance": "django_workflows.testing.conformance",
     "EndToEndConformance": "django_workflows.testing.conformance",
 }
