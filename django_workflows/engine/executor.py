@@ -135,8 +135,8 @@ class Executor:
         executed.extend(new_events)
         self.state.replaying = False
         try:
-            for event in executed:
-                self._execute_event(event)
+            for event, run in _runs(executed):
+                self._execute_event(event, run=run)
         except NondeterminismError as err:
             self._complete(error=err)
         commands = self._process_commands(now)
@@ -174,10 +174,9 @@ class Executor:
     def _replay(self, history: Sequence[Event]) -> None:
         self.state.replaying = True
         try:
-            for event in history:
-                if event.sequence_id <= self.last_sequence_id:
-                    continue
-                self._execute_event(event)
+            unseen = [event for event in history if event.sequence_id > self.last_sequence_id]
+            for event, run in _runs(unseen):
+                self._execute_event(event, run=run)
                 self.last_sequence_id = event.sequence_id
         finally:
             self.state.replaying = False
@@ -208,7 +207,7 @@ class Executor:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _execute_event(self, event: Event) -> None:
+    def _execute_event(self, event: Event, *, run: bool = True) -> None:
         state = self.state
         state.history_length += 1
         if self.completed:
@@ -216,8 +215,9 @@ class Executor:
         handler = _HANDLERS.get(event.type)
         if handler is not None:
             handler(self, event)
-        state.scheduler.run_until_blocked()
-        self._check_completion()
+        if run:
+            state.scheduler.run_until_blocked()
+            self._check_completion()
 
     def _on_started(self, event: Event) -> None:
         attrs: WorkflowExecutionStartedAttributes = event.attributes  # type: ignore[assignment]
@@ -461,6 +461,27 @@ class Executor:
             if isinstance(command, ContinueAsNewCommand) and command.state is CommandState.DONE:
                 return InstanceState.CONTINUED_AS_NEW
         return InstanceState.FINISHED
+
+
+def _runs(events: Sequence[Event]) -> list[tuple[Event, bool]]:
+    """Pair each event with whether the coroutines run after it.
+
+    Consecutive signals are delivered together before the coroutines run, so a workflow that
+    drains its signal channel (say, before continuing as new) sees every signal that arrived in
+    the same task instead of finishing after the first one and leaving the rest unread. A run
+    of signals is the same in the new events of a task and in their replay from history, so
+    this stays deterministic.
+    """
+    out = []
+    for index, event in enumerate(events):
+        following = events[index + 1] if index + 1 < len(events) else None
+        batched = (
+            event.type is EventType.SIGNAL_RECEIVED
+            and following is not None
+            and following.type is EventType.SIGNAL_RECEIVED
+        )
+        out.append((event, not batched))
+    return out
 
 
 def _panic_error(exc: BaseException, coroutine: str) -> PanicError:
