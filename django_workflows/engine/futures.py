@@ -115,10 +115,13 @@ class _Yield:
 class _Receiver:
     """A blocked receive (plain or from a select), waiting for a sender or a close."""
 
-    __slots__ = ("accept_fn",)
+    __slots__ = ("accept_fn", "waiting")
 
-    def __init__(self, accept_fn: Callable[[Any, bool], bool]) -> None:
+    def __init__(self, accept_fn: Callable[[Any, bool], bool], waiting: Callable[[], bool] = lambda: True) -> None:
         self.accept_fn = accept_fn
+        #: False once a select this receiver belongs to took another case: until that select
+        #: resumes and unregisters, the receiver is still queued but takes nothing.
+        self.waiting = waiting
 
 
 class _Sender:
@@ -151,7 +154,7 @@ class Channel(Generic[T]):
         return self._capacity is None or len(self._buffer) < self._capacity
 
     def _can_send(self) -> bool:
-        return bool(self._receivers) or self._has_room()
+        return any(receiver.waiting() for receiver in self._receivers) or self._has_room()
 
     def send_nonblocking(self, value: T) -> bool:
         """Send if a receiver waits or the buffer has room; return whether it was sent."""
@@ -382,7 +385,7 @@ async def _block_on(cases: tuple[SelectCase, ...]) -> Any:
 
     for case in cases:
         if isinstance(case, _ReceiveCase):
-            receiver = _Receiver(make_accept(case))
+            receiver = _Receiver(make_accept(case), lambda: not fired)
             case.channel._receivers.append(receiver)
             registered.append((case.channel, receiver))
     try:
