@@ -265,3 +265,27 @@ def test_wait_group_misuse() -> None:
         wg.add(1)
     scheduler.run_until_blocked()
     assert scheduler.all_done()
+
+
+def test_send_case_ignores_a_select_that_already_took_another_case() -> None:
+    first: Channel[int] = Channel()
+    second: Channel[int] = Channel()
+    out: list[Any] = []
+
+    async def receiver() -> None:
+        out.append(await select(None, on_receive(first, lambda v, ok: ("first", v)), on_receive(second, lambda v, ok: ("second", v))))
+
+    async def sender() -> None:
+        await first.send(None, 1)
+
+    async def select_sender() -> None:
+        # The receiver's select already took "first"; its registration on "second" is stale
+        # until it resumes, so this send must wait instead of failing.
+        out.append(await select(None, on_send(second, 2, lambda: "sent")))
+
+    scheduler = Scheduler()
+    blocked = [scheduler.spawn(name, coro) for name, coro in (("r", receiver()), ("s", sender()), ("t", select_sender()))]
+    scheduler.run_until_blocked()
+    assert out == [("first", 1)]
+    assert [co.error for co in blocked] == [None, None, None] and not blocked[2].done
+    assert second.receive_nonblocking() == (None, False)
