@@ -1,0 +1,269 @@
+"""What both engines' drivers share: worker processes, waiting, peak memory and the summary.
+
+Timing rule (the same for both engines): every workflow is created before any worker starts;
+the clock starts when the first worker process reports that it polls (``bench.readiness``),
+and stops at the latest completion time the store recorded for a root workflow. Interpreter and
+framework start-up are therefore not counted, and neither is the delay of our own polling for
+completion. ``startup_s`` reports the start-up separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+@dataclass
+class WorkerProcess:
+    index: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    count_file: Path
+    ready_file: Path
+    started_at: float
+
+    def ready_time(self) -> float | None:
+        try:
+            return float(self.ready_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident set size so far (``VmHWM``)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            pass
+        return float("nan")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def start_workers(commands: Sequence[list[str]], env: dict[str, str], run_dir: Path) -> list[WorkerProcess]:
+    workers = []
+    for index, command in enumerate(commands):
+        log_path = run_dir / f"worker-{index}.log"
+        count_file = run_dir / f"worker-{index}.counts.json"
+        ready_file = run_dir / f"worker-{index}.ready"
+        for stale in (count_file, ready_file):
+            stale.unlink(missing_ok=True)
+        worker_env = {
+            **env,
+            "BENCH_COUNT_FILE": str(count_file),
+            "BENCH_READY_FILE": str(ready_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = open(log_path, "wb")
+        started_at = time.time()
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()  # the child has its own descriptor
+        workers.append(WorkerProcess(index, proc, log_path, count_file, ready_file, started_at))
+    return workers
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def wait_until_done(
+    workers: Sequence[WorkerProcess], done: Callable[[], bool], timeout: float, interval: float = 0.2
+) -> int:
+    """Poll ``done`` until it is true; fail if a worker exits or ``timeout`` passes. Returns the
+    number of polls (each poll is a query the store counts too)."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while True:
+        for worker in workers:
+            if worker.proc.poll() is not None:
+                raise RunFailed(
+                    f"worker {worker.index} exited with {worker.proc.returncode} before the run finished:\n"
+                    + worker.log_tail()
+                )
+        polls += 1
+        if done():
+            return polls
+        if time.monotonic() > deadline:
+            raise RunFailed(f"the run did not finish within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def stop_workers(workers: Sequence[WorkerProcess], timeout: float = 60) -> list[int]:
+    """SIGTERM every worker (they drain and exit); SIGKILL what is left after ``timeout``."""
+    for worker in workers:
+        if worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGTERM)
+    codes = []
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        try:
+            codes.append(worker.proc.wait(max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+            codes.append(worker.proc.wait())
+    return codes
+
+
+def kill_workers(workers: Sequence[WorkerProcess]) -> None:
+    for worker in workers:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait()
+
+
+@dataclass
+class Measured:
+    workers: list[WorkerProcess]
+    polls: int
+    peak_rss_mb: list[float]
+    server_counters: dict[str, int]
+    client_counters: dict[str, int]
+
+
+def measure_run(
+    *,
+    store: str,
+    db_name: str,
+    commands: Sequence[list[str]],
+    env: dict[str, str],
+    run_dir: Path,
+    done: Callable[[], bool],
+    timeout: float,
+    before_stop: Callable[[], None] | None = None,
+) -> Measured:
+    """Start the workers, wait until ``done``, stop them; with the store's counter deltas."""
+    from bench import counting, stores
+
+    server_before = stores.read_server_counters(store, db_name)
+    workers = start_workers(commands, env, run_dir)
+    try:
+        polls = wait_until_done(workers, done, timeout)
+        peak_rss = [w.peak_rss_mb() for w in workers]
+        if before_stop is not None:
+            before_stop()
+        codes = stop_workers(workers)
+    finally:
+        kill_workers(workers)
+    if any(codes):
+        raise RunFailed(f"workers exited with {codes}:\n" + "\n".join(w.log_tail() for w in workers))
+    if store == "postgres":
+        stores.wait_for_pg_backends(db_name)
+    server = stores.counter_delta(server_before, stores.read_server_counters(store, db_name))
+    counted = [str(w.count_file) for w in workers] if store in ("sqlite", "redis") else []
+    return Measured(workers, polls, peak_rss, server, counting.read_count_files(counted))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Linear-interpolated percentile (p in 0..100) of a non-empty sequence."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def summarize(
+    *,
+    engine: str,
+    store: str,
+    workload: Any,
+    measured: Measured,
+    roots: Sequence[tuple[float, float]],
+    activities: int,
+    workflows: int,
+    transactions: int | None,
+    transactions_what: str,
+    first_work: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One result row. ``roots`` holds (created, completed) wall-clock times of root workflows;
+    ``first_work`` is when the store says the first workflow started, for an engine whose
+    workers may start working before they can report that they are ready."""
+    workers = measured.workers
+    ready = [t for t in (w.ready_time() for w in workers) if t is not None]
+    if first_work is not None:
+        ready.append(first_work)
+    if not ready:
+        raise RunFailed("no worker reported that it was ready")
+    start = min(ready)
+    end = max(completed for _, completed in roots)
+    duration = end - start
+    if duration <= 0:
+        raise RunFailed(f"the run finished before its first worker was ready ({duration:.3f} s)")
+    from_start = [completed - start for _, completed in roots]
+    from_created = [completed - created for created, completed in roots]
+    result = {
+        "engine": engine,
+        "store": store,
+        "workload": workload.name,
+        "label": workload.label(),
+        "workers": len(workers),
+        "roots": len(roots),
+        "workflows": workflows,
+        "activities": activities,
+        "expected_activities": workload.expected_activities,
+        "expected_workflows": workload.expected_workflows,
+        "duration_s": duration,
+        "startup_s": start - min(w.started_at for w in workers),
+        "steps_per_s": activities / duration,
+        "workflows_per_s": workflows / duration,
+        "p50_s": percentile(from_start, 50),
+        "p95_s": percentile(from_start, 95),
+        "p50_since_created_s": percentile(from_created, 50),
+        "p95_since_created_s": percentile(from_created, 95),
+        "peak_rss_mb": max(measured.peak_rss_mb),
+        "peak_rss_mb_each": measured.peak_rss_mb,
+        "transactions": transactions,
+        "transactions_what": transactions_what,
+        "tx_per_activity": None if transactions is None or not activities else transactions / activities,
+        "server_counters": measured.server_counters,
+        "client_counters": measured.client_counters,
+        "completion_polls": measured.polls,
+    }
+    if extra:
+        result.update(extra)
+    return result
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print a driver's result on one line the coordinator can find among log output."""
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def run_driver(command: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run a driver process and return its result; its output is kept in the error if it fails."""
+    proc = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
+    )
+    output = proc.stdout.decode(errors="replace")
+    for line in reversed(output.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX):])
+            return result
+    raise RunFailed(f"{' '.join(command[-6:])} failed (exit {proc.returncode}):\n{output[-4000:]}")
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env

@@ -1,0 +1,235 @@
+"""The bench command: W1, W2, W3 and go-workflows' tree on every store, DBOS side by side.
+
+    python -m bench.run [--backends sqlite,mysql,postgres,redis] [--workloads W1,W2,W3,tree]
+                        [--dbos] [--repeat 3] [--scale smoke|full] [--workers N] [--json]
+
+For each store it measures the raw commit rate (the physical limit), then runs every workload
+``--repeat`` times with our engine (``bench.ours``) and, with ``--dbos``, with DBOS Transact on
+the stores DBOS supports (``bench.dbos_side``), alternating the two so both see the same
+machine conditions. Each run is a fresh process with a fresh database. It prints one table per
+store with the medians, or with ``--json`` one JSON document with every run. See
+``bench/README.md`` for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import harness, stores
+from bench.workloads import DBOS_WORKLOADS, WORKLOADS, get_workload
+
+DEFAULT_DATA_DIR = harness.REPO_ROOT / "bench" / ".data"
+METRICS = ("steps_per_s", "workflows_per_s", "p50_s", "p95_s", "peak_rss_mb", "tx_per_activity", "duration_s")
+
+
+def _csv(allowed: tuple[str, ...], what: str) -> Any:
+    def parse(value: str) -> list[str]:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [v for v in items if v not in allowed]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"{what} must be a comma-separated subset of {','.join(allowed)}")
+        return items
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", type=_csv(stores.STORES, "--backends"), default=list(stores.STORES))
+    parser.add_argument("--workloads", type=_csv(WORKLOADS, "--workloads"), default=list(WORKLOADS))
+    parser.add_argument("--dbos", action="store_true", help="also run W1-W3 on DBOS (SQLite and PostgreSQL)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per workload; the table shows medians")
+    parser.add_argument("--scale", choices=("smoke", "full"), default="full")
+    parser.add_argument("--workers", type=int, default=2, help="runworkflows processes (and DBOS processes)")
+    parser.add_argument("--worker-args", default="", help="extra runworkflows flags, e.g. '--workflow-pollers 4'")
+    parser.add_argument("--dbos-workers", type=int, default=None, help="DBOS processes (default: --workers)")
+    parser.add_argument("--dbos-polling", type=float, default=0.1,
+                        help="DBOS queue polling_interval_sec (DBOS's default 1.0 idles up to a second per poll)")
+    parser.add_argument("--dbos-w3", type=_csv(("queue", "async"), "--dbos-w3"), default=["queue", "async"],
+                        help="DBOS fan-out styles to run for W3; the ratio uses the faster one")
+    parser.add_argument("--raw-seconds", type=float, default=stores.RAW_COMMIT_SECONDS)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds one run may take")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.workers < 1:
+        parser.error("--repeat and --workers must be at least 1")
+    return args
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_ours(args: argparse.Namespace, store: str, workload: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.ours", "--store", store, "--workload", workload, "--scale", args.scale,
+               "--workers", str(args.workers), "--worker-args", args.worker_args,
+               "--run-dir", str(args.data_dir / "ours"), "--timeout", str(args.timeout)]
+    return harness.run_driver(command, harness.base_env(), args.timeout + 300)
+
+
+def _run_dbos(args: argparse.Namespace, store: str, workload: str, w3: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.dbos_side", "--store", store, "--workload", workload, "--scale", args.scale,
+               "--workers", str(args.dbos_workers or args.workers), "--w3", w3,
+               "--polling-interval", str(args.dbos_polling),
+               "--run-dir", str(args.data_dir / "dbos"), "--timeout", str(args.timeout)]
+    return harness.run_driver(command, harness.base_env(), args.timeout + 300)
+
+
+def _attempt(kind: str, run: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = run()
+    except Exception as exc:  # one failed run must not lose the rest of a long bench
+        _progress(f"  {kind}: FAILED: {exc}")
+        return {"error": str(exc)}
+    _progress(
+        f"  {kind}: {result['activities']}/{result['expected_activities']} activities in {result['duration_s']:.2f} s"
+        f" = {result['steps_per_s']:.0f} steps/s"
+    )
+    return result
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return None
+    row = dict(ok[0])
+    for metric in METRICS:
+        values = [r[metric] for r in ok if r.get(metric) is not None]
+        row[metric] = statistics.median(values) if values else None
+    row["runs_ok"] = len(ok)
+    row["runs_failed"] = len(runs) - len(ok)
+    row["counts_ok"] = all(
+        r["activities"] == r["expected_activities"] and r["workflows"] >= r["roots"] for r in ok
+    )
+    return row
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    args.data_dir = args.data_dir.resolve()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"environment": environment(args), "stores": {}}
+    if args.dbos:
+        from bench import dbos_side
+
+        _progress("DBOS: checking bench/.venv-dbos")
+        dbos_side.ensure_venv()
+        report["environment"]["dbos"] = dbos_side.dbos_version()
+    for store in args.backends:
+        _progress(f"== {store}: raw commit rate")
+        entry: dict[str, Any] = {"raw_commit_per_s": stores.raw_commit_rate(store, args.data_dir, args.raw_seconds),
+                                 "workloads": {}}
+        report["stores"][store] = entry
+        for name in args.workloads:
+            workload = get_workload(name, args.scale)
+            with_dbos = args.dbos and store in stores.DBOS_STORES and name in DBOS_WORKLOADS
+            styles = args.dbos_w3 if name == "W3" else ["chain"]
+            ours: list[dict[str, Any]] = []
+            dbos: dict[str, list[dict[str, Any]]] = {style: [] for style in styles} if with_dbos else {}
+            for repetition in range(1, args.repeat + 1):
+                _progress(f"== {store} {workload.label()} run {repetition}/{args.repeat}")
+                ours.append(_attempt("ours", lambda: _run_ours(args, store, name)))
+                for style in dbos:
+                    dbos[style].append(_attempt(f"DBOS ({style})", lambda: _run_dbos(args, store, name, style if name == "W3" else "queue")))
+            row: dict[str, Any] = {"label": workload.label(), "ours": median_row(ours), "ours_runs": ours}
+            if with_dbos:
+                medians = {style: median_row(runs) for style, runs in dbos.items()}
+                best = max((m for m in medians.values() if m), key=lambda m: m["steps_per_s"], default=None)
+                row.update(dbos=best, dbos_styles=medians, dbos_runs=dbos)
+                if best and row["ours"]:
+                    row["ratio"] = row["ours"]["steps_per_s"] / best["steps_per_s"]
+            entry["workloads"][name] = row
+    return report
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    import django
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            ram_gb = int(f.readline().split()[1]) / 1024 / 1024
+    except (OSError, ValueError, IndexError):
+        ram_gb = float("nan")
+    return {
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(ram_gb, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "servers": stores.server_versions(),
+        "scale": args.scale,
+        "workers": args.workers,
+        "worker_args": args.worker_args,
+        "repeat": args.repeat,
+        "dbos_polling_interval": args.dbos_polling,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        f"machine: {env['cpu']}, {env['cores']} cores, {env['ram_gb']} GB RAM, Linux {env['kernel']}",
+        f"versions: Python {env['python']}, Django {env['django']}, "
+        + ", ".join(f"{k} {v}" for k, v in env["servers"].items())
+        + (f", dbos {env['dbos']}" if "dbos" in env else ""),
+        f"scale {env['scale']}, {env['workers']} worker processes {env['worker_args']}, medians of {env['repeat']}",
+    ]
+    header = ("workload", "ours st/s", "DBOS st/s", "ours/DBOS", "wf/s", "p50/p95 s", "peak MB", "tx/act", "DBOS tx/act")
+    for store, entry in report["stores"].items():
+        lines += ["", f"{store}: raw commit rate {entry['raw_commit_per_s']:,.0f}/s (one connection, tiny INSERT+COMMIT)"]
+        rows = [header]
+        for row in entry["workloads"].values():
+            ours, dbos = row["ours"], row.get("dbos")
+            if ours is None:
+                rows.append((row["label"], "FAILED", *["-"] * 7))
+                continue
+            warn = "" if ours["counts_ok"] else " (COUNT MISMATCH)"
+            rows.append((
+                row["label"] + warn,
+                _fmt(ours["steps_per_s"], ",.0f"),
+                _fmt(dbos and dbos["steps_per_s"], ",.0f") + (f" ({dbos['dbos_w3']})" if dbos and row["label"].startswith("W3") else ""),
+                _fmt(row.get("ratio"), ".2f") + ("x" if row.get("ratio") else ""),
+                _fmt(ours["workflows_per_s"], ",.1f"),
+                f"{ours['p50_s']:.2f}/{ours['p95_s']:.2f}",
+                _fmt(ours["peak_rss_mb"], ".0f"),
+                _fmt(ours["tx_per_activity"], ".2f"),
+                _fmt(dbos and dbos["tx_per_activity"], ".2f"),
+            ))
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+        for r in rows:
+            lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        what = next((row["ours"]["transactions_what"] for row in entry["workloads"].values() if row["ours"]), "")
+        lines.append(f"tx/act: {what} per completed activity")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    report = run_bench(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""The four stores, seen from the bench: fresh databases, server counters, raw commit rate.
+
+Uses the plain drivers (sqlite3, MySQLdb, psycopg, redis), not Django, so that it works for both
+engines and in the process that only coordinates. Connection details come from the same
+environment variables as ``testproject.settings`` (``MYSQL_*``, ``PG*``).
+
+Server counters (read before and after a run, as deltas):
+
+- PostgreSQL: ``pg_stat_database.xact_commit + xact_rollback`` of the bench database only:
+  every transaction, read-only autocommit statements included. PostgreSQL publishes a backend's
+  counts when it goes idle (at most once a second) or exits, so read them after the workers exit.
+- MariaDB: ``SHOW GLOBAL STATUS`` ``Com_commit + Com_rollback`` (explicit COMMIT/ROLLBACK only:
+  a statement run in autocommit mode is not counted) and ``Questions`` (statements sent by
+  clients). They are server-wide, so other clients running at the same time inflate them.
+- Redis: ``INFO commandstats`` calls per command. Server-wide, and commands that Lua scripts run
+  are counted too; round trips are counted in the workers instead (``bench.counting``).
+- SQLite has no server: see ``bench.counting``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+STORES = ("sqlite", "mysql", "postgres", "redis")
+#: Stores DBOS can use as its system database.
+DBOS_STORES = ("sqlite", "postgres")
+RAW_COMMIT_SECONDS = 2.0
+
+
+def mysql_params() -> dict[str, Any]:
+    return {
+        "host": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+        "port": int(os.environ.get("MYSQL_PORT", "3306")),
+        "user": os.environ.get("MYSQL_USER", "djapp"),
+        "password": os.environ.get("MYSQL_PASSWORD", "djapp-pw"),
+    }
+
+
+def pg_params() -> dict[str, Any]:
+    return {
+        "host": os.environ.get("PGHOST", "127.0.0.1"),
+        "port": int(os.environ.get("PGPORT", "5432")),
+        "user": os.environ.get("PGUSER", "djapp"),
+        "password": os.environ.get("PGPASSWORD", "djapp-pw"),
+    }
+
+
+def pg_url(dbname: str) -> str:
+    p = pg_params()
+    return f"postgresql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{dbname}"
+
+
+def redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@contextmanager
+def mysql_connection(db: str | None = None) -> Iterator[Any]:
+    import MySQLdb
+
+    params = mysql_params()
+    if db:
+        params["database"] = db
+    conn = MySQLdb.connect(charset="utf8mb4", **params)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def pg_connection(dbname: str = "postgres", autocommit: bool = True) -> Iterator[Any]:
+    import psycopg
+
+    conn = psycopg.connect(dbname=dbname, autocommit=autocommit, **pg_params())
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def redis_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(redis_url())
+
+
+# -- fresh databases ------------------------------------------------------------------------
+
+
+def remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def recreate_database(store: str, name: str) -> None:
+    """Drop and create the MariaDB/PostgreSQL database ``name``."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"bench database names are letters, digits and _, not {name!r}")
+    if store == "mysql":
+        with mysql_connection() as conn:
+            cur = conn.cursor()
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    elif store == "postgres":
+        with pg_connection() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    else:
+        raise ValueError(f"{store} has no server databases to recreate")
+
+
+def drop_database(store: str, name: str) -> None:
+    if store == "mysql":
+        with mysql_connection() as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    elif store == "postgres":
+        with pg_connection() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def flush_redis() -> None:
+    client = redis_client()
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+# -- server counters ------------------------------------------------------------------------
+
+
+def read_server_counters(store: str, dbname: str = "") -> dict[str, int]:
+    if store == "postgres":
+        with pg_connection() as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (dbname,)
+            ).fetchone()
+        if row is None:
+            raise RuntimeError(f"no pg_stat_database row for {dbname!r}")
+        return {"pg_xact_commit": int(row[0]), "pg_xact_rollback": int(row[1])}
+    if store == "mysql":
+        with mysql_connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', 'Com_rollback', 'Questions')")
+            return {f"mysql_{name}": int(value) for name, value in cur.fetchall()}
+    if store == "redis":
+        client = redis_client()
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return {f"redis_{name.removeprefix('cmdstat_')}": int(v["calls"]) for name, v in stats.items()}
+    return {}
+
+
+def counter_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after)) if after.get(k, 0) != before.get(k, 0)}
+
+
+def transactions(store: str, measured: Any) -> tuple[int | None, str]:
+    """The number the table shows as transactions (or round trips) and what it is.
+
+    On PostgreSQL the driver's completion polls (one autocommit SELECT each, on the bench
+    database) are subtracted; on the other stores they are not counted in the first place.
+    """
+    server, client = measured.server_counters, measured.client_counters
+    if store == "postgres":
+        total = server.get("pg_xact_commit", 0) + server.get("pg_xact_rollback", 0) - measured.polls
+        return total, "xact_commit+xact_rollback"
+    if store == "mysql":
+        return server.get("mysql_Com_commit", 0) + server.get("mysql_Com_rollback", 0), "Com_commit+Com_rollback"
+    if store == "sqlite":
+        if "sqlite_tx" not in client:
+            return None, "not counted"
+        return client["sqlite_tx"], "transactions begun (traced)"
+    if "redis_round_trips" not in client:
+        return None, "not counted"
+    return client["redis_round_trips"], "round trips (client-side)"
+
+
+def wait_for_pg_backends(dbname: str, timeout: float = 10) -> None:
+    """Wait until no backend is connected to ``dbname``: a backend publishes its counters to
+    ``pg_stat_database`` when it exits, so this comes before the final counter reading."""
+    deadline = time.monotonic() + timeout
+    with pg_connection() as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)).fetchone()
+            if row[0] == 0:
+                return
+            time.sleep(0.05)
+
+
+# -- raw commit rate ------------------------------------------------------------------------
+
+
+def _loop(commit_one: Any, seconds: float) -> float:
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        commit_one(n)
+        n += 1
+        if n % 50 == 0 and time.perf_counter() >= deadline:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def raw_commit_rate(store: str, data_dir: Path, seconds: float = RAW_COMMIT_SECONDS) -> float:
+    """Tiny INSERT + COMMIT in a tight loop on one connection, per second: the store's physical
+    limit for anything that commits once per step. Redis: one SET per round trip, with the
+    server's persistence settings as they are."""
+    if store == "sqlite":
+        path = data_dir / "raw-commit.sqlite3"
+        remove_sqlite(path)
+        conn = sqlite3.connect(path, isolation_level="IMMEDIATE")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            conn.commit()
+
+            def one(n: int) -> None:
+                conn.execute("INSERT INTO t (v) VALUES (?)", ("x",))
+                conn.commit()
+
+            return _loop(one, seconds)
+        finally:
+            conn.close()
+            remove_sqlite(path)
+    if store == "mysql":
+        recreate_database("mysql", "wfbench_raw")
+        try:
+            with mysql_connection("wfbench_raw") as conn:
+                cur = conn.cursor()
+                cur.execute("CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(8)) ENGINE=InnoDB")
+                conn.autocommit(False)
+
+                def one(n: int) -> None:
+                    cur.execute("INSERT INTO t (v) VALUES (%s)", ("x",))
+                    conn.commit()
+
+                return _loop(one, seconds)
+        finally:
+            drop_database("mysql", "wfbench_raw")
+    if store == "postgres":
+        recreate_database("postgres", "wfbench_raw")
+        try:
+            with pg_connection("wfbench_raw", autocommit=False) as conn:
+                conn.execute("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT)")
+                conn.commit()
+
+                def one(n: int) -> None:
+                    conn.execute("INSERT INTO t (v) VALUES (%s)", ("x",))
+                    conn.commit()
+
+                return _loop(one, seconds)
+        finally:
+            drop_database("postgres", "wfbench_raw")
+    if store == "redis":
+        client = redis_client()
+        try:
+
+            def one(n: int) -> None:
+                client.set("wfbench:raw", n)
+
+            rate = _loop(one, seconds)
+            client.delete("wfbench:raw")
+            return rate
+        finally:
+            client.close()
+    raise ValueError(f"unknown store {store!r}")
+
+
+def server_versions() -> dict[str, str]:
+    """Versions of the servers, for the results page; a server that does not answer is noted."""
+    versions: dict[str, str] = {"sqlite": sqlite3.sqlite_version}
+    try:
+        with mysql_connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT VERSION()")
+            versions["mysql"] = str(cur.fetchone()[0])
+    except Exception as exc:  # reported, not fatal: the run may not use this store
+        versions["mysql"] = f"unavailable ({exc.__class__.__name__})"
+    try:
+        with pg_connection() as conn:
+            versions["postgres"] = str(conn.execute("SHOW server_version").fetchone()[0])
+    except Exception as exc:
+        versions["postgres"] = f"unavailable ({exc.__class__.__name__})"
+    try:
+        client = redis_client()
+        versions["redis"] = str(client.info("server")["redis_version"])
+        client.close()
+    except Exception as exc:
+        versions["redis"] = f"unavailable ({exc.__class__.__name__})"
+    return versions

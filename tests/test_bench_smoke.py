@@ -1,0 +1,51 @@
+"""The bench command at smoke size, through its real entry point: it must run and count right.
+
+No timing is asserted: CI machines are too noisy for that, and speed is what ``bench/RESULTS.md``
+reports, not what a test decides.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.harness import REPO_ROOT, base_env
+from bench.workloads import get_workload
+
+pytestmark = pytest.mark.slow
+
+
+def _run_bench(tmp_path: Path, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--scale", "smoke", "--repeat", "1", "--workers", "1",
+         "--raw-seconds", "0.2", "--timeout", "50", "--data-dir", str(tmp_path), "--json", *args],
+        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_w1_on_sqlite_runs_every_activity_once_and_reports_its_numbers(tmp_path: Path) -> None:
+    report = _run_bench(tmp_path, "--backends", "sqlite", "--workloads", "W1")
+
+    expected = get_workload("W1", "smoke")
+    store = report["stores"]["sqlite"]
+    assert store["raw_commit_per_s"] > 0
+    run = store["workloads"]["W1"]["ours"]
+    assert run is not None, store["workloads"]["W1"]["ours_runs"]
+    assert run["activities"] == expected.expected_activities == expected.count * expected.steps
+    assert run["workflows"] == run["roots"] == expected.count
+    assert run["counts_ok"] and run["runs_failed"] == 0
+    # Derived numbers are present and consistent with the counts, whatever the speed was.
+    assert run["duration_s"] > 0
+    assert run["steps_per_s"] == pytest.approx(run["activities"] / run["duration_s"])
+    assert 0 < run["p50_s"] <= run["p95_s"] <= run["duration_s"] + 1e-6
+    assert run["peak_rss_mb"] > 10
+    # The SQLite counter ran in the worker: at least one transaction per completed activity.
+    assert run["client_counters"]["sqlite_commits"] >= run["activities"]
+    assert run["tx_per_activity"] >= 1
+    assert report["environment"]["cores"] >= 1 and report["environment"]["servers"]["sqlite"]
