@@ -353,6 +353,10 @@ class Worker:
             if lease.lost:
                 executor.close()
                 return
+            if result.state is InstanceState.ACTIVE:
+                # Cached before completing: the completion can hand the instance's next task to
+                # another poller of this worker at once, and that one must find the executor.
+                self.cache.put(key, executor)
             try:
                 self.backend.complete_workflow_task(
                     task,
@@ -364,22 +368,28 @@ class Worker:
                 )
             except CompletionRejected:
                 logger.info("new events arrived for %s while it finished; running it again", task.instance)
-                executor.close()
+                self._discard(key, executor)
                 return
             except LeaseLost:
                 logger.warning("lost the lease of workflow task %s; discarding its result", task.instance)
-                executor.close()
+                self._discard(key, executor)
                 return
             except Exception:
-                executor.close()
+                self._discard(key, executor)
                 logger.exception("completing workflow task of %s failed", task.instance)
                 self._abandon(self.backend.abandon_workflow_task, task)
                 return
-        if result.state is InstanceState.ACTIVE:
-            self.cache.put(key, executor)
-        else:
+        if result.state is not InstanceState.ACTIVE:
             executor.close()
         self._notify("workflow_task_completed", task=task, result=result)
+
+    def _discard(self, key: tuple[str, str], executor: Executor) -> None:
+        """Drop an executor whose task was not committed (it is ahead of the stored history)."""
+        cached = self.cache.get(key)
+        if cached is not None and cached is not executor:
+            self.cache.put(key, cached)  # another task's executor: keep it
+        # Had another poller taken it meanwhile, its newer task would find it stale and replay.
+        executor.close()
 
     # -- activity tasks ----------------------------------------------------------------------
 
