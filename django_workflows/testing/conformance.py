@@ -56,8 +56,7 @@ The contract of ``backend_factory(**options)``:
   concurrent starts use two of them).
 - Backends are thread-safe: the end-to-end cases run worker threads next to the test.
 - A backend on a database that Django manages needs committed data visible to other threads:
-  request pytest-django's ``transactional_db`` in the factory fixture
-  (``request.getfixturevalue("transactional_db")``).
+  mark the test classes (or the fixture's param) ``pytest.mark.django_db(transaction=True)``.
 
 Cases wait on conditions with generous limits and never assert speed; the ones about lease
 expiry use lock timeouts of about a second. A backend that does not support

@@ -1,7 +1,7 @@
 """The ``backend_factory`` fixture: the conformance suite runs once per backend.
 
-Params: ``memory`` (MemoryBackend), ``orm`` (OrmBackend on the default database, in a
-transactional test so worker threads see committed rows) and ``redis`` (RedisBackend on the
+Params: ``memory`` (MemoryBackend), ``orm`` (OrmBackend on the default database; the param
+is marked ``django_db(transaction=True)`` so that worker threads see committed rows) and ``redis`` (RedisBackend on the
 django-redis alias ``workflows``, keys under a prefix unique to the test).
 
 A backend whose module is not in the tree yet is skipped with "backend not built yet": the
@@ -58,10 +58,9 @@ def _memory_factory(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 def _orm_factory(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    # The orm param carries django_db(transaction=True): worker threads use connections of
+    # their own, so the test's writes must be committed, and the tables are emptied afterwards.
     module = _require_module(_BACKENDS["orm"])
-    # Worker threads use their own connections, so the test's writes must be committed:
-    # transactional_db, which also empties the tables after the test.
-    request.getfixturevalue("transactional_db")
 
     def factory(**options: Any) -> Any:
         return module.OrmBackend(using="default", **options)
@@ -96,7 +95,7 @@ _FACTORIES = {"memory": _memory_factory, "orm": _orm_factory, "redis": _redis_fa
 @pytest.fixture(
     params=[
         pytest.param("memory"),
-        pytest.param("orm"),
+        pytest.param("orm", marks=pytest.mark.django_db(transaction=True)),
         pytest.param("redis", marks=pytest.mark.redis),
     ]
 )
