@@ -15,7 +15,8 @@ What is counted, exactly:
   ``sqlite_commits``: ``COMMIT`` statements; ``sqlite_write_tx``: commits plus autocommit
   INSERT/UPDATE/DELETE/REPLACE (the transactions that must reach the disk);
   ``sqlite_statements``: every statement except transaction control (BEGIN, COMMIT, ROLLBACK,
-  SAVEPOINT, RELEASE).
+  SAVEPOINT, RELEASE); ``sqlite_lock_wait_us``/``sqlite_lock_hold_us``: see
+  ``install_sqlite_counter``.
 - Redis, by wrapping ``redis.connection.AbstractConnection.send_packed_command``:
   ``redis_round_trips`` = writes of one or more commands to the socket; a pipeline or a script
   call (``EVALSHA``) is one round trip, a blocking ``XREADGROUP`` is one.
@@ -26,11 +27,15 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import threading
+import time
 from collections import Counter
 from typing import Any
 
 COUNT_FILE_ENV = "BENCH_COUNT_FILE"
+#: With ``BENCH_SQL_SHAPES=1`` workers also count statements by shape (for profiling).
+SHAPES_ENV = "BENCH_SQL_SHAPES"
 
 _counts: Counter[str] = Counter()
 _lock = threading.Lock()
@@ -53,15 +58,26 @@ def enabled() -> bool:
 
 
 def install_sqlite_counter(dbapi_connection: Any) -> None:
-    """Count the statements and transactions of one ``sqlite3`` connection."""
+    """Count the statements and transactions of one ``sqlite3`` connection, and time them.
+
+    The trace callback runs when a statement starts, before SQLite waits for a lock, so the
+    first statement after ``BEGIN`` marks the moment the write lock was granted (IMMEDIATE
+    transactions take it at BEGIN): ``sqlite_lock_wait_us`` sums BEGIN to that statement,
+    ``sqlite_lock_hold_us`` that statement to ``COMMIT``/``ROLLBACK`` (the commit itself
+    excluded).
+    """
+    began: list[float] = []  # [BEGIN time] until the first statement of the transaction
+    granted: list[float] = []  # [time the first statement started] until the end
 
     def trace(sql: str) -> None:
+        now = time.perf_counter()
         head = sql.lstrip()[:9].upper()
         try:
             in_transaction = dbapi_connection.in_transaction
         except Exception:  # closed, or read from a thread sqlite3 refuses: count as inside
             in_transaction = True
         control = head.startswith(_CONTROL)
+        ends = head.startswith(("COMMIT", "END", "ROLLBACK"))
         with _lock:
             if not in_transaction:
                 _counts["sqlite_tx"] += 1
@@ -72,8 +88,43 @@ def install_sqlite_counter(dbapi_connection: Any) -> None:
                 _counts["sqlite_write_tx"] += 1
             if not control:
                 _counts["sqlite_statements"] += 1
+            if head.startswith("BEGIN"):
+                began[:] = [now]
+                granted.clear()
+            elif began and not granted and not ends:
+                _counts["sqlite_lock_wait_us"] += int((now - began[0]) * 1e6)
+                granted[:] = [now]
+            if ends:
+                if granted:
+                    _counts["sqlite_lock_hold_us"] += int((now - granted[0]) * 1e6)
+                began.clear()
+                granted.clear()
 
     dbapi_connection.set_trace_callback(trace)
+
+
+def shapes_enabled() -> bool:
+    return os.environ.get(SHAPES_ENV) == "1"
+
+
+_LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|%s|\?")
+_IN_LISTS = re.compile(r"\((?:\s*\?\s*,)+\s*\?\s*\)")
+_TABLE_PREFIX = re.compile(r'"?django_workflows_')
+
+
+def statement_shape(sql: str) -> str:
+    """``sql`` with literals and parameters replaced, IN lists folded, cut to 160 characters."""
+    shape = _LITERALS.sub("?", sql)
+    shape = _IN_LISTS.sub("(?...)", shape)
+    return _TABLE_PREFIX.sub("", " ".join(shape.split()))[:160]
+
+
+def count_shape(sql: str, seconds: float) -> None:
+    """Count one statement of this shape and the time its execution took."""
+    shape = statement_shape(sql)
+    with _lock:
+        _counts["shape: " + shape] += 1
+        _counts["shape_us: " + shape] += int(seconds * 1e6)
 
 
 def install_redis_counter() -> None:

@@ -50,6 +50,16 @@ class WorkerProcess:
             pass
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return float("nan")
+        # After the command name: state is field 3, utime and stime are fields 14 and 15.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -128,13 +138,34 @@ def kill_workers(workers: Sequence[WorkerProcess]) -> None:
             worker.proc.wait()
 
 
+def machine_load() -> dict[str, float]:
+    """The 1-minute load average and the share of the last 10 s in which some runnable task
+    waited for a CPU (Linux PSI): a busy machine makes every number of a run smaller."""
+    load: dict[str, float] = {}
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            load["loadavg_1m"] = float(f.read().split()[0])
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/pressure/cpu", encoding="ascii") as f:
+            some = f.readline().split()
+        load["cpu_pressure_10s"] = float(some[1].split("=")[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return load
+
+
 @dataclass
 class Measured:
     workers: list[WorkerProcess]
     polls: int
     peak_rss_mb: list[float]
+    cpu_s: list[float]
     server_counters: dict[str, int]
     client_counters: dict[str, int]
+    load_before: dict[str, float]
+    load_after: dict[str, float]
 
 
 def measure_run(
@@ -152,10 +183,13 @@ def measure_run(
     from bench import counting, stores
 
     server_before = stores.read_server_counters(store, db_name)
+    load_before = machine_load()
     workers = start_workers(commands, env, run_dir)
     try:
         polls = wait_until_done(workers, done, timeout)
+        load_after = machine_load()
         peak_rss = [w.peak_rss_mb() for w in workers]
+        cpu = [w.cpu_seconds() for w in workers]
         if before_stop is not None:
             before_stop()
         codes = stop_workers(workers)
@@ -166,8 +200,8 @@ def measure_run(
     if store == "postgres":
         stores.wait_for_pg_backends(db_name)
     server = stores.counter_delta(server_before, stores.read_server_counters(store, db_name))
-    counted = [str(w.count_file) for w in workers] if store in ("sqlite", "redis") else []
-    return Measured(workers, polls, peak_rss, server, counting.read_count_files(counted))
+    counted = [str(w.count_file) for w in workers]
+    return Measured(workers, polls, peak_rss, cpu, server, counting.read_count_files(counted), load_before, load_after)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -232,12 +266,17 @@ def summarize(
         "p95_since_created_s": percentile(from_created, 95),
         "peak_rss_mb": max(measured.peak_rss_mb),
         "peak_rss_mb_each": measured.peak_rss_mb,
+        # Worker CPU time (start-up included) per completed activity, in milliseconds.
+        "cpu_ms_per_activity": 1000 * sum(measured.cpu_s) / activities if activities else None,
+        "cpu_s_each": measured.cpu_s,
         "transactions": transactions,
         "transactions_what": transactions_what,
         "tx_per_activity": None if transactions is None or not activities else transactions / activities,
         "server_counters": measured.server_counters,
         "client_counters": measured.client_counters,
         "completion_polls": measured.polls,
+        "load_before": measured.load_before,
+        "load_after": measured.load_after,
     }
     if extra:
         result.update(extra)

@@ -193,6 +193,16 @@ def render(report: dict[str, Any]) -> str:
         + (f", dbos {env['dbos']}" if "dbos" in env else ""),
         f"scale {env['scale']}, {env['workers']} worker processes {env['worker_args']}, medians of {env['repeat']}",
     ]
+    loads = [r.get("load_before", {}) for entry in report["stores"].values() for row in entry["workloads"].values()
+             for r in row["ours_runs"] + [x for runs in row.get("dbos_runs", {}).values() for x in runs]]
+    pressure = [x["cpu_pressure_10s"] for x in loads if "cpu_pressure_10s" in x]
+    load1 = [x["loadavg_1m"] for x in loads if "loadavg_1m" in x]
+    if load1:
+        lines.append(
+            f"machine load before runs: load average {min(load1):.1f}-{max(load1):.1f}"
+            + (f", CPU pressure {min(pressure):.0f}-{max(pressure):.0f}%" if pressure else "")
+            + " (this run's own workers included; other work on the machine lowers every number)"
+        )
     header = ("workload", "ours st/s", "DBOS st/s", "ours/DBOS", "wf/s", "p50/p95 s", "peak MB", "tx/act", "DBOS tx/act")
     for store, entry in report["stores"].items():
         lines += ["", f"{store}: raw commit rate {entry['raw_commit_per_s']:,.0f}/s (one connection, tiny INSERT+COMMIT)"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any
 
 from django.apps import AppConfig
@@ -15,6 +18,12 @@ class BenchAppConfig(AppConfig):
     def ready(self) -> None:
         from bench import counting
 
+        switch = os.environ.get("BENCH_SWITCH_INTERVAL")
+        if switch:
+            # An experiment knob (see bench/README.md): how long a thread that wants the GIL
+            # back after I/O waits for a busy one to yield.
+            sys.setswitchinterval(float(switch))
+
         if not counting.enabled():
             return
         from django.conf import settings
@@ -24,7 +33,23 @@ class BenchAppConfig(AppConfig):
             counting.install_redis_counter()
         else:
             connection_created.connect(_count_sqlite_connection, dispatch_uid="bench-sqlite-counter")
+            if counting.shapes_enabled():
+                connection_created.connect(_count_shapes, dispatch_uid="bench-sql-shapes")
         counting.write_counts_at_exit()
+
+
+def _count_shapes(sender: Any, connection: Any, **kwargs: Any) -> None:
+    from bench import counting
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            counting.count_shape(sql, time.perf_counter() - start)
+
+    if wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(wrapper)
 
 
 def _count_sqlite_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
