@@ -249,6 +249,28 @@ class BasicCases(EndToEndFixtures):
             # Each of the two later tasks replayed the start of the history.
             assert prologue == [False, True, True]
 
+    def test_two_workers_take_turns_on_one_instance(self, e2e: Any) -> None:
+        # Without stickiness either worker may take any task, so a cached executor is often
+        # behind the history and must catch up from it instead of starting over or diverging.
+        def double(n: int) -> int:
+            return n * 2
+
+        async def wf(ctx: workflow.Context) -> list[int]:
+            channel = workflow.new_signal_channel(ctx, "n")
+            out = []
+            for _ in range(6):
+                n = await channel.receive(ctx)
+                out.append(await workflow.execute_activity(ctx, workflow.ActivityOptions(), double, n))
+            return out
+
+        h = e2e([wf], [double], backend={"sticky_timeout": 0, "worker_name": "worker-a"})
+        h.add_worker([wf], [double], backend=h.other_backend(sticky_timeout=0, worker_name="worker-b"))
+        instance = h.run(wf)
+        for n in range(6):
+            h.client.signal_workflow(instance.instance_id, "n", n)
+            h.wait_for_event(instance, EventType.ACTIVITY_COMPLETED, count=n + 1)
+        assert h.wait_result(instance) == [0, 2, 4, 6, 8, 10]
+
     def test_workflow_instance_and_execution_details(self, e2e: Any) -> None:
         def noop() -> None:
             return None

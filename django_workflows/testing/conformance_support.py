@@ -218,6 +218,10 @@ class Harness:
         self._workers.append(worker)
         return worker
 
+    def other_backend(self, **options: Any) -> Backend:
+        """Another backend object on this case's storage, as another worker process sees it."""
+        return self._factory(**options)
+
     def stop_worker(self, worker: Worker) -> None:
         worker.stop()
         assert worker.wait_for_completion(WAIT), "worker did not stop in time"
@@ -311,7 +315,7 @@ class EndToEndFixtures:
 
         # Pollers block in the backend for this long; stopping a worker waits for them. The
         # production value (1 s) would make every case's teardown that slow.
-        monkeypatch.setattr(worker_module, "_POLL_TIMEOUT", 0.1)
+        monkeypatch.setattr(worker_module, "_POLL_TIMEOUT", 0.05)
         factory = HarnessFactory(backend_factory, executor_cache)
         yield factory
         factory.close()
