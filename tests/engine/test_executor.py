@@ -536,3 +536,25 @@ def test_go_and_err_group_misuse() -> None:
     run(wait_for_group())
     with pytest.raises(RuntimeError, match="ErrGroup misuse: Go called after Wait"):
         group.go(lambda ctx: None)  # type: ignore[arg-type,return-value]
+
+
+def test_result_that_cannot_be_stored_fails_the_workflow() -> None:
+    async def returns_a_set(ctx: workflow.Context) -> Any:
+        return {1, 2}
+
+    result = Driver([returns_a_set]).task(started("returns_a_set"))
+    assert result.state is InstanceState.FINISHED
+    message = final_error(result)
+    assert message.startswith("converting workflow result: value of type set is not JSON serializable")
+
+
+def test_foreign_awaitable_in_a_workflow_is_a_panic() -> None:
+    import asyncio
+
+    async def uses_asyncio(ctx: workflow.Context) -> None:
+        await asyncio.sleep(0)
+
+    result = Driver([uses_asyncio]).task(started("uses_asyncio"))
+    message = final_error(result)
+    assert message.startswith("panic in workflow: ForeignAwaitable(")
+    assert "asyncio" in message
