@@ -1,0 +1,349 @@
+"""``RedisBackend``: everything in Redis, through a django-redis connection (port of go-workflows'
+``backend/redis``).
+
+Task queues are streams read through a consumer group, one per queue for workflow tasks and one
+for activity tasks, plus a stream per worker for executions sticky to it. An instance is queued
+at most once however many events arrive. Timers wait in a sorted set until they are due. Every
+state change is one Lua script (``scripts/*.lua``), so it is atomic, and a finished execution's
+keys can expire by TTL (``auto_expiration``).
+
+Beyond go-workflows: leases carry tokens and their times come from the Redis server's clock, so
+extending or completing a task that another worker has recovered fails (go-workflows' extend
+claims unconditionally); signals look up the active execution inside the script that queues them,
+so they never land on an execution that continued as new (go-workflows #493); a task that would
+end an execution while unseen events wait is rejected; ``remove_workflow_instances`` works.
+
+Round trips: claiming a waiting task is one script call; completing a task is one. A poller that
+finds nothing blocks in ``XREADGROUP`` and, when it wakes, claims with one more script call.
+Like go-workflows' scripts, ours build keys from ids, so the backend needs one Redis server
+(or a primary with replicas), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+
+from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ...engine.clock import system_clock, to_timedelta
+from ...engine.core import InstanceState, WorkflowInstance, validate_id
+from ...engine.errors import (
+    CompletionRejected,
+    InstanceAlreadyExists,
+    InstanceFinished,
+    InstanceNotFinished,
+    InstanceNotFound,
+    LeaseLost,
+)
+from ...engine.history import (
+    Event,
+    WorkflowEvent,
+    WorkflowExecutionStartedAttributes,
+    event_from_json,
+    event_to_json,
+)
+from ..base import BaseBackend
+from ..common import abandoned_activity_result, terminated_events
+from . import codec, keys
+from .checks import persistence_messages
+from .codec import instance_from, instance_json, ms, text
+from .lua import Scripts
+from .polling import Poller
+
+# How many entries one poll looks at in each set or stream before giving up for this round.
+_SCAN_LIMIT = 50
+
+
+def get_client(connection: str) -> redis.Redis:
+    """The redis-py client of a django-redis cache alias."""
+    if not isinstance(connection, str) or not connection:
+        raise ValueError(f"connection must be the alias of a django-redis cache, got {connection!r}")
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    if connection not in settings.CACHES:
+        raise ValueError(f"RedisBackend: there is no cache {connection!r} in CACHES (a django-redis alias is needed)")
+    try:
+        return get_redis_connection(connection)
+    except NotImplementedError:
+        raise ValueError(f"RedisBackend: cache {connection!r} is not a django-redis cache") from None
+
+
+class RedisBackend(BaseBackend):
+    """``RedisBackend(connection="default", key_prefix="", auto_expiration=None, **options)``.
+
+    ``connection`` names a django-redis cache in ``CACHES``; every key starts with ``key_prefix``
+    then ``workflows:``. ``auto_expiration`` (seconds or ``timedelta``) sets a TTL on the keys of
+    every execution that finishes. Other keyword arguments are ``BackendOptions``.
+    """
+
+    def __init__(
+        self,
+        connection: str = "default",
+        *,
+        key_prefix: str = "",
+        auto_expiration: timedelta | float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.connection = connection
+        self.key_prefix = key_prefix
+        self._ns = keys.namespace(key_prefix)
+        expiration = to_timedelta(auto_expiration, what="auto_expiration")
+        if expiration < timedelta(0) or (auto_expiration is not None and ms(expiration) <= 0):
+            raise ValueError(f"auto_expiration must be a positive duration, got {auto_expiration!r}")
+        self._ttl_ms = ms(expiration)
+        features = {Feature.REMOVE_INSTANCES}
+        if self._ttl_ms:
+            features.add(Feature.AUTO_EXPIRATION)
+        self.features = frozenset(features)
+        self._redis = get_client(connection)
+        self._scripts = Scripts(self._redis, self._ns)
+        self._poller = Poller(self._redis, self._scripts)
+
+    def check(self, **kwargs: Any) -> list[Any]:
+        return persistence_messages(self._redis, self.connection)
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def _key(self, instance: WorkflowInstance) -> str:
+        return keys.instance(self._ns, instance.instance_id, instance.execution_id)
+
+    def create_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
+        validate_id(instance.instance_id)
+        validate_id(instance.execution_id, "execution id")
+        attributes = event.attributes
+        if not isinstance(attributes, WorkflowExecutionStartedAttributes):
+            raise TypeError(f"a workflow instance starts with a WorkflowExecutionStarted event, got {event.type}")
+        reply = self._scripts(
+            "create",
+            instance.instance_id,
+            instance.execution_id,
+            instance_json(instance),
+            attributes.name,
+            attributes.queue,
+            json.dumps(attributes.metadata),
+            event_to_json(event),
+        )
+        if reply == b"exists":
+            raise InstanceAlreadyExists()
+
+    def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
+        reply = self._scripts("cancel", instance.instance_id, instance.execution_id, event_to_json(event))
+        self._raise_for(reply)
+
+    @staticmethod
+    def _raise_for(reply: bytes) -> None:
+        if reply == b"notfound":
+            raise InstanceNotFound()
+        if reply == b"finished":
+            raise InstanceFinished()
+
+    def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None:
+        values: list[Any] = self._redis.hmget(self._key(instance), "inst", "state")
+        stored, state = values
+        if stored is None:
+            raise InstanceNotFound()
+        if state != b"0":
+            raise InstanceFinished()
+        terminated, parent_event = terminated_events(instance_from(stored), reason, system_clock.now())
+        parent = instance_from(stored).parent
+        reply = self._scripts(
+            "terminate",
+            instance.instance_id,
+            instance.execution_id,
+            event_to_json(terminated),
+            self._ttl_ms,
+            parent.instance_id if parent else "",
+            parent.execution_id if parent else "",
+            event_to_json(parent_event) if parent_event is not None else "",
+        )
+        self._raise_for(reply)
+
+    def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
+        validate_id(instance_id)
+        reply = self._scripts("signal", instance_id, event_to_json(event))
+        self._raise_for(reply[0])
+        return instance_from(reply[1])
+
+    def remove_workflow_instance(self, instance: WorkflowInstance) -> None:
+        reply = self._scripts("remove", instance.instance_id, instance.execution_id)
+        if reply == b"notfound":
+            raise InstanceNotFound()
+        if reply == b"active":
+            raise InstanceNotFinished()
+
+    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        before = codec.epoch_ms(finished_before)
+        removed = 0
+        while True:
+            count, seen = self._scripts("remove_finished", before, batch_size)
+            removed += count
+            if seen < batch_size:
+                return removed
+
+    def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:
+        state = self._redis.hget(self._key(instance), "state")
+        if state is None:
+            raise InstanceNotFound()
+        return InstanceState(int(state))
+
+    def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
+        fields = ("inst", "name", "queue", "state", "created", "completed", "meta")
+        values: list[Any] = self._redis.hmget(self._key(instance), fields)
+        inst, name, queue, state, created, completed, meta = values
+        if inst is None:
+            raise InstanceNotFound()
+        return InstanceInfo(
+            instance=instance_from(inst),
+            workflow_name=text(name),
+            queue=text(queue),
+            state=InstanceState(int(state)),
+            created_at=codec.to_datetime(created),  # type: ignore[arg-type]
+            completed_at=codec.to_datetime(completed),
+            metadata=json.loads(meta),
+        )
+
+    def get_workflow_instance_history(
+        self, instance: WorkflowInstance, last_sequence_id: int | None = None
+    ) -> list[Event]:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.exists(self._key(instance))
+        # The list index of an event is its sequence id - 1.
+        pipe.lrange(keys.history(self._ns, instance.instance_id, instance.execution_id), last_sequence_id or 0, -1)
+        exists, rows = pipe.execute()
+        if not exists:
+            raise InstanceNotFound()
+        events = [event_from_json(row) for row in rows]
+        if last_sequence_id is None:
+            return events
+        return [e for e in events if e.sequence_id > last_sequence_id]
+
+    def get_latest_execution(self, instance_id: str) -> WorkflowInstance:
+        inst = self._scripts("latest", instance_id)
+        if inst is None:
+            raise InstanceNotFound()
+        return instance_from(inst)
+
+    # -- workflow tasks ----------------------------------------------------------------------
+
+    def prepare_workflow_queues(self, queues: Sequence[str]) -> None:
+        self._scripts("prepare", "wf", *[validate_id(q, "queue") for q in queues])
+
+    def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
+        queues = [validate_id(q, "queue") for q in queues]
+        me = self.options.worker_name
+        args = [me, ms(self.options.workflow_lock), uuid.uuid4().hex, _SCAN_LIMIT, *queues]
+        streams: dict[Any, Any] = {keys.sticky_queue(self._ns, me): ">"}
+        streams.update({keys.workflow_queue(self._ns, q): ">" for q in queues})
+        reply = self._poller.poll("workflow_poll", args, me, streams, timeout)
+        return None if reply is None else codec.workflow_task(reply)
+
+    def extend_workflow_task(self, task: WorkflowTask) -> None:
+        instance = task.instance
+        member = f"{instance.instance_id}:{instance.execution_id}"
+        reply = self._scripts("extend", "wf", member, task.lease_token, ms(self.options.workflow_lock))
+        if reply != b"ok":
+            raise LeaseLost()
+
+    def abandon_workflow_task(self, task: WorkflowTask) -> None:
+        self._scripts("workflow_abandon", task.instance.instance_id, task.instance.execution_id, task.lease_token)
+
+    def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        *,
+        state: InstanceState,
+        executed_events: Sequence[Event],
+        activity_events: Sequence[Event],
+        timer_events: Sequence[Event],
+        workflow_events: Sequence[WorkflowEvent],
+    ) -> None:
+        instance = task.instance
+        args: list[Any] = [
+            instance.instance_id,
+            instance.execution_id,
+            task.lease_token,
+            len(task.new_events),
+            int(state),
+            ms(self.options.sticky),
+            self._ttl_ms,
+            "1" if self.options.remove_continued_as_new_instances else "0",
+            instance_json(instance),
+        ]
+        args += codec.completion_args(
+            task,
+            state=state,
+            executed_events=executed_events,
+            activity_events=activity_events,
+            timer_events=timer_events,
+            workflow_events=workflow_events,
+        )
+        reply = self._scripts("workflow_complete", *args)
+        if reply == b"lost":
+            raise LeaseLost()
+        if reply == b"rejected":
+            raise CompletionRejected()
+
+    # -- activity tasks ----------------------------------------------------------------------
+
+    def prepare_activity_queues(self, queues: Sequence[str]) -> None:
+        self._scripts("prepare", "act", *[validate_id(q, "queue") for q in queues])
+
+    def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        queues = [validate_id(q, "queue") for q in queues]
+        deadline = time.monotonic() + timeout
+        options = self.options
+        streams: dict[Any, Any] = {keys.activity_queue(self._ns, q): ">" for q in queues}
+        while True:
+            args = [options.worker_name, ms(options.activity_lock), uuid.uuid4().hex, _SCAN_LIMIT,
+                    options.max_activity_leases, *queues]
+            reply = self._poller.poll(
+                "activity_poll", args, options.worker_name, streams, max(0.0, deadline - time.monotonic())
+            )
+            if reply is None:
+                return None
+            if reply[0] == b"task":
+                return codec.activity_task(reply)
+            # Its workers died every time: fail it instead of leasing it again.
+            _, aid, _inst, event, leases = reply
+            result = abandoned_activity_result(event_from_json(event), int(leases), system_clock.now())
+            self._scripts("activity_complete", aid, "", event_to_json(result), int(leases))
+
+    def extend_activity_task(self, task: ActivityTask) -> None:
+        reply = self._scripts("extend", "act", task.id, task.lease_token, ms(self.options.activity_lock))
+        if reply != b"ok":
+            raise LeaseLost()
+
+    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
+        reply = self._scripts("activity_complete", task.id, task.lease_token, event_to_json(result), 0)
+        if reply != b"ok":
+            raise LeaseLost()
+
+    def abandon_activity_task(self, task: ActivityTask) -> None:
+        self._scripts("activity_abandon", task.id, task.lease_token)
+
+    # -- misc --------------------------------------------------------------------------------
+
+    def get_stats(self) -> Stats:
+        return codec.stats(self._scripts("stats"))
+
+    def get_future_events(self) -> list[Event]:
+        """Pending events that are not visible yet (timers), for tests (go-workflows'
+        ``TestBackend.GetFutureEvents``)."""
+        seconds, micros = self._redis.time()
+        now = seconds * 1000 + micros // 1000
+        members: list[Any] = self._redis.zrangebyscore(keys.future_events(self._ns), f"({now}", "+inf")
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            iid, eid, event_id = text(member).split(":")
+            pipe.hget(keys.future(self._ns, iid, eid), event_id)
+        return [event_from_json(row) for row in pipe.execute() if row is not None]

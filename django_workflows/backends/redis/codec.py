@@ -1,0 +1,146 @@
+"""Translation between engine objects and the Redis backend's script arguments and replies.
+
+Events travel in the engine's JSON form (``engine.history.event_to_json``); instances as the JSON
+of ``WorkflowInstance.to_dict``; times as milliseconds since the epoch. Variable-length groups of
+arguments are preceded by their count, the way ``scripts/lib.lua``'s ``arg()`` cursor reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ...engine.backend import ActivityTask, Stats, WorkflowTask
+from ...engine.clock import system_clock
+from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.history import (
+    Event,
+    EventType,
+    WorkflowEvent,
+    WorkflowExecutionStartedAttributes,
+    event_from_json,
+    event_to_json,
+)
+from ..common import (
+    FOLLOW_ACTIVE_EXECUTION,
+    activity_queue,
+    duplicate_sub_workflow_result,
+)
+
+# redis-py annotates replies loosely (bytes | str | ...); these take what the server sent.
+
+
+def ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def to_datetime(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def instance_from(data: Any) -> WorkflowInstance:
+    return WorkflowInstance.from_dict(json.loads(data))
+
+
+def instance_json(instance: WorkflowInstance) -> str:
+    return json.dumps(instance.to_dict(), separators=(",", ":"))
+
+
+def completion_args(
+    task: WorkflowTask,
+    *,
+    state: InstanceState,
+    executed_events: Sequence[Event],
+    activity_events: Sequence[Event],
+    timer_events: Sequence[Event],
+    workflow_events: Sequence[WorkflowEvent],
+) -> list[Any]:
+    """The arguments of ``workflow_complete.lua`` after its fixed ones."""
+    args: list[Any] = [len(executed_events), *map(event_to_json, executed_events)]
+    canceled = [e.schedule_event_id for e in executed_events if e.type is EventType.TIMER_CANCELED]
+    args += [len(canceled), *canceled]
+    args.append(len(timer_events))
+    for event in timer_events:
+        args += [event.id, 0 if event.visible_at is None else epoch_ms(event.visible_at), event_to_json(event)]
+    args.append(len(activity_events))
+    for event in activity_events:
+        args += [event.id, activity_queue(event, task.queue), event_to_json(event)]
+    args.append(len(workflow_events))
+    for workflow_event in workflow_events:
+        args += _workflow_event_args(workflow_event)
+    return args
+
+
+def _workflow_event_args(workflow_event: WorkflowEvent) -> list[Any]:
+    target, event = workflow_event.instance, workflow_event.event
+    if event.type is EventType.WORKFLOW_EXECUTION_STARTED:
+        attributes = event.attributes
+        assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+        parent = target.parent
+        # Prepared here because only Python builds events; the script uses it if the id is taken.
+        duplicate = "" if parent is None else event_to_json(duplicate_sub_workflow_result(target, system_clock.now()))
+        return [
+            "start",
+            target.instance_id,
+            target.execution_id,
+            instance_json(target),
+            event_to_json(event),
+            attributes.name,
+            attributes.queue,
+            json.dumps(attributes.metadata),
+            parent.instance_id if parent else "",
+            parent.execution_id if parent else "",
+            duplicate,
+        ]
+    if event.type in FOLLOW_ACTIVE_EXECUTION:
+        return ["active", target.instance_id, event_to_json(event)]
+    return ["exact", target.instance_id, target.execution_id, event_to_json(event)]
+
+
+def workflow_task(reply: list[Any]) -> WorkflowTask:
+    _, iid, _eid, inst, name, queue, meta, seq, token, *events = reply
+    return WorkflowTask(
+        id=text(iid),
+        queue=text(queue),
+        instance=instance_from(inst),
+        state=InstanceState.ACTIVE,
+        metadata=json.loads(meta),
+        last_sequence_id=int(seq),
+        new_events=[event_from_json(e) for e in events],
+        lease_token=text(token),
+        workflow_name=text(name),
+    )
+
+
+def activity_task(reply: list[Any]) -> ActivityTask:
+    _, aid, inst, queue, event, token, leases = reply
+    scheduled = event_from_json(event)
+    return ActivityTask(
+        id=text(aid),
+        activity_id=scheduled.id,
+        queue=text(queue),
+        instance=instance_from(inst),
+        event=scheduled,
+        lease_token=text(token),
+        lease_count=int(leases),
+    )
+
+
+def stats(reply: list[Any]) -> Stats:
+    active, rest = int(reply[0]), reply[1:]
+    tables: list[dict[str, int]] = []
+    for _ in range(2):
+        count, rest = int(rest[0]), rest[1:]
+        pairs, rest = rest[: 2 * count], rest[2 * count :]
+        tables.append({text(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)})
+    return Stats(active_workflow_instances=active, pending_workflow_tasks=tables[0], pending_activity_tasks=tables[1])

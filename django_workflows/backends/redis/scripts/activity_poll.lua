@@ -1,0 +1,100 @@
+-- get_activity_task, without blocking. ARGV: worker name, lock timeout ms, new lease token,
+-- scan limit, max leases, queue names...
+-- Returns {'task', activity id, instance JSON, queue, event JSON, token, lease count},
+-- {'abandon', activity id, instance JSON, event JSON, lease count} for an activity that was
+-- leased max-leases times already (its workers keep dying: the caller fails it), or
+-- {'none', ms until the next lease expiry or -1}.
+local me, lock, token, limit, max_leases = arg(), tonumber(arg()), arg(), tonumber(arg()), tonumber(arg())
+local queues = {}
+while argi < #ARGV do
+  queues[#queues + 1] = arg()
+end
+local now = now_ms()
+local streams = {}
+for _, q in ipairs(queues) do
+  local s = NS .. 'act-queue:' .. q
+  ensure_group(s)
+  streams[#streams + 1] = s
+end
+
+local function lease(aid, akey, queue)
+  local leases = redis.call('HINCRBY', akey, 'leases', 1)
+  redis.call('HSET', akey, 'token', token, 'until', now + lock, 'worker', me)
+  redis.call('ZADD', NS .. 'act-leases:' .. queue, now + lock, aid)
+  local h = redis.call('HMGET', akey, 'inst', 'event')
+  return {'task', aid, h[1], queue, h[2], token, leases}
+end
+
+local function abandon(aid, akey)
+  local h = redis.call('HMGET', akey, 'inst', 'event', 'leases')
+  return {'abandon', aid, h[1], h[2], tonumber(h[3])}
+end
+
+-- Expired leases (fenced: the old holder's token stops working).
+for _, q in ipairs(queues) do
+  local lkey = NS .. 'act-leases:' .. q
+  for _, aid in ipairs(redis.call('ZRANGEBYSCORE', lkey, '-inf', now, 'LIMIT', 0, limit)) do
+    local akey = NS .. 'activity:' .. aid
+    local h = redis.call('HMGET', akey, 'token', 'until', 'leases')
+    if not h[1] then
+      redis.call('ZREM', lkey, aid)
+    elseif tonumber(h[2]) <= now then
+      if tonumber(h[3]) >= max_leases then
+        return abandon(aid, akey)
+      end
+      return lease(aid, akey, q)
+    end
+  end
+end
+
+local function try_entry(stream, id, fields, queue)
+  if not fields then
+    redis.call('XACK', stream, GROUP, id)
+    return nil
+  end
+  local aid = to_map(fields)['a']
+  local akey = NS .. 'activity:' .. aid
+  local h = redis.call('HMGET', akey, 'qk', 'qid', 'token', 'until', 'leases')
+  if h[1] ~= stream or h[2] ~= id then
+    drop_entry(stream, id)
+    return nil
+  end
+  if h[3] and tonumber(h[4]) > now then
+    redis.call('XACK', stream, GROUP, id)
+    return nil
+  end
+  if tonumber(h[5]) >= max_leases then
+    return abandon(aid, akey)  -- the entry stays pending until the failure is recorded
+  end
+  redis.call('XACK', stream, GROUP, id)
+  return lease(aid, akey, queue)
+end
+
+local function give_back(stream, id, fields)
+  local aid = fields and to_map(fields)['a']
+  local akey = NS .. 'activity:' .. (aid or '')
+  if aid and redis.call('HGET', akey, 'qid') == id then
+    drop_entry(stream, id)
+    redis.call('HSET', akey, 'qid', redis.call('XADD', stream, '*', 'a', aid))
+  else
+    drop_entry(stream, id)
+  end
+end
+
+local task = claim_from_streams(streams, 1, me, lock, limit,
+  function(i, stream, id, fields) return try_entry(stream, id, fields, queues[i]) end, give_back)
+if task then
+  return task
+end
+
+local wake = nil
+for _, q in ipairs(queues) do
+  wake = next_after(NS .. 'act-leases:' .. q, now, wake)
+end
+for _, s in ipairs(streams) do
+  wake = next_claimable(s, now, lock, wake)
+end
+if wake then
+  return {'none', wake - now}
+end
+return {'none', -1}
