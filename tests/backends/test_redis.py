@@ -1,0 +1,410 @@
+"""The Redis backend's own guarantees, at the backend level, against the real server at REDIS_URL.
+
+The conformance suite (``test_conformance.py``) checks that it behaves like every other backend;
+these cases check what is particular to it: leases fenced by token and recovered only after the
+lock timeout (also for entries a dead worker read but never leased), signals around a
+continue-as-new (go-workflows #493), one queue entry per instance, timers moved at their time,
+stickiness handed back when its worker is gone, TTL expiration, and the round trips a task costs.
+
+Every case uses its own key prefix (parallel tox environments share the server) and deletes its
+keys afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from django_redis import get_redis_connection
+
+from django_workflows.backends.redis import RedisBackend
+from django_workflows.backends.redis import keys as redis_keys
+from django_workflows.engine.backend import Feature
+from django_workflows.engine.clock import utcnow
+from django_workflows.engine.core import DEFAULT_QUEUE, InstanceState
+from django_workflows.engine.errors import (
+    CompletionRejected,
+    InstanceNotFound,
+    LeaseLost,
+)
+from django_workflows.engine.history import (
+    ActivityCompletedAttributes,
+    ActivityScheduledAttributes,
+    EventType,
+    TimerFiredAttributes,
+    WorkflowEvent,
+    WorkflowExecutionContinuedAsNewAttributes,
+    new_event,
+)
+from django_workflows.testing.conformance_support import (
+    WAIT,
+    complete,
+    new_instance,
+    poll_workflow_task,
+    signal_event,
+    started_event,
+    wait_until,
+)
+
+pytestmark = pytest.mark.redis
+
+QUEUES = (DEFAULT_QUEUE,)
+# Short leases so that expiry happens within the test; the production defaults are minutes.
+LOCK = 1.0
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    prefix = f"wf-redis-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    connection = get_redis_connection("workflows")
+    for key in connection.scan_iter(match=f"{prefix}*", count=1000):
+        connection.delete(key)
+
+
+@pytest.fixture
+def make(redis_prefix: str) -> Callable[..., RedisBackend]:
+    """``make(**options)``: a backend on the test's keys; each call is another worker process."""
+
+    def make(**options: Any) -> RedisBackend:
+        return RedisBackend(connection="workflows", key_prefix=redis_prefix, **options)
+
+    return make
+
+
+def _ns(backend: RedisBackend) -> str:
+    return redis_keys.namespace(backend.key_prefix)
+
+
+def _activity_event(schedule_event_id: int = 1) -> Any:
+    return new_event(ActivityScheduledAttributes(name="charge", inputs=["12"]), utcnow(), schedule_event_id=schedule_event_id)
+
+
+def _activity_result(schedule_event_id: int = 1) -> Any:
+    return new_event(ActivityCompletedAttributes(result="24"), utcnow(), schedule_event_id=schedule_event_id)
+
+
+def _continue_as_new(backend: RedisBackend, task: Any, successor: Any) -> None:
+    """Complete ``task`` by continuing its execution as ``successor``."""
+    continued = new_event(WorkflowExecutionContinuedAsNewAttributes(continued_execution_id=successor.execution_id), utcnow())
+    complete(
+        backend,
+        task,
+        state=InstanceState.CONTINUED_AS_NEW,
+        extra=[continued],
+        workflow_events=[WorkflowEvent(successor, started_event(name="loop"))],
+    )
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def test_selected_through_the_workflows_setting(redis_prefix: str) -> None:
+    from django_workflows.backends import workflow_backends
+
+    setting = {
+        "default": {
+            "BACKEND": "django_workflows.backends.redis.RedisBackend",
+            "OPTIONS": {"connection": "workflows", "key_prefix": redis_prefix, "auto_expiration": 60, "sticky_timeout": 0},
+        }
+    }
+    with override_settings(WORKFLOWS=setting):
+        backend = workflow_backends["default"]
+        assert isinstance(backend, RedisBackend)
+        assert backend.key_prefix == redis_prefix
+        assert backend.options.sticky == timedelta(0)
+        assert backend.feature_supported(Feature.AUTO_EXPIRATION)
+        assert backend.feature_supported(Feature.REMOVE_INSTANCES)
+        instance = new_instance()
+        backend.create_workflow_instance(instance, started_event())
+        assert get_redis_connection("workflows").exists(redis_keys.instance(_ns(backend), instance.instance_id, instance.execution_id))
+
+
+def test_bad_configuration_names_what_is_wrong(make: Callable[..., RedisBackend]) -> None:
+    with pytest.raises(ValueError, match="'nope'"):
+        RedisBackend(connection="nope")
+    with pytest.raises(ValueError, match="django-redis"):
+        RedisBackend(connection="default")  # a LocMemCache
+    with pytest.raises(ValueError, match="auto_expiration"):
+        make(auto_expiration=-5)
+    with pytest.raises(TypeError, match="key_prefix"):
+        RedisBackend(connection="workflows", key_prefix=3)  # type: ignore[arg-type]
+    assert not make().feature_supported(Feature.AUTO_EXPIRATION)
+
+
+# -- fencing and recovery -----------------------------------------------------------------------
+
+
+def test_recovered_workflow_task_fences_the_stalled_worker(make: Callable[..., RedisBackend]) -> None:
+    stalled = make(workflow_lock_timeout=LOCK, worker_name="stalled")
+    rescuer = make(workflow_lock_timeout=LOCK, worker_name="rescuer")
+    instance = new_instance()
+    stalled.create_workflow_instance(instance, started_event())
+    claimed_at = time.monotonic()
+    task = poll_workflow_task(stalled)
+    assert rescuer.get_workflow_task(QUEUES, 0) is None  # the lease holds
+
+    recovered = poll_workflow_task(rescuer)
+    # Recovery waits for the lease to run out (server clock, millisecond resolution).
+    assert time.monotonic() - claimed_at >= LOCK - 0.01
+    assert recovered.instance == instance
+    assert recovered.lease_token != task.lease_token
+    assert [e.type for e in recovered.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED]
+
+    # go-workflows' extend claims unconditionally; here the stalled worker is fenced off.
+    with pytest.raises(LeaseLost):
+        stalled.extend_workflow_task(task)
+    with pytest.raises(LeaseLost):
+        complete(stalled, task)
+    stalled.abandon_workflow_task(task)  # a no-op: it no longer holds the lease
+    rescuer.extend_workflow_task(recovered)
+    complete(rescuer, recovered)
+    history = rescuer.get_workflow_instance_history(instance)
+    assert [e.sequence_id for e in history] == [1, 2]
+
+
+def test_recovered_activity_task_fences_the_stalled_worker(make: Callable[..., RedisBackend]) -> None:
+    stalled = make(activity_lock_timeout=LOCK, worker_name="stalled", sticky_timeout=0)
+    rescuer = make(activity_lock_timeout=LOCK, worker_name="rescuer", sticky_timeout=0)
+    instance = new_instance()
+    stalled.create_workflow_instance(instance, started_event())
+    activity = _activity_event()
+    complete(stalled, poll_workflow_task(stalled), extra=[activity], activity_events=[activity])
+
+    claimed_at = time.monotonic()
+    task = stalled.get_activity_task(QUEUES, WAIT)
+    assert task is not None and task.lease_count == 1
+    assert rescuer.get_activity_task(QUEUES, 0) is None
+    recovered = rescuer.get_activity_task(QUEUES, WAIT)
+    assert recovered is not None
+    assert time.monotonic() - claimed_at >= LOCK - 0.01
+    assert recovered.id == task.id and recovered.lease_count == 2
+
+    with pytest.raises(LeaseLost):
+        stalled.extend_activity_task(task)
+    with pytest.raises(LeaseLost):
+        stalled.complete_activity_task(task, _activity_result())
+    rescuer.complete_activity_task(recovered, _activity_result())
+    result_task = poll_workflow_task(rescuer)
+    assert [e.type for e in result_task.new_events] == [EventType.ACTIVITY_COMPLETED]
+
+
+def test_entry_read_by_a_worker_that_died_before_leasing_it_is_recovered(make: Callable[..., RedisBackend]) -> None:
+    # A worker's blocking read moves the stream entry into its pending entries; if the process
+    # dies before its next poll leases it, the entry waits there. Other workers claim it once it
+    # has been idle for the lock timeout (XAUTOCLAIM).
+    backend = make(workflow_lock_timeout=LOCK, worker_name="survivor")
+    instance = new_instance()
+    backend.create_workflow_instance(instance, started_event())
+    connection = get_redis_connection("workflows")
+    stream = redis_keys.workflow_queue(_ns(backend), DEFAULT_QUEUE)
+    read_at = time.monotonic()
+    assert connection.xreadgroup(redis_keys.GROUP, "dead-worker", {stream: ">"}, count=10)
+    assert backend.get_workflow_task(QUEUES, 0) is None
+
+    task = poll_workflow_task(backend)
+    assert time.monotonic() - read_at >= LOCK - 0.01
+    assert task.instance == instance
+    assert connection.xpending(stream, redis_keys.GROUP)["pending"] == 0  # leased entries are acknowledged
+
+
+# -- signals around continue-as-new (go-workflows #493) ------------------------------------------
+
+
+def test_signal_around_continue_as_new_never_lands_on_the_continued_execution(make: Callable[..., RedisBackend]) -> None:
+    backend = make(sticky_timeout=0)
+    first = new_instance()
+    backend.create_workflow_instance(first, started_event(name="loop"))
+    complete(backend, poll_workflow_task(backend))
+    backend.signal_workflow(first.instance_id, signal_event(arg='"a"'))
+    task = poll_workflow_task(backend)
+
+    second = new_instance(first.instance_id)
+    # A signal while the continuing task runs: the completion is refused, nothing is lost.
+    assert backend.signal_workflow(first.instance_id, signal_event(arg='"b"')) == first
+    with pytest.raises(CompletionRejected):
+        _continue_as_new(backend, task, second)
+    assert backend.get_workflow_instance_state(first) is InstanceState.ACTIVE
+    assert backend.get_latest_execution(first.instance_id) == first
+    retry = poll_workflow_task(backend)
+    assert [e.attributes.arg for e in retry.new_events] == ['"a"', '"b"']  # type: ignore[attr-defined]
+    _continue_as_new(backend, retry, second)
+
+    # A signal after it: the new execution gets it, the old history never does.
+    assert backend.signal_workflow(first.instance_id, signal_event(arg='"c"')) == second
+    task = poll_workflow_task(backend)
+    assert task.instance == second
+    assert [e.type for e in task.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED, EventType.SIGNAL_RECEIVED]
+    assert task.new_events[1].attributes.arg == '"c"'  # type: ignore[attr-defined]
+    old = backend.get_workflow_instance_history(first)
+    assert [e.attributes.arg for e in old if e.type is EventType.SIGNAL_RECEIVED] == ['"a"', '"b"']  # type: ignore[attr-defined]
+    assert old[-1].type is EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert backend.get_workflow_instance_state(first) is InstanceState.CONTINUED_AS_NEW
+
+
+# -- queues ---------------------------------------------------------------------------------------
+
+
+def test_an_instance_is_queued_once_however_many_events_arrive(make: Callable[..., RedisBackend]) -> None:
+    backend = make(sticky_timeout=0)
+    other = make(sticky_timeout=0)
+    connection = get_redis_connection("workflows")
+    stream = redis_keys.workflow_queue(_ns(backend), DEFAULT_QUEUE)
+    instance = new_instance()
+    backend.create_workflow_instance(instance, started_event())
+    for n in range(20):
+        backend.signal_workflow(instance.instance_id, signal_event(arg=str(n)))
+    assert connection.xlen(stream) == 1
+    assert backend.get_stats().pending_workflow_tasks == {DEFAULT_QUEUE: 1}
+
+    task = poll_workflow_task(backend)
+    assert len(task.new_events) == 21
+    assert other.get_workflow_task(QUEUES, 0) is None
+    # Events that arrive while the task runs do not queue it a second time...
+    for n in range(5):
+        backend.signal_workflow(instance.instance_id, signal_event(arg=str(20 + n)))
+    assert connection.xlen(stream) == 1
+    # ...and completing queues it again, once, with exactly those events.
+    complete(backend, task)
+    assert connection.xlen(stream) == 1
+    again = poll_workflow_task(other)
+    assert [e.attributes.arg for e in again.new_events] == [str(20 + n) for n in range(5)]  # type: ignore[attr-defined]
+    complete(other, again)
+    assert connection.xlen(stream) == 0
+    assert backend.get_stats().pending_workflow_tasks.get(DEFAULT_QUEUE, 0) == 0
+
+
+def test_future_event_is_moved_at_its_time(make: Callable[..., RedisBackend]) -> None:
+    backend = make(sticky_timeout=0)
+    instance = new_instance()
+    backend.create_workflow_instance(instance, started_event())
+    task = poll_workflow_task(backend)
+    now = utcnow()
+    due = now + timedelta(seconds=1)
+    timer = new_event(TimerFiredAttributes(scheduled_at=now, at=due), now, schedule_event_id=1, visible_at=due)
+    complete(backend, task, timer_events=[timer])
+    assert [e.id for e in backend.get_future_events()] == [timer.id]
+    assert backend.get_workflow_task(QUEUES, 0) is None
+
+    fired = poll_workflow_task(backend)
+    assert utcnow() >= due - timedelta(milliseconds=20)  # never before its time
+    assert [e.id for e in fired.new_events] == [timer.id]
+    assert backend.get_future_events() == []
+    assert get_redis_connection("workflows").zcard(redis_keys.future_events(_ns(backend))) == 0
+
+
+def test_sticky_task_goes_back_to_the_queue_when_its_worker_is_gone(make: Callable[..., RedisBackend]) -> None:
+    gone = make(sticky_timeout=LOCK, worker_name="gone")
+    other = make(sticky_timeout=LOCK, worker_name="other")
+    connection = get_redis_connection("workflows")
+    instance = new_instance()
+    gone.create_workflow_instance(instance, started_event())
+    complete(gone, poll_workflow_task(gone))
+    completed_at = time.monotonic()
+    gone.signal_workflow(instance.instance_id, signal_event())
+    # The task waits in the sticky worker's own stream, not in the shared queue.
+    assert connection.xlen(redis_keys.sticky_queue(_ns(gone), "gone")) == 1
+    assert other.get_workflow_task(QUEUES, 0) is None
+
+    task = poll_workflow_task(other)
+    assert time.monotonic() - completed_at >= LOCK - 0.01
+    assert task.instance == instance
+    assert connection.xlen(redis_keys.sticky_queue(_ns(gone), "gone")) == 0
+
+
+def test_sticky_worker_takes_its_task_before_anyone_else(make: Callable[..., RedisBackend]) -> None:
+    sticky = make(sticky_timeout=WAIT, worker_name="sticky")
+    other = make(sticky_timeout=WAIT, worker_name="other")
+    instance = new_instance()
+    sticky.create_workflow_instance(instance, started_event())
+    complete(sticky, poll_workflow_task(sticky))
+    # The other worker reads the shared queue first and finds nothing it may take.
+    assert other.get_workflow_task(QUEUES, 0) is None
+    sticky.signal_workflow(instance.instance_id, signal_event())
+    assert other.get_workflow_task(QUEUES, 0) is None
+    task = sticky.get_workflow_task(QUEUES, 0)
+    assert task is not None and task.instance == instance
+
+
+# -- expiration ---------------------------------------------------------------------------------
+
+
+def test_finished_executions_expire_and_active_ones_do_not(make: Callable[..., RedisBackend]) -> None:
+    backend = make(auto_expiration=1, sticky_timeout=0)
+    connection = get_redis_connection("workflows")
+    ns = _ns(backend)
+    first = new_instance()
+    backend.create_workflow_instance(first, started_event())
+    second = new_instance(first.instance_id)
+    _continue_as_new(backend, poll_workflow_task(backend), second)
+    ended_keys = [redis_keys.instance(ns, first.instance_id, first.execution_id), redis_keys.history(ns, first.instance_id, first.execution_id)]
+    assert all(0 < connection.pttl(key) <= 1000 for key in ended_keys)
+    assert connection.pttl(redis_keys.instance(ns, second.instance_id, second.execution_id)) == -1
+    assert connection.pttl(f"{ns}executions:{first.instance_id}") == -1  # the instance id lives on
+
+    wait_until(lambda: not any(connection.exists(key) for key in ended_keys), what="the ended execution to expire")
+    with pytest.raises(InstanceNotFound):
+        backend.get_workflow_instance_state(first)
+    assert backend.get_latest_execution(first.instance_id) == second
+
+    complete(backend, poll_workflow_task(backend), finish=True)
+    wait_until(
+        lambda: not connection.exists(redis_keys.instance(ns, second.instance_id, second.execution_id)),
+        what="the finished execution to expire",
+    )
+    with pytest.raises(InstanceNotFound):
+        backend.get_latest_execution(first.instance_id)
+    # Finishing pruned the index of finished executions of what had expired by then.
+    assert connection.zrange(f"{ns}finished", 0, -1) == [f"{second.instance_id}:{second.execution_id}".encode()]
+
+
+# -- round trips ----------------------------------------------------------------------------------
+
+
+class _RoundTrips:
+    """Counts the commands a client sends (a script call is one)."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.count = 0
+        client = backend._redis
+        original = client.execute_command
+
+        def counted(*args: Any, **options: Any) -> Any:
+            self.count += 1
+            return original(*args, **options)
+
+        client.execute_command = counted  # type: ignore[method-assign]
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def test_one_round_trip_per_claim_and_per_completion(make: Callable[..., RedisBackend]) -> None:
+    backend = make(sticky_timeout=0)
+
+    def one_activity() -> list[int]:
+        counts = []
+        instance = new_instance()
+        backend.create_workflow_instance(instance, started_event())
+        rounds.take()
+        task = poll_workflow_task(backend)
+        counts.append(rounds.take())
+        activity = _activity_event()
+        complete(backend, task, extra=[activity], activity_events=[activity])
+        counts.append(rounds.take())
+        activity_task = backend.get_activity_task(QUEUES, WAIT)
+        assert activity_task is not None
+        counts.append(rounds.take())
+        backend.complete_activity_task(activity_task, _activity_result())
+        counts.append(rounds.take())
+        return counts
+
+    rounds = _RoundTrips(backend)
+    one_activity()  # loads the scripts into the server's cache
+    assert one_activity() == [1, 1, 1, 1]
