@@ -50,9 +50,7 @@ def build_worker(settings: WorkerSettings) -> Worker:
     from .signals import DjangoSignalListener
 
     backend = workflow_backends[settings.backend_alias]
-    worker = Worker(backend, settings.worker_options(listeners=(DjangoSignalListener(),)))
-    worker.registry.update(registry)
-    return worker
+    return Worker(backend, settings.worker_options(listeners=(DjangoSignalListener(),)), registry=registry)
 
 
 def run_worker(settings: WorkerSettings, stdout: TextIO | None = None) -> None:

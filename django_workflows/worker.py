@@ -174,7 +174,11 @@ class Worker:
     ) -> None:
         self.backend = backend
         self.options = options or WorkerOptions()
-        self.registry = registry or Registry()
+        # A copy: the worker adds its system activities, which must not leak into a registry
+        # that several workers (or the project-wide one) share.
+        self.registry = Registry()
+        if registry is not None:
+            self.registry.update(registry)
         self.cache = ExecutorCache(
             self.options.workflow_executor_cache_size,
             self.options.workflow_executor_cache_ttl,  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("workflow", help="Registered workflow name.")
-        parser.add_argument("args", nargs="*", help="Arguments as JSON (bare words are strings).")
+        parser.add_argument("arguments", nargs="*", metavar="ARG", help="Arguments as JSON (bare words are strings).")
         parser.add_argument("--instance-id", help="Instance id (default: a random UUID).")
         parser.add_argument("--queue", default="default", help='Queue (default "default").')
         parser.add_argument("--backend", default="default", metavar="ALIAS", help="Alias in the WORKFLOWS setting.")
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         except LookupError:
             known = ", ".join(sorted(n for n, _ in registry.workflows())) or "none"
             raise CommandError(f"workflow {name} not found; registered workflows: {known}") from None
-        values = [_parse(arg) for arg in options["args"]]
+        values = [_parse(arg) for arg in options["arguments"]]
         client = Client(workflow_backends[options["backend"]])
         try:
             instance = client.create_workflow_instance(
