@@ -89,10 +89,12 @@ def _sqlite_settings(alias: str, backend: Any) -> list[checks.CheckMessage]:
 
 @checks.register(checks.Tags.database)
 def check_sqlite_wal(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if databases is None:  # database checks run only when asked for (check --database, migrate)
+        return []
     messages: list[checks.CheckMessage] = []
     for alias, backend, error in _backends():
         using = None if error is not None else _sqlite_alias(backend)
-        if using is None or (databases is not None and using not in databases):
+        if using is None or using not in databases:
             continue
         with connections[using].cursor() as cursor:
             cursor.execute("PRAGMA journal_mode")

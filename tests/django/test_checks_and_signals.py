@@ -128,3 +128,21 @@ def test_lifecycle_signals_are_sent_once_per_event():
     assert canceled_kwargs["instance"] == canceled
     assert [k["attempt"] for k in by_name["activity_failed"]] == [0, 1, 2]  # three attempts by default
     assert {k["activity_name"] for k in by_name["activity_failed"]} == {"_fails"}
+
+
+@pytest.mark.django_db(transaction=True)  # the journal mode cannot change inside a transaction
+def test_sqlite_outside_wal_mode_is_warned_by_the_database_check():
+    from django.db import connections
+
+    using = default_backend().using
+    if connections.settings[using]["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("the WAL advice only applies to SQLite databases; this run uses another database")
+    assert "django_workflows.W002" not in run_check_ids(databases=[using])
+    with connections[using].cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode=DELETE")
+    try:
+        assert "django_workflows.W002" in run_check_ids(databases=[using])
+        assert "django_workflows.W002" not in run_check_ids()  # database checks only run when asked
+    finally:
+        with connections[using].cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode=WAL")

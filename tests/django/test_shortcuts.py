@@ -54,8 +54,11 @@ def test_a_rolled_back_transaction_starts_nothing():
 def test_bad_arguments_fail_in_the_view_before_anything_is_written():
     with pytest.raises(ArgumentMismatch, match="mismatched argument count: expected 1, got 2"):
         start_workflow(workflow1, "x", "y", instance_id="bad")
-    with pytest.raises(TypeError, match="not JSON serializable"):
+    with pytest.raises(TypeError, match="mismatched argument type: expected str, got set"):
         start_workflow(workflow1, {1, 2}, instance_id="bad")
+    # By name there is no signature to check, but the value still cannot be stored.
+    with pytest.raises(TypeError, match="value of type set is not JSON serializable"):
+        start_workflow("Workflow1", {1, 2}, instance_id="bad")
     with pytest.raises(InstanceNotFound):
         Client().get_workflow_instance_state("bad")
 
