@@ -28,6 +28,7 @@ import atexit
 import json
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -74,7 +75,7 @@ def install_sqlite_counter(dbapi_connection: Any) -> None:
         head = sql.lstrip()[:9].upper()
         try:
             in_transaction = dbapi_connection.in_transaction
-        except Exception:  # closed, or read from a thread sqlite3 refuses: count as inside
+        except sqlite3.Error:  # closed, or read from a thread sqlite3 refuses: count as inside
             in_transaction = True
         control = head.startswith(_CONTROL)
         ends = head.startswith(("COMMIT", "END", "ROLLBACK"))
@@ -83,7 +84,7 @@ def install_sqlite_counter(dbapi_connection: Any) -> None:
                 _counts["sqlite_tx"] += 1
                 if head.startswith(_WRITES):
                     _counts["sqlite_write_tx"] += 1
-            if head.startswith("COMMIT") or head.startswith("END"):
+            if head.startswith(("COMMIT", "END")):
                 _counts["sqlite_commits"] += 1
                 _counts["sqlite_write_tx"] += 1
             if not control:

@@ -16,7 +16,6 @@ import argparse
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ def ensure_venv(python: str = "python3.11") -> Path:
     if not VENV_PYTHON.exists():
         subprocess.run([python, "-m", "venv", str(VENV)], check=True)
     probe = subprocess.run([str(VENV_PYTHON), "-c", "import dbos, importlib.metadata as m; print(m.version('dbos'))"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", DBOS_REQUIREMENT], check=True)
     return VENV_PYTHON
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
              "--polling-interval", str(args.polling_interval)]
     if args.worker_concurrency:
         setup += ["--worker-concurrency", str(args.worker_concurrency)]
-    done_setup = subprocess.run(setup, cwd=harness.REPO_ROOT, env=env, capture_output=True, text=True)
+    done_setup = subprocess.run(setup, cwd=harness.REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     if done_setup.returncode != 0:
         raise harness.RunFailed(f"DBOS setup failed:\n{done_setup.stdout}\n{done_setup.stderr}")
 

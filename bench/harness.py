@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "BENCH-RESULT "
+# Our logging format ("... ERROR django_workflows...") and DBOS's ("[   ERROR] ...").
+_ERROR_LINE = re.compile(r"(?:^|\s|\[)\s*(?:ERROR|CRITICAL)[\s\]]")
 
 
 @dataclass
@@ -32,6 +35,7 @@ class WorkerProcess:
     count_file: Path
     ready_file: Path
     started_at: float
+    log_offset: int = 0
 
     def ready_time(self) -> float | None:
         try:
@@ -60,6 +64,20 @@ class WorkerProcess:
         # After the command name: state is field 3, utime and stime are fields 14 and 15.
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def new_errors(self) -> list[str]:
+        """ERROR lines the worker logged since the last call: a worker that logs errors while
+        it stays alive (a failing poll, a failing task) would otherwise just stall the run."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        # Only whole lines: a line still being written is read next time.
+        end = chunk.rfind(b"\n") + 1
+        self.log_offset += end
+        return [line for line in chunk[:end].decode(errors="replace").splitlines() if _ERROR_LINE.search(line)]
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -81,10 +99,9 @@ def start_workers(commands: Sequence[list[str]], env: dict[str, str], run_dir: P
             "BENCH_READY_FILE": str(ready_file),
             "PYTHONUNBUFFERED": "1",
         }
-        log = open(log_path, "wb")
         started_at = time.time()
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()  # the child has its own descriptor
+        with open(log_path, "wb") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(command, cwd=REPO_ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
         workers.append(WorkerProcess(index, proc, log_path, count_file, ready_file, started_at))
     return workers
 
@@ -96,8 +113,8 @@ class RunFailed(RuntimeError):
 def wait_until_done(
     workers: Sequence[WorkerProcess], done: Callable[[], bool], timeout: float, interval: float = 0.2
 ) -> int:
-    """Poll ``done`` until it is true; fail if a worker exits or ``timeout`` passes. Returns the
-    number of polls (each poll is a query the store counts too)."""
+    """Poll ``done`` until it is true; fail if a worker exits or logs an error, or ``timeout``
+    passes. Returns the number of polls (each poll is a query the store counts too)."""
     deadline = time.monotonic() + timeout
     polls = 0
     while True:
@@ -107,6 +124,9 @@ def wait_until_done(
                     f"worker {worker.index} exited with {worker.proc.returncode} before the run finished:\n"
                     + worker.log_tail()
                 )
+            errors = worker.new_errors()
+            if errors:
+                raise RunFailed(f"worker {worker.index} logged an error:\n{errors[0]}\n...\n" + worker.log_tail())
         polls += 1
         if done():
             return polls
@@ -116,7 +136,16 @@ def wait_until_done(
 
 
 def stop_workers(workers: Sequence[WorkerProcess], timeout: float = 60) -> list[int]:
-    """SIGTERM every worker (they drain and exit); SIGKILL what is left after ``timeout``."""
+    """SIGTERM every worker (they drain and exit); SIGKILL what is left after ``timeout``.
+
+    A worker that is still starting has no SIGTERM handler yet (a short run can finish before
+    the last worker is up): wait until each one is ready first, so that it exits cleanly and
+    writes its counters."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+        w.ready_time() is None and w.proc.poll() is None for w in workers
+    ):
+        time.sleep(0.02)
     for worker in workers:
         if worker.proc.poll() is None:
             worker.proc.send_signal(signal.SIGTERM)
@@ -292,7 +321,7 @@ def emit(result: dict[str, Any]) -> None:
 def run_driver(command: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
     """Run a driver process and return its result; its output is kept in the error if it fails."""
     proc = subprocess.run(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False
     )
     output = proc.stdout.decode(errors="replace")
     for line in reversed(output.splitlines()):

@@ -16,7 +16,6 @@ import argparse
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +129,10 @@ def _collect(backend: Any, workload: Any) -> tuple[list[tuple[float, float]], in
     """Root (created, completed) times, ActivityCompleted events, finished instances; fails on
     an instance that did not complete successfully."""
     from django_workflows.engine.core import InstanceState
-    from django_workflows.engine.history import EventType, WorkflowExecutionFinishedAttributes
+    from django_workflows.engine.history import (
+        EventType,
+        WorkflowExecutionFinishedAttributes,
+    )
 
     roots = []
     activities = 0

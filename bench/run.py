@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def _run_dbos(args: argparse.Namespace, store: str, workload: str, w3: str) -> d
 def _attempt(kind: str, run: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = run()
-    except Exception as exc:  # one failed run must not lose the rest of a long bench
+    except Exception as exc:  # noqa: BLE001 - one failed run must not lose the rest of a long bench
         _progress(f"  {kind}: FAILED: {exc}")
         return {"error": str(exc)}
     _progress(
@@ -135,9 +136,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             dbos: dict[str, list[dict[str, Any]]] = {style: [] for style in styles} if with_dbos else {}
             for repetition in range(1, args.repeat + 1):
                 _progress(f"== {store} {workload.label()} run {repetition}/{args.repeat}")
-                ours.append(_attempt("ours", lambda: _run_ours(args, store, name)))
-                for style in dbos:
-                    dbos[style].append(_attempt(f"DBOS ({style})", lambda: _run_dbos(args, store, name, style if name == "W3" else "queue")))
+                ours.append(_attempt("ours", partial(_run_ours, args, store, name)))
+                for style, runs in dbos.items():
+                    runs.append(_attempt(f"DBOS ({style})", partial(_run_dbos, args, store, name, style if name == "W3" else "queue")))
             row: dict[str, Any] = {"label": workload.label(), "ours": median_row(ours), "ours_runs": ours}
             if with_dbos:
                 medians = {style: median_row(runs) for style, runs in dbos.items()}

@@ -287,17 +287,19 @@ def server_versions() -> dict[str, str]:
             cur = conn.cursor()
             cur.execute("SELECT VERSION()")
             versions["mysql"] = str(cur.fetchone()[0])
-    except Exception as exc:  # reported, not fatal: the run may not use this store
+    # Any failure (driver missing, server down, bad credentials) is reported, not fatal: the
+    # run may not use this store.
+    except Exception as exc:  # noqa: BLE001
         versions["mysql"] = f"unavailable ({exc.__class__.__name__})"
     try:
         with pg_connection() as conn:
             versions["postgres"] = str(conn.execute("SHOW server_version").fetchone()[0])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         versions["postgres"] = f"unavailable ({exc.__class__.__name__})"
     try:
         client = redis_client()
         versions["redis"] = str(client.info("server")["redis_version"])
         client.close()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         versions["redis"] = f"unavailable ({exc.__class__.__name__})"
     return versions
