@@ -1,0 +1,661 @@
+"""The Django ORM backend: workflows stored in SQLite, MySQL/MariaDB or PostgreSQL through Django's
+models (port of go-workflows ``backend/sqlite``, ``backend/mysql`` and ``backend/postgres``, plus the
+``monoprocess`` wake-ups).
+
+Semantics are those of ``backends.memory`` (the reference). What the database adds:
+
+* Leases carry a token; extend, complete and abandon are fenced UPDATE/DELETEs
+  (``... WHERE id=? AND lease_token=? AND locked_until > <db now>``), and every lease time comes
+  from the database clock (``orm_db.DbNow``), never from this process.
+* Claims lock the candidate row with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and
+  MySQL/MariaDB (concurrent pollers skip each other's rows instead of queueing); SQLite has one
+  writer at a time (IMMEDIATE transactions in WAL mode), and the claim UPDATE repeats the
+  "lease is free" condition, so a connection left in DEFERRED mode stays correct too.
+* Lock conflicts ("database is locked", deadlocks) are retried inside the backend, bounded and
+  with jitter (``orm_db.Transactions``); they do not reach callers.
+* Uniqueness is the database's job: one active execution per instance id, one history event per
+  (execution, sequence id).
+
+Pollers in this process wake as soon as this process commits work for them (``orm_wakeup``),
+and otherwise look every ``poll_interval`` seconds for work committed by other processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    close_old_connections,
+    connections,
+    transaction,
+)
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.functions import Greatest
+
+from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ..engine.clock import system_clock, to_timedelta
+from ..engine.core import InstanceState, WorkflowInstance, validate_id
+from ..engine.errors import (
+    CompletionRejected,
+    InstanceAlreadyExists,
+    InstanceFinished,
+    InstanceNotFinished,
+    InstanceNotFound,
+    LeaseLost,
+)
+from ..engine.history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
+from ..models import ActivityTask as ActivityRow
+from ..models import HistoryEvent, Outcome, Payload, PendingEvent
+from ..models import WorkflowInstance as InstanceRow
+from .base import BaseBackend
+from .common import abandoned_activity_result, terminated_events
+from .orm_complete import (
+    Completion,
+    WorkflowTaskData,
+    delete_execution_rows,
+    delete_pending,
+    visible,
+)
+from .orm_db import (
+    DEFAULT_LOCK_RETRY_TIMEOUT,
+    SUPPORTED_VENDORS,
+    DbNow,
+    Transactions,
+    first,
+    raw_delete,
+)
+from .orm_rows import (
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    RowBatch,
+    event_from,
+    instance_from,
+    new_execution,
+)
+from .orm_wakeup import Kind, waker_for
+
+T = TypeVar("T")
+
+ACTIVE = InstanceState.ACTIVE.value
+
+#: Default seconds between two looks at the database of an idle poller.
+DEFAULT_POLL_INTERVAL = 0.2
+
+_ACTIVITY_COLUMNS = ("id", "instance_id", "lease_count", "queue", *EVENT_COLUMNS[:-1], "payload_id")
+
+
+class _NothingToClaim(Exception):
+    """Rolls back a claim that found its candidate gone (only possible on a DEFERRED SQLite)."""
+
+
+class OrmBackend(BaseBackend):
+    features = frozenset({Feature.REMOVE_INSTANCES})
+
+    def __init__(
+        self,
+        using: str = DEFAULT_DB_ALIAS,
+        *,
+        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        lock_retry_timeout: float | timedelta = DEFAULT_LOCK_RETRY_TIMEOUT,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        from .handler import InvalidWorkflowBackend
+
+        if using not in connections.settings:
+            raise InvalidWorkflowBackend(f"OrmBackend: the database alias {using!r} is not in DATABASES")
+        vendor = connections[using].vendor
+        if vendor not in SUPPORTED_VENDORS:
+            raise InvalidWorkflowBackend(
+                f"OrmBackend: database {using!r} is {vendor}; supported are SQLite, MySQL/MariaDB and PostgreSQL"
+            )
+        interval = to_timedelta(poll_interval, what="poll_interval").total_seconds()
+        if interval <= 0:
+            raise ValueError(f"OrmBackend: poll_interval must be positive, got {poll_interval!r}")
+        retry_timeout = to_timedelta(lock_retry_timeout, what="lock_retry_timeout").total_seconds()
+        if retry_timeout < 0:
+            raise ValueError(f"OrmBackend: lock_retry_timeout must not be negative, got {lock_retry_timeout!r}")
+        self.using = using
+        self.poll_interval = interval
+        self._db = Transactions(using, retry_timeout)
+        self._waker = waker_for(using)
+
+    def close(self) -> None:
+        self._db.close_orphans()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def retries(self) -> int:
+        """Transactions this backend object retried (lock conflicts, lost connections)."""
+        return self._db.retries
+
+    def _instances(self) -> Any:
+        # Unordered: the models' default ordering is for the admin, not for these queries.
+        return InstanceRow.objects.using(self.using).order_by()
+
+    def _activities(self) -> Any:
+        return ActivityRow.objects.using(self.using).order_by()
+
+    def _execution(self, instance: WorkflowInstance) -> Any:
+        return self._instances().filter(instance_id=instance.instance_id, execution_id=instance.execution_id)
+
+    def _notify_on_commit(self, kind: Kind, timers: Sequence[datetime] = ()) -> None:
+        transaction.on_commit(lambda: self._waker.notify(kind, timers), using=self.using)
+
+    def _insert_event(self, row_id: int, event: Event) -> None:
+        batch = RowBatch()
+        batch.add_pending(row_id, event)
+        batch.save(self.using)
+
+    def _deliver_to_execution(self, target: WorkflowInstance, event: Event) -> None:
+        """Queue ``event`` for the exact execution ``target`` if it is active (locked first)."""
+        row_id = (
+            first(self._execution(target).filter(state=ACTIVE).select_for_update().values_list("pk", flat=True))
+        )
+        if row_id is not None:
+            self._insert_event(row_id, event)
+            self._notify_on_commit("workflow")
+
+    def _can_return_ids(self) -> bool:
+        return bool(connections[self.using].features.can_return_rows_from_bulk_insert)
+
+    def _locking(self, queryset: Any) -> Any:
+        """``FOR UPDATE SKIP LOCKED`` where the database has it (a no-op on SQLite)."""
+        features = connections[self.using].features
+        return queryset.select_for_update(skip_locked=bool(features.has_select_for_update_skip_locked))
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def create_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
+        validate_id(instance.instance_id)
+        attributes = event.attributes
+        if not isinstance(attributes, WorkflowExecutionStartedAttributes):
+            raise TypeError(f"create_workflow_instance needs a WorkflowExecutionStarted event, got {event.type}")
+
+        def create() -> None:
+            row = new_execution(instance, attributes)
+            row.save(using=self.using, force_insert=True)
+            self._insert_event(row.pk, event)
+            self._notify_on_commit("workflow")
+
+        try:
+            self._db.run(create)
+        except IntegrityError:
+            # The unique active_instance_id (or instance/execution pair) refused the row.
+            raise InstanceAlreadyExists() from None
+
+    def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
+        def cancel() -> None:
+            row = first(self._execution(instance).select_for_update().values_list("pk", "state"))
+            if row is None:
+                raise InstanceNotFound()
+            if row[1] != ACTIVE:
+                raise InstanceFinished()
+            self._insert_event(row[0], event)
+            self._notify_on_commit("workflow")
+
+        self._db.run(cancel)
+
+    def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None:
+        def terminate() -> None:
+            row = first(
+                self._execution(instance)
+                .select_for_update()
+                .values_list("pk", "state", "last_sequence_id", *INSTANCE_COLUMNS)
+            )
+            if row is None:
+                raise InstanceNotFound()
+            row_id, state, last_sequence_id, *identity = row
+            if state != ACTIVE:
+                raise InstanceFinished()
+            execution = instance_from(*identity)
+            terminated, parent_event = terminated_events(execution, reason, system_clock.now())
+            delete_pending(self.using, row_id, Q())
+            raw_delete(self._activities().filter(instance_id=row_id))
+            self._instances().filter(pk=row_id).update(
+                state=InstanceState.FINISHED.value,
+                outcome=str(Outcome.TERMINATED),
+                completed_at=DbNow(),
+                active_instance_id=None,
+                locked_until=None,
+                lease_token="",
+                last_sequence_id=last_sequence_id + 1,
+            )
+            batch = RowBatch()
+            batch.add_history(row_id, terminated.with_sequence_id(last_sequence_id + 1))
+            batch.save(self.using)
+            if parent_event is not None and execution.parent is not None:
+                self._deliver_to_execution(execution.parent, parent_event)
+
+        self._db.run(terminate)
+
+    def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
+        def signal() -> WorkflowInstance:
+            row = first(
+                self._instances()
+                .filter(active_instance_id=instance_id)
+                .select_for_update()
+                .values_list("pk", *INSTANCE_COLUMNS)
+            )
+            if row is None:
+                if self._instances().filter(instance_id=instance_id).exists():
+                    raise InstanceFinished()
+                raise InstanceNotFound()
+            self._insert_event(row[0], event)
+            self._notify_on_commit("workflow")
+            return instance_from(*row[1:])
+
+        return self._db.run(signal)
+
+    def remove_workflow_instance(self, instance: WorkflowInstance) -> None:
+        def remove() -> None:
+            row = first(self._execution(instance).select_for_update().values_list("pk", "state"))
+            if row is None:
+                raise InstanceNotFound()
+            if row[1] == ACTIVE:
+                raise InstanceNotFinished()
+            delete_execution_rows(self.using, [row[0]])
+
+        self._db.run(remove)
+
+    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+
+        def remove_batch() -> int:
+            candidates = self._locking(
+                self._instances().filter(completed_at__lt=finished_before).exclude(state=ACTIVE)
+            )
+            ids = list(candidates.order_by("completed_at", "id").values_list("pk", flat=True)[:batch_size])
+            if ids:
+                delete_execution_rows(self.using, ids)
+            return len(ids)
+
+        removed = 0
+        while True:
+            count = self._db.run(remove_batch)
+            removed += count
+            if count < batch_size:
+                return removed
+
+    def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:
+        state = self._db.run(
+            lambda: first(self._execution(instance).values_list("state", flat=True)), atomic=False, reconnect=True
+        )
+        if state is None:
+            raise InstanceNotFound()
+        return InstanceState(state)
+
+    def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
+        columns = ("workflow_name", "queue", "state", "created_at", "completed_at", "metadata", *INSTANCE_COLUMNS)
+        row = self._db.run(
+            lambda: first(self._execution(instance).values_list(*columns)), atomic=False, reconnect=True
+        )
+        if row is None:
+            raise InstanceNotFound()
+        name, queue, state, created_at, completed_at, metadata, *identity = row
+        return InstanceInfo(
+            instance=instance_from(*identity),
+            workflow_name=name,
+            queue=queue,
+            state=InstanceState(state),
+            created_at=created_at,
+            completed_at=completed_at,
+            metadata=dict(metadata or {}),
+        )
+
+    def get_workflow_instance_history(
+        self, instance: WorkflowInstance, last_sequence_id: int | None = None
+    ) -> list[Event]:
+        def history() -> list[Event]:
+            rows = HistoryEvent.objects.using(self.using).filter(
+                instance__instance_id=instance.instance_id, instance__execution_id=instance.execution_id
+            )
+            if last_sequence_id is not None:
+                rows = rows.filter(sequence_id__gt=last_sequence_id)
+            events = [event_from(*values) for values in rows.order_by("sequence_id").values_list(*EVENT_COLUMNS)]
+            if not events and not self._execution(instance).exists():
+                raise InstanceNotFound()
+            return events
+
+        return self._db.run(history, atomic=False, reconnect=True)
+
+    def get_latest_execution(self, instance_id: str) -> WorkflowInstance:
+        row = self._db.run(
+            lambda: first(
+                self._instances()
+                .filter(instance_id=instance_id)
+                .order_by("-created_at", "-id")
+                .values_list(*INSTANCE_COLUMNS)
+            ),
+            atomic=False,
+            reconnect=True,
+        )
+        if row is None:
+            raise InstanceNotFound()
+        return instance_from(*row)
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def _poll(self, kind: Kind, claim: Callable[[], T | None], timeout: float) -> T | None:
+        deadline = _monotonic() + max(0.0, timeout)
+        while True:
+            seen = self._waker.generation(kind)
+            task = claim()
+            if task is not None:
+                return task
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                return None
+            self._waker.wait(kind, seen, min(remaining, self.poll_interval))
+
+    @contextlib.contextmanager
+    def task_scope(self) -> Iterator[None]:
+        """Close stale or broken connections around every task, as Django does around requests:
+        a worker thread lives for days, longer than the server keeps an idle connection."""
+        self._close_old_connections()
+        try:
+            yield
+        finally:
+            self._close_old_connections()
+
+    def _close_old_connections(self) -> None:
+        if not connections[self.using].in_atomic_block:
+            close_old_connections()
+
+    # -- workflow tasks ----------------------------------------------------------------------
+
+    def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
+        queues = list(queues)
+        return self._poll("workflow", lambda: self._claim_workflow_task(queues), timeout)
+
+    def _claim_workflow_task(self, queues: list[str]) -> WorkflowTask | None:
+        me = self.options.worker_name
+        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
+
+        def claim() -> WorkflowTask | None:
+            has_events = Exists(PendingEvent.objects.filter(visible(), instance_id=OuterRef("pk")))
+            not_sticky = Q(sticky_until__isnull=True) | Q(sticky_until__lte=DbNow()) | Q(worker=me)
+            candidates = self._locking(
+                self._instances().filter(free, not_sticky, has_events, state=ACTIVE, queue__in=queues)
+            )
+            row = first(
+                candidates.order_by("id").values_list(
+                    "pk", "queue", "workflow_name", "metadata", "last_sequence_id", *INSTANCE_COLUMNS
+                )
+            )
+            if row is None:
+                return None
+            row_id, queue, name, metadata, last_sequence_id, *identity = row
+            token = uuid.uuid4().hex
+            claimed = (
+                self._instances()
+                .filter(free, pk=row_id)
+                .update(locked_until=DbNow(self.options.workflow_lock), lease_token=token, worker=me)
+            )
+            pending = list(
+                PendingEvent.objects.using(self.using)
+                .filter(visible(), instance_id=row_id)
+                .order_by("id")
+                .values_list("pk", "payload_id", *EVENT_COLUMNS)
+            )
+            if claimed != 1 or not pending:
+                raise _NothingToClaim()
+            return WorkflowTask(
+                id=identity[0],
+                queue=queue,
+                instance=instance_from(*identity),
+                state=InstanceState.ACTIVE,
+                metadata=dict(metadata or {}),
+                last_sequence_id=last_sequence_id,
+                new_events=[event_from(*values[2:]) for values in pending],
+                lease_token=token,
+                workflow_name=name,
+                custom_data=WorkflowTaskData(
+                    row_id=row_id,
+                    pending_ids=tuple(values[0] for values in pending),
+                    payload_ids={values[2]: values[1] for values in pending},
+                ),
+            )
+
+        try:
+            return self._db.run(claim, reconnect=True)
+        except _NothingToClaim:
+            return None
+
+    def _leased_instance(self, task: WorkflowTask) -> Any:
+        data: WorkflowTaskData = task.custom_data
+        return self._instances().filter(pk=data.row_id, lease_token=task.lease_token, locked_until__gt=DbNow())
+
+    def extend_workflow_task(self, task: WorkflowTask) -> None:
+        extended = self._db.run(
+            lambda: self._leased_instance(task).update(locked_until=DbNow(self.options.workflow_lock)),
+            atomic=False,
+            reconnect=True,
+        )
+        if extended != 1:
+            raise LeaseLost()
+
+    def abandon_workflow_task(self, task: WorkflowTask) -> None:
+        released = self._db.run(
+            lambda: self._leased_instance(task).update(locked_until=None, lease_token="", sticky_until=None),
+            atomic=False,
+            reconnect=True,
+        )
+        if released:
+            self._waker.notify("workflow")
+
+    def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        *,
+        state: InstanceState,
+        executed_events: Sequence[Event],
+        activity_events: Sequence[Event],
+        timer_events: Sequence[Event],
+        workflow_events: Sequence[WorkflowEvent],
+    ) -> None:
+        if not isinstance(task.custom_data, WorkflowTaskData):
+            raise LeaseLost("this workflow task was not leased from the ORM backend")
+        completion = Completion(
+            using=self.using,
+            options=self.options,
+            can_return_ids=self._can_return_ids(),
+            task=task,
+            state=state,
+            executed_events=executed_events,
+            activity_events=activity_events,
+            timer_events=timer_events,
+            workflow_events=workflow_events,
+            now=system_clock.now(),
+        )
+
+        def complete() -> Any:
+            result = completion.run()
+            self._notify_on_commit("workflow", result.timers)
+            if result.activities:
+                self._notify_on_commit("activity")
+            return result
+
+        # Integrity races (a sub-workflow id started concurrently) resolve on a fresh attempt.
+        result = self._db.run(complete, reconnect=True, integrity_attempts=3)
+        if result.rejected:
+            raise CompletionRejected()
+
+    # -- activity tasks ----------------------------------------------------------------------
+
+    def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        queues = list(queues)
+        return self._poll("activity", lambda: self._claim_activity_task(queues), timeout)
+
+    def _claim_activity_task(self, queues: list[str]) -> ActivityTask | None:
+        while True:
+            task = self._db.run(lambda: self._lease_activity(queues), reconnect=True)
+            if not isinstance(task, _Exhausted):
+                return task
+            self._db.run(functools.partial(self._fail_exhausted_activity, task))
+
+    def _lease_activity(self, queues: list[str]) -> ActivityTask | _Exhausted | None:
+        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
+        features = connections[self.using].features
+        candidates = self._activities().filter(free, queue__in=queues).order_by("id")
+        # Join the payload and the execution into the locking SELECT only where FOR UPDATE OF
+        # keeps the lock on the activity row; MariaDB would lock the joined rows too.
+        joined = not features.has_select_for_update or features.has_select_for_update_of
+        columns = _ACTIVITY_COLUMNS + (("payload__data", *(f"instance__{c}" for c in INSTANCE_COLUMNS)) if joined else ())
+        locking = candidates.select_for_update(
+            skip_locked=bool(features.has_select_for_update_skip_locked),
+            of=("self",) if joined and features.has_select_for_update else (),
+        )
+        row = first(locking.values_list(*columns))
+        if row is None:
+            return None
+        row_id, instance_row_id, lease_count, queue, *event_columns = row[: len(_ACTIVITY_COLUMNS)]
+        payload_id = event_columns.pop()
+        if lease_count >= self.options.max_activity_leases:
+            return _Exhausted(row_id, instance_row_id, lease_count)
+        if joined:
+            data, *identity = row[len(_ACTIVITY_COLUMNS) :]
+        else:
+            # The payload row points at the execution: one more SELECT fetches both.
+            data, *identity = (
+                Payload.objects.using(self.using)
+                .filter(pk=payload_id)
+                .values_list("data", *(f"instance__{c}" for c in INSTANCE_COLUMNS))
+                .get()
+            )
+        token = uuid.uuid4().hex
+        claimed = (
+            self._activities()
+            .filter(free, pk=row_id)
+            .update(
+                locked_until=DbNow(self.options.activity_lock),
+                lease_token=token,
+                worker=self.options.worker_name,
+                lease_count=F("lease_count") + 1,
+            )
+        )
+        if claimed != 1:
+            return None
+        event = event_from(*event_columns, data)  # type: ignore[call-arg]  # (six columns, then the data)
+        return ActivityTask(
+            id=str(row_id),
+            activity_id=event.id,
+            queue=queue,
+            instance=instance_from(*identity),
+            event=event,
+            lease_token=token,
+            lease_count=lease_count + 1,
+            custom_data=(row_id, instance_row_id),
+        )
+
+    def _fail_exhausted_activity(self, exhausted: _Exhausted) -> None:
+        """Fail an activity whose workers kept dying, instead of leasing it again.
+
+        Locks the execution before the activity, the order every other writer uses."""
+        state = first(
+            self._instances().filter(pk=exhausted.instance_row_id).select_for_update().values_list("state", flat=True)
+        )
+        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
+        row = first(
+            self._activities()
+            .filter(free, pk=exhausted.row_id, lease_count__gte=self.options.max_activity_leases)
+            .select_for_update()
+            .values_list(*EVENT_COLUMNS)
+        )
+        if row is None:
+            return  # another poller got there first
+        raw_delete(self._activities().filter(pk=exhausted.row_id))
+        if state == ACTIVE:
+            result = abandoned_activity_result(event_from(*row), exhausted.lease_count, system_clock.now())
+            self._insert_event(exhausted.instance_row_id, result)
+            self._notify_on_commit("workflow")
+
+    def _leased_activity(self, task: ActivityTask) -> Any:
+        row_id, _ = _activity_keys(task)
+        return self._activities().filter(
+            pk=row_id, lease_token=task.lease_token, locked_until__gt=DbNow()
+        )
+
+    def extend_activity_task(self, task: ActivityTask) -> None:
+        extended = self._db.run(
+            lambda: self._leased_activity(task).update(locked_until=DbNow(self.options.activity_lock)),
+            atomic=False,
+            reconnect=True,
+        )
+        if extended != 1:
+            raise LeaseLost()
+
+    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
+        _, instance_row_id = _activity_keys(task)
+
+        def complete() -> None:
+            # The execution first (the lock order of every writer), so that it cannot finish
+            # between our check and our insert.
+            state = (
+                first(self._instances().filter(pk=instance_row_id).select_for_update().values_list("state", flat=True))
+            )
+            if raw_delete(self._leased_activity(task)) != 1:
+                raise LeaseLost()
+            if state == ACTIVE:
+                self._insert_event(instance_row_id, result)
+                self._notify_on_commit("workflow")
+
+        self._db.run(complete, reconnect=True)
+
+    def abandon_activity_task(self, task: ActivityTask) -> None:
+        # A graceful release is not a crash: it does not count against max_activity_leases.
+        released = self._db.run(
+            lambda: self._leased_activity(task).update(
+                locked_until=None, lease_token="", lease_count=Greatest(F("lease_count") - 1, 0)
+            ),
+            atomic=False,
+            reconnect=True,
+        )
+        if released:
+            self._waker.notify("activity")
+
+    # -- misc --------------------------------------------------------------------------------
+
+    def get_stats(self) -> Stats:
+        def stats() -> Stats:
+            active = self._instances().filter(state=ACTIVE)
+            has_events = Exists(PendingEvent.objects.filter(visible(), instance_id=OuterRef("pk")))
+            workflow_tasks = active.filter(has_events).order_by().values("queue").annotate(n=Count("id"))
+            activity_tasks = self._activities().order_by().values("queue").annotate(n=Count("id"))
+            return Stats(
+                active_workflow_instances=active.count(),
+                pending_workflow_tasks={r["queue"]: r["n"] for r in workflow_tasks},
+                pending_activity_tasks={r["queue"]: r["n"] for r in activity_tasks},
+            )
+
+        return self._db.run(stats, atomic=False, reconnect=True)
+
+
+class _Exhausted:
+    """A claim found an activity at ``max_activity_leases``: fail it in its own transaction."""
+
+    def __init__(self, row_id: int, instance_row_id: int, lease_count: int) -> None:
+        self.row_id = row_id
+        self.instance_row_id = instance_row_id
+        self.lease_count = lease_count
+
+
+def _activity_keys(task: ActivityTask) -> tuple[int, int]:
+    keys = task.custom_data
+    if not (isinstance(keys, tuple) and len(keys) == 2):
+        raise LeaseLost("this activity task was not leased from the ORM backend")
+    return keys
+
+
+def _monotonic() -> float:
+    return time.monotonic()

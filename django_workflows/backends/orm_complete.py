@@ -1,0 +1,217 @@
+"""Completing a workflow task in one transaction (port of go-workflows' SQL ``CompleteWorkflowTask``,
+with the fences of reference/reliability.md §5 and the memory backend's semantics).
+
+Statement plan (the common case, a task that keeps the execution active, is five statements:
+the fenced UPDATE, one DELETE and three multi-row INSERTs):
+
+1. Fence. ``UPDATE instance SET <new state, lease released, sticky> WHERE id=? AND lease_token=?
+   AND locked_until > <db now>``; no row means the lease is lost. A task that *ends* the execution
+   first locks the row with the same fence (``SELECT ... FOR UPDATE``) and checks that no visible
+   event arrived that the task did not see; if one did, the lease is released and the completion
+   rejected, so a signal is never accepted and then lost (C4).
+2. The consumed pending events are deleted (all of them if the execution ended, with the
+   payloads of leftover timers); ``TimerCanceled`` deletes the canceled timer's future event.
+3. Workflow events are delivered (``orm_delivery``), creating sub-workflow executions.
+4. Payloads, history, activity tasks and pending events (timers and deliveries) are inserted with
+   one multi-row INSERT per table. Payloads of consumed events are reused by their history rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, Subquery
+
+from ..engine.backend import BackendOptions
+from ..engine.core import InstanceState
+from ..engine.errors import LeaseLost
+from ..engine.history import (
+    Event,
+    EventType,
+    WorkflowEvent,
+    WorkflowExecutionFinishedAttributes,
+)
+from ..models import ActivityTask as ActivityRow
+from ..models import HistoryEvent, Outcome, Payload, PendingEvent
+from ..models import WorkflowInstance as InstanceRow
+from .common import activity_queue
+from .orm_db import DbNow, raw_delete
+from .orm_delivery import resolve_deliveries
+from .orm_rows import RowBatch
+
+
+@dataclass(frozen=True)
+class WorkflowTaskData:
+    """What the backend keeps in ``WorkflowTask.custom_data``."""
+
+    row_id: int
+    #: Primary keys of the pending rows delivered in ``new_events``.
+    pending_ids: tuple[int, ...]
+    #: Payload of each delivered event, reused when the event moves to the history.
+    payload_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CompletionResult:
+    rejected: bool = False
+    activities: bool = False
+    timers: list[datetime] = field(default_factory=list)
+
+
+def visible() -> Q:
+    """Pending events whose time has come (``visible_at`` NULL means now)."""
+    return Q(visible_at__isnull=True) | Q(visible_at__lte=DbNow())
+
+
+def outcome_of(state: InstanceState, executed_events: Sequence[Event]) -> str:
+    if state is InstanceState.CONTINUED_AS_NEW:
+        return str(Outcome.CONTINUED_AS_NEW)
+    for event in reversed(executed_events):
+        attributes = event.attributes
+        if isinstance(attributes, WorkflowExecutionFinishedAttributes):
+            if attributes.error is None:
+                return str(Outcome.COMPLETED)
+            return str(Outcome.CANCELED) if attributes.error.type == "Canceled" else str(Outcome.FAILED)
+    return str(Outcome.COMPLETED)
+
+
+def delete_execution_rows(using: str, row_ids: Sequence[int]) -> None:
+    """Delete executions and everything stored for them, children first."""
+    for model in (HistoryEvent, PendingEvent, ActivityRow, Payload):
+        raw_delete(model.objects.using(using).filter(instance_id__in=row_ids))
+    raw_delete(InstanceRow.objects.using(using).filter(pk__in=row_ids))
+
+
+def delete_pending(using: str, row_id: int, condition: Q, keep: Sequence[int] = ()) -> None:
+    """Delete the pending events of one execution matching ``condition`` and, except for those
+    in ``keep`` (consumed events, whose payloads their history rows now share), their payloads."""
+    pending = PendingEvent.objects.using(using).filter(condition, instance_id=row_id)
+    orphaned = pending.exclude(pk__in=keep) if keep else pending
+    raw_delete(Payload.objects.using(using).filter(pk__in=Subquery(orphaned.order_by().values("payload_id"))))
+    raw_delete(pending)
+
+
+class Completion:
+    """One call of ``complete_workflow_task``, run inside the backend's transaction."""
+
+    def __init__(
+        self,
+        *,
+        using: str,
+        options: BackendOptions,
+        can_return_ids: bool,
+        task: Any,
+        state: InstanceState,
+        executed_events: Sequence[Event],
+        activity_events: Sequence[Event],
+        timer_events: Sequence[Event],
+        workflow_events: Sequence[WorkflowEvent],
+        now: datetime,
+    ) -> None:
+        self.using = using
+        self.options = options
+        self.can_return_ids = can_return_ids
+        self.task = task
+        self.data: WorkflowTaskData = task.custom_data
+        self.state = state
+        self.executed_events = executed_events
+        self.activity_events = activity_events
+        self.timer_events = timer_events
+        self.workflow_events = workflow_events
+        self.now = now
+
+    def _leased(self) -> Any:
+        return InstanceRow.objects.using(self.using).filter(
+            pk=self.data.row_id, lease_token=self.task.lease_token, locked_until__gt=DbNow()
+        )
+
+    def run(self) -> CompletionResult:
+        finishing = self.state is not InstanceState.ACTIVE
+        if finishing:
+            if not list(self._leased().select_for_update().values_list("pk")):
+                raise LeaseLost()
+            if self._unseen_events():
+                self._leased().update(locked_until=None, lease_token="", sticky_until=None)
+                return CompletionResult(rejected=True)
+        if self._leased().update(**self._new_state(finishing)) != 1:
+            raise LeaseLost()
+        removing = self.state is InstanceState.CONTINUED_AS_NEW and self.options.remove_continued_as_new_instances
+        self._delete_consumed(finishing)
+        deliveries = resolve_deliveries(
+            self.using,
+            sender=self.task.instance,
+            sender_row_id=self.data.row_id,
+            sender_active=not finishing,
+            workflow_events=self.workflow_events,
+            now=self.now,
+            can_return_ids=self.can_return_ids,
+        )
+        batch = RowBatch()
+        result = CompletionResult()
+        if not removing:
+            self._own_rows(batch, finishing, result)
+        for target, event in deliveries:
+            batch.add_pending(target.pk, event)
+        batch.save(self.using)
+        if removing:
+            delete_execution_rows(self.using, [self.data.row_id])
+        return result
+
+    def _unseen_events(self) -> bool:
+        return (
+            PendingEvent.objects.using(self.using)
+            .filter(visible(), instance_id=self.data.row_id)
+            .exclude(pk__in=self.data.pending_ids)
+            .exists()
+        )
+
+    def _new_state(self, finishing: bool) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "locked_until": None,
+            "lease_token": "",
+            "sticky_until": DbNow(self.options.sticky),
+        }
+        if self.executed_events:
+            values["last_sequence_id"] = max(e.sequence_id for e in self.executed_events)
+        if finishing:
+            values.update(
+                state=self.state.value,
+                outcome=outcome_of(self.state, self.executed_events),
+                completed_at=DbNow(),
+                active_instance_id=None,
+            )
+        return values
+
+    def _delete_consumed(self, finishing: bool) -> None:
+        consumed = self.data.pending_ids
+        if finishing:
+            # Whatever is left (future timers) dies with the execution.
+            delete_pending(self.using, self.data.row_id, Q(), keep=consumed)
+            return
+        canceled = {e.schedule_event_id for e in self.executed_events if e.type is EventType.TIMER_CANCELED}
+        if canceled:
+            timers = Q(event_type=EventType.TIMER_FIRED.value, schedule_event_id__in=canceled)
+            delete_pending(self.using, self.data.row_id, Q(pk__in=consumed) | timers, keep=consumed)
+        elif consumed:
+            raw_delete(PendingEvent.objects.using(self.using).filter(pk__in=consumed))
+
+    def _own_rows(self, batch: RowBatch, finishing: bool, result: CompletionResult) -> None:
+        row_id = self.data.row_id
+        payload_ids = dict(self.data.payload_ids)
+        for event in self.executed_events:
+            payload_id = payload_ids.get(event.id)
+            if payload_id is None:
+                payload_id = payload_ids[event.id] = batch.payload(row_id, event)
+            batch.add_history(row_id, event, payload_id)
+        for event in self.activity_events:
+            batch.add_activity(row_id, event, activity_queue(event, self.task.queue), payload_ids.get(event.id))
+            result.activities = True
+        if finishing:
+            return  # timers of an ended execution never fire
+        for event in self.timer_events:
+            batch.add_pending(row_id, event)
+            if event.visible_at is not None:
+                result.timers.append(event.visible_at)

@@ -1,0 +1,242 @@
+"""Database plumbing of the ORM backend: the database clock and transactions that retry.
+
+go-workflows' SQL backends compute lease times with the worker's ``time.Now()``; here every lease,
+visibility and stickiness comparison uses the database's clock (``DbNow``), so workers with skewed
+clocks cannot steal or overstay leases (reference/reliability.md F11). ``Transactions.run`` runs a
+unit of work in one transaction and retries it, bounded and with jitter, when the database refused
+it for a lock conflict: SQLite "database is locked", MySQL/MariaDB deadlocks (1213) and lock wait
+timeouts (1205), PostgreSQL deadlocks and serialization failures. Such a transaction did not
+commit, so running it again is safe. After a lost connection, the broken connection is closed
+(the next query reconnects) and, for operations that are safe to repeat, retried once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
+from django.db.models import DateTimeField, Expression, QuerySet
+
+logger = logging.getLogger("django_workflows.backends.orm")
+
+T = TypeVar("T")
+
+SUPPORTED_VENDORS = frozenset({"sqlite", "mysql", "postgresql"})
+
+#: Lock conflicts are retried for this many seconds (each attempt may also wait in the database,
+#: up to SQLite's busy timeout or MySQL's innodb_lock_wait_timeout), sleeping a jittered, growing
+#: delay in between.
+DEFAULT_LOCK_RETRY_TIMEOUT = 30.0
+_BACKOFF_BASE = 0.01
+_BACKOFF_CAP = 0.2
+
+# MySQL/MariaDB error codes: deadlock found, lock wait timeout exceeded.
+_MYSQL_LOCK_ERRORS = frozenset({1213, 1205})
+# PostgreSQL SQLSTATEs: deadlock_detected, serialization_failure, lock_not_available.
+_POSTGRES_LOCK_STATES = frozenset({"40P01", "40001", "55P03"})
+# SQLite primary result codes: SQLITE_BUSY, SQLITE_LOCKED (extended codes keep them in the low byte).
+_SQLITE_LOCK_CODES = frozenset({5, 6})
+
+
+class DbNow(Expression):
+    """The database's current time plus ``offset``, as an SQL expression.
+
+    PostgreSQL ``CLOCK_TIMESTAMP()``, MySQL/MariaDB ``UTC_TIMESTAMP(6)`` (Django keeps naive UTC
+    there, whatever the session time zone), SQLite ``STRFTIME(..., 'now')``, which SQLite computes
+    from the OS clock in C: no Python time source is involved on any database.
+    """
+
+    output_field = DateTimeField()
+
+    def __init__(self, offset: timedelta = timedelta(0)) -> None:
+        super().__init__(output_field=DateTimeField())
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return f"DbNow({self.offset!r})"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        seconds = self.offset.total_seconds()
+        vendor = connection.vendor
+        if vendor == "postgresql":
+            if not seconds:
+                return "CLOCK_TIMESTAMP()", []
+            return "(CLOCK_TIMESTAMP() + MAKE_INTERVAL(secs => %s))", [seconds]
+        if vendor == "mysql":
+            if not seconds:
+                return "UTC_TIMESTAMP(6)", []
+            return "(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)", [round(seconds * 1_000_000)]
+        if vendor == "sqlite":
+            # The same text form Django stores datetimes in, so comparisons stay textual.
+            return "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)", [f"{seconds:+.6f} seconds"]
+        raise DatabaseError(f"the workflow ORM backend does not support the {vendor!r} database")
+
+
+def raw_delete(queryset: QuerySet[Any]) -> int:
+    """``DELETE ... WHERE ...`` in one statement and return the row count.
+
+    ``QuerySet.delete()`` falls back to fetching the rows first when anyone connected a
+    ``pre_delete``/``post_delete`` receiver; the backend's rows have no signals to honour.
+    """
+    return int(queryset._raw_delete(queryset.db))
+
+
+def first(queryset: QuerySet[Any]) -> Any:
+    """The first row of ``queryset`` or None, in the queryset's own order (``QuerySet.first()``
+    would add an ORDER BY the primary key or the model's default ordering)."""
+    return next(iter(queryset[:1]), None)
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Did the database refuse the transaction because of another one (so it did not commit)?"""
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.OperationalError):
+        code = getattr(cause, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_LOCK_CODES
+        message = str(cause).lower()
+        return message.startswith(("database is locked", "database table is locked"))
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _POSTGRES_LOCK_STATES
+    code = exc.args[0] if exc.args else None
+    return isinstance(code, int) and code in _MYSQL_LOCK_ERRORS
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to sleep before retry number ``attempt`` (1, 2, ...): exponential, capped, jittered."""
+    return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+
+class Transactions:
+    """Runs units of work on one database alias, each in its own transaction, with retries."""
+
+    def __init__(self, using: str, lock_retry_timeout: float = DEFAULT_LOCK_RETRY_TIMEOUT) -> None:
+        self.using = using
+        self.lock_retry_timeout = lock_retry_timeout
+        self._lock = threading.Lock()
+        #: Transactions retried after a lock conflict, a lost connection or an integrity race
+        #: (a metric: reliability.md §3 asks for the "database is locked" retry count).
+        self.retries = 0
+        # The connection each thread used, to close those of threads that ended (see close_orphans).
+        self._threads: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
+
+    @property
+    def connection(self) -> Any:
+        return connections[self.using]
+
+    def run(
+        self,
+        fn: Callable[[], T],
+        *,
+        atomic: bool = True,
+        reconnect: bool = False,
+        integrity_attempts: int = 1,
+    ) -> T:
+        """Run ``fn`` in a transaction (or, with ``atomic=False``, as the single statement it is).
+
+        ``reconnect``: after a lost connection, retry once; only for work whose repetition is
+        harmless even if the first attempt did commit (claims, fenced updates, reads).
+        ``integrity_attempts``: attempts when an ``IntegrityError`` may come from a race that a
+        fresh attempt resolves (a concurrent start of the same instance id).
+
+        Inside a transaction the caller opened, nothing is retried: only the caller can repeat
+        its whole transaction.
+        """
+        connection = self.connection
+        self._track(connection)
+        if connection.in_atomic_block:
+            with transaction.atomic(using=self.using):
+                return fn()
+        give_up_at = time.monotonic() + self.lock_retry_timeout
+        attempt = 0
+        reconnected = False
+        integrity_failures = 0
+        while True:
+            attempt += 1
+            try:
+                if not atomic:
+                    return fn()
+                with transaction.atomic(using=self.using):
+                    return fn()
+            except IntegrityError:
+                integrity_failures += 1
+                if integrity_failures >= integrity_attempts:
+                    raise
+            except (OperationalError, InterfaceError) as exc:
+                if is_lock_conflict(exc):
+                    if time.monotonic() >= give_up_at:
+                        raise
+                elif not self._drop_broken_connection() or not reconnect or reconnected:
+                    raise
+                else:
+                    reconnected = True
+                    logger.warning("database connection %r was lost; retrying once", self.using)
+            with self._lock:
+                self.retries += 1
+            time.sleep(backoff(attempt))
+
+    def _track(self, connection: Any) -> None:
+        ident = threading.get_ident()
+        known = self._threads.get(ident)
+        if known is not None and known[0]() is threading.current_thread() and known[1] is connection:
+            return
+        with self._lock:
+            self._threads[ident] = (weakref.ref(threading.current_thread()), connection)
+        self.close_orphans()
+
+    def close_orphans(self) -> None:
+        """Close the connections of threads that ended (pollers and task threads of a stopped
+        worker). Django keeps one connection per thread and never closes it when the thread ends;
+        PostgreSQL, for one, then refuses to drop the database they are still attached to."""
+        with self._lock:
+            finished = [
+                (ident, connection)
+                for ident, (thread, connection) in self._threads.items()
+                if thread() is None or not thread().is_alive()  # type: ignore[union-attr]
+            ]
+            for ident, _ in finished:
+                del self._threads[ident]
+        for _, connection in finished:
+            if connection.connection is None:
+                continue
+            connection.inc_thread_sharing()
+            try:
+                connection.close()
+            except Exception:
+                logger.debug("closing the connection of an ended thread failed", exc_info=True)
+            finally:
+                connection.dec_thread_sharing()
+
+    def _drop_broken_connection(self) -> bool:
+        """Close the connection if it no longer works, so the next query opens a new one.
+
+        Without this a poller thread, which never passes through Django's request cycle, would
+        fail forever on a connection the server closed ("MySQL server has gone away").
+        """
+        connection = self.connection
+        if connection.connection is None or connection.in_atomic_block:
+            return connection.connection is None
+        try:
+            usable = connection.is_usable()
+        except Exception:  # noqa: BLE001 - any failure of the probe means the same
+            usable = False
+        if usable:
+            return False
+        connection.close()
+        return True

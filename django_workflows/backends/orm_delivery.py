@@ -1,0 +1,147 @@
+"""Where the workflow events of a completed workflow task go (go-workflows ``CompleteWorkflowTask``'s
+"deliver workflow events" step, with the memory backend's rules).
+
+A ``WorkflowExecutionStarted`` event creates a sub-workflow (or the next execution of a
+continue-as-new); if its instance id already has an active execution, the parent receives
+``SubWorkflowFailed`` instead. Cancellations and signals follow the target's *active* execution
+(a child may have continued as new); other events go to the exact execution they name. Events
+for executions that are not active are dropped.
+
+Every target execution is locked (``SELECT ... FOR UPDATE``, in id order) before anything is
+written for it, so that a target finishing at the same moment either sees the event (and its
+completion is rejected) or has finished first (and the event is dropped): an event is never
+left behind in the inbox of a finished execution. A concurrent start of the same instance id
+that this transaction could not see surfaces as an ``IntegrityError`` on the unique
+``active_instance_id``; the caller retries the whole completion, which then sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+
+from ..engine.core import InstanceState, WorkflowInstance
+from ..engine.history import (
+    Event,
+    EventType,
+    WorkflowEvent,
+    WorkflowExecutionStartedAttributes,
+)
+from ..models import WorkflowInstance as InstanceRow
+from .common import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
+from .orm_rows import execution_rows, new_execution
+
+_Key = tuple[str, str]
+
+
+@dataclass
+class Target:
+    """An execution that receives events: an existing row, or one this transaction creates."""
+
+    active: bool
+    row_id: int | None = None
+    new_row: InstanceRow | None = None
+
+    @property
+    def pk(self) -> int:
+        if self.new_row is not None:
+            return int(self.new_row.pk)
+        assert self.row_id is not None
+        return self.row_id
+
+
+def _key(instance: WorkflowInstance) -> _Key:
+    return (instance.instance_id, instance.execution_id)
+
+
+def _lock_targets(
+    using: str, workflow_events: Sequence[WorkflowEvent], sender_row_id: int
+) -> list[tuple[int, str, str, int, str | None]]:
+    follow: set[str] = set()
+    instance_ids: set[str] = set()
+    execution_ids: set[str] = set()
+
+    def exact(instance: WorkflowInstance) -> None:
+        instance_ids.add(instance.instance_id)
+        execution_ids.add(instance.execution_id)
+
+    for workflow_event in workflow_events:
+        target, event = workflow_event.instance, workflow_event.event
+        if event.type is EventType.WORKFLOW_EXECUTION_STARTED:
+            follow.add(target.instance_id)
+            exact(target)
+            if target.parent is not None:
+                exact(target.parent)
+        elif event.type in FOLLOW_ACTIVE_EXECUTION:
+            follow.add(target.instance_id)
+        else:
+            exact(target)
+    # (instance_id IN ... AND execution_id IN ...) is a superset of the exact pairs; the few
+    # extra rows it may lock are harmless, and the statement stays short.
+    condition = Q(active_instance_id__in=follow) | Q(instance_id__in=instance_ids, execution_id__in=execution_ids)
+    return list(
+        InstanceRow.objects.using(using)
+        .filter(condition)
+        .exclude(pk=sender_row_id)
+        .select_for_update()
+        .order_by("id")
+        .values_list("id", "instance_id", "execution_id", "state", "active_instance_id")
+    )
+
+
+def resolve_deliveries(
+    using: str,
+    *,
+    sender: WorkflowInstance,
+    sender_row_id: int,
+    sender_active: bool,
+    workflow_events: Sequence[WorkflowEvent],
+    now: datetime,
+    can_return_ids: bool,
+) -> list[tuple[Target, Event]]:
+    """Lock the targets, create new executions, and return the (target, event) pairs to insert,
+    in order. The sender's own row must already carry its new state."""
+    if not workflow_events:
+        return []
+    known: dict[_Key, Target] = {}
+    active: dict[str, Target] = {}
+    own = Target(active=sender_active, row_id=sender_row_id)
+    known[_key(sender)] = own
+    if sender_active:
+        active[sender.instance_id] = own
+    for row_id, instance_id, execution_id, state, active_id in _lock_targets(using, workflow_events, sender_row_id):
+        locked = Target(active=state == InstanceState.ACTIVE.value, row_id=row_id)
+        known[(instance_id, execution_id)] = locked
+        if active_id is not None:
+            active[active_id] = locked
+
+    deliveries: list[tuple[Target, Event]] = []
+    children: list[InstanceRow] = []
+    for workflow_event in workflow_events:
+        instance, event = workflow_event.instance, workflow_event.event
+        if event.type is EventType.WORKFLOW_EXECUTION_STARTED:
+            if instance.instance_id in active or _key(instance) in known:
+                parent = known.get(_key(instance.parent)) if instance.parent is not None else None
+                if parent is not None and parent.active:
+                    deliveries.append((parent, duplicate_sub_workflow_result(instance, now)))
+                continue
+            attributes = event.attributes
+            assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+            row = new_execution(instance, attributes)
+            child = Target(active=True, new_row=row)
+            children.append(row)
+            known[_key(instance)] = child
+            active[instance.instance_id] = child
+            deliveries.append((child, event))
+            continue
+        if event.type in FOLLOW_ACTIVE_EXECUTION:
+            target = active.get(instance.instance_id)
+        else:
+            target = known.get(_key(instance))
+        if target is not None and target.active:
+            deliveries.append((target, event))
+    execution_rows(using, children, can_return_ids=can_return_ids)
+    return deliveries

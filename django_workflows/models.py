@@ -1,0 +1,210 @@
+"""Django models of the ORM backend (port of go-workflows' SQL schema, ``backend/mysql/schema``).
+
+One row of ``WorkflowInstance`` per execution; it doubles as the workflow task queue (its lease
+columns). ``PendingEvent`` is an execution's inbox (``visible_at`` in the future = a timer),
+``HistoryEvent`` its event-sourced history, ``ActivityTask`` the activity task queue, and
+``Payload`` holds the JSON attributes of every event once, as go-workflows' ``attributes`` table:
+moving an event from the inbox to the history moves the reference, not the data.
+
+Beyond go-workflows (see reference/reliability.md §5): leases carry a token, history sequence ids
+are unique per execution, and ``active_instance_id`` (set while the execution is active, NULL
+after) makes the database refuse a second active execution of one instance id. A nullable unique
+column is used rather than a partial index because MySQL has none.
+
+The models are written only by ``django_workflows.backends.orm``; the admin shows them read-only.
+Foreign keys use ``DO_NOTHING``: the backend deletes rows itself, children first, in single
+statements, instead of letting Django's collector fetch rows to cascade over.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .engine.core import InstanceState
+
+#: Longest instance id or queue name (``engine.core.validate_id`` enforces it).
+ID_LENGTH = 128
+#: Execution ids, event ids and lease tokens are uuid4 hex strings (32 characters).
+UUID_LENGTH = 64
+
+
+class Outcome(models.TextChoices):
+    """How an execution ended, for the admin (the engine's state only says *that* it ended)."""
+
+    ACTIVE = "", _("Active")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELED = "canceled", _("Canceled")
+    TERMINATED = "terminated", _("Terminated")
+    CONTINUED_AS_NEW = "continued_as_new", _("Continued as new")
+
+
+STATE_CHOICES = [(state.value, state.label) for state in InstanceState]
+
+
+class WorkflowInstance(models.Model):
+    """One execution of a workflow instance, and the lease of its workflow task."""
+
+    instance_id = models.CharField(_("instance id"), max_length=ID_LENGTH)
+    execution_id = models.CharField(_("execution id"), max_length=UUID_LENGTH)
+    #: ``instance_id`` while the execution is active, NULL afterwards; unique, so that of two
+    #: concurrent starts of one instance id the database lets exactly one in.
+    active_instance_id = models.CharField(
+        _("active instance id"), max_length=ID_LENGTH, null=True, blank=True, unique=True, editable=False
+    )
+    parent_instance_id = models.CharField(_("parent instance id"), max_length=ID_LENGTH, blank=True, default="")
+    parent_execution_id = models.CharField(_("parent execution id"), max_length=UUID_LENGTH, blank=True, default="")
+    parent_schedule_event_id = models.BigIntegerField(_("parent schedule event id"), default=0)
+    workflow_name = models.CharField(_("workflow name"), max_length=255)
+    queue = models.CharField(_("queue"), max_length=ID_LENGTH)
+    state = models.PositiveSmallIntegerField(_("state"), choices=STATE_CHOICES, default=InstanceState.ACTIVE.value)
+    outcome = models.CharField(_("outcome"), max_length=32, choices=Outcome.choices, blank=True, default="")
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    #: Sequence id of the last history event, so a claim needs no MAX() over the history.
+    last_sequence_id = models.BigIntegerField(_("last sequence id"), default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    lease_token = models.CharField(_("lease token"), max_length=UUID_LENGTH, blank=True, default="")
+    worker = models.CharField(_("worker"), max_length=255, blank=True, default="")
+    sticky_until = models.DateTimeField(_("sticky until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("workflow instance")
+        verbose_name_plural = _("workflow instances")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance_id", "execution_id"], name="dj_wf_instance_execution_uniq"),
+        ]
+        indexes = [
+            # Workflow task claims: active instances of the polled queues.
+            models.Index(fields=["state", "queue", "locked_until"], name="dj_wf_instance_claim_idx"),
+            # Batch removal of finished executions, admin date filters.
+            models.Index(fields=["completed_at"], name="dj_wf_instance_completed_idx"),
+            models.Index(fields=["created_at"], name="dj_wf_instance_created_idx"),
+            # The admin's parent/child tree.
+            models.Index(fields=["parent_instance_id", "parent_execution_id"], name="dj_wf_instance_parent_idx"),
+            models.Index(fields=["workflow_name"], name="dj_wf_instance_name_idx"),
+        ]
+        permissions = [
+            ("cancel_workflowinstance", _("Can cancel workflow instances")),
+            ("terminate_workflowinstance", _("Can terminate workflow instances")),
+            ("signal_workflowinstance", _("Can signal workflow instances")),
+            ("remove_workflowinstance", _("Can remove workflow instances")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_name} {self.instance_id} ({self.execution_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == InstanceState.ACTIVE.value
+
+
+class Payload(models.Model):
+    """The JSON attributes of one event, shared by the rows that refer to that event."""
+
+    id = models.CharField(_("id"), max_length=UUID_LENGTH, primary_key=True, editable=False)
+    instance = models.ForeignKey(
+        WorkflowInstance, on_delete=models.DO_NOTHING, related_name="payloads", verbose_name=_("workflow instance")
+    )
+    data = models.TextField(_("data"))
+
+    class Meta:
+        verbose_name = _("payload")
+        verbose_name_plural = _("payloads")
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class EventRow(models.Model):
+    """The columns of an ``engine.history.Event`` except its attributes, which live in ``Payload``."""
+
+    event_id = models.CharField(_("event id"), max_length=UUID_LENGTH)
+    event_type = models.CharField(_("event type"), max_length=64)
+    timestamp = models.DateTimeField(_("timestamp"))
+    schedule_event_id = models.BigIntegerField(_("schedule event id"), default=0)
+    sequence_id = models.BigIntegerField(_("sequence id"), default=0)
+    visible_at = models.DateTimeField(_("visible at"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+
+class PendingEvent(EventRow):
+    """An event an execution has not executed yet (its inbox); a future ``visible_at`` is a timer."""
+
+    instance = models.ForeignKey(
+        WorkflowInstance,
+        on_delete=models.DO_NOTHING,
+        related_name="pending_events",
+        verbose_name=_("workflow instance"),
+    )
+    # No database constraint: a pending event's payload is deleted with it, in one transaction,
+    # payload first (found through this column); a constraint would only forbid that order.
+    payload = models.ForeignKey(
+        Payload, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", verbose_name=_("payload")
+    )
+
+    class Meta:
+        verbose_name = _("pending event")
+        verbose_name_plural = _("pending events")
+        ordering = ["instance_id", "id"]
+        indexes = [
+            models.Index(fields=["instance", "visible_at"], name="dj_wf_pending_visible_idx"),
+        ]
+
+
+class HistoryEvent(EventRow):
+    """An event in an execution's history, at position ``sequence_id`` (1, 2, ...)."""
+
+    instance = models.ForeignKey(
+        WorkflowInstance,
+        on_delete=models.DO_NOTHING,
+        related_name="history_events",
+        verbose_name=_("workflow instance"),
+    )
+    payload = models.ForeignKey(Payload, on_delete=models.DO_NOTHING, related_name="+", verbose_name=_("payload"))
+
+    class Meta:
+        verbose_name = _("history event")
+        verbose_name_plural = _("history events")
+        ordering = ["instance_id", "sequence_id"]
+        constraints = [
+            # A stale worker's append is refused by the database, whatever the code above does.
+            models.UniqueConstraint(fields=["instance", "sequence_id"], name="dj_wf_history_sequence_uniq"),
+        ]
+
+
+class ActivityTask(EventRow):
+    """A scheduled activity (its ``ActivityScheduled`` event) waiting for or leased to a worker."""
+
+    instance = models.ForeignKey(
+        WorkflowInstance,
+        on_delete=models.DO_NOTHING,
+        related_name="activity_tasks",
+        verbose_name=_("workflow instance"),
+    )
+    # Shared with the ActivityScheduled history event, which outlives the task.
+    payload = models.ForeignKey(
+        Payload, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", verbose_name=_("payload")
+    )
+    queue = models.CharField(_("queue"), max_length=ID_LENGTH)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    lease_token = models.CharField(_("lease token"), max_length=UUID_LENGTH, blank=True, default="")
+    worker = models.CharField(_("worker"), max_length=255, blank=True, default="")
+    #: Leases so far; at ``max_activity_leases`` the activity fails instead of being leased again.
+    lease_count = models.IntegerField(_("lease count"), default=0)
+
+    class Meta:
+        verbose_name = _("activity task")
+        verbose_name_plural = _("activity tasks")
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["queue", "locked_until"], name="dj_wf_activity_claim_idx"),
+        ]
