@@ -1,0 +1,297 @@
+"""The ORM backend's own guarantees, on the database of this run (DB=sqlite|mysql|postgres):
+database-enforced uniqueness, fenced leases, lease times from the database clock, and the number
+of SQL statements each step costs. Behaviour shared with every backend is in the conformance
+suite; ``test_orm_polling``, ``test_orm_storage`` and ``test_orm_processes`` hold the rest."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from django_workflows.backends.handler import InvalidWorkflowBackend
+from django_workflows.backends.orm import OrmBackend
+from django_workflows.engine import clock as engine_clock
+from django_workflows.engine.clock import utcnow
+from django_workflows.engine.core import InstanceState
+from django_workflows.engine.errors import InstanceAlreadyExists, LeaseLost
+from django_workflows.engine.history import ActivityCompletedAttributes, new_event
+from django_workflows.models import HistoryEvent, Payload, PendingEvent
+from django_workflows.models import WorkflowInstance as InstanceRow
+from django_workflows.testing.conformance_support import (
+    complete,
+    new_instance,
+    poll_workflow_task,
+    signal_event,
+    started_event,
+    wait_until,
+)
+
+from . import test_orm_support
+from .test_orm_support import (
+    VENDOR,
+    BackendMaker,
+    activity_event,
+    db_now,
+    row,
+    run_in_threads,
+    schedule_activities,
+    started_task,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+orm = test_orm_support.orm  # the fixture
+
+
+def _result(schedule_event_id: int) -> Any:
+    return new_event(ActivityCompletedAttributes(result='"done"'), utcnow(), schedule_event_id=schedule_event_id)
+
+
+# -- construction --------------------------------------------------------------------------
+
+
+def test_unknown_database_alias_is_refused() -> None:
+    with pytest.raises(InvalidWorkflowBackend, match="'replica' is not in DATABASES"):
+        OrmBackend(using="replica")
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="poll_interval must be positive"):
+        OrmBackend(poll_interval=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lock_timeout'"):
+        OrmBackend(lock_timeout=3)
+
+
+# -- uniqueness enforced by the database ----------------------------------------------------
+
+
+def test_history_sequence_ids_are_unique_per_execution(orm: BackendMaker) -> None:
+    backend = orm()
+    task = started_task(backend)
+    complete(backend, task)
+    execution = row(task.instance)
+    payload = Payload.objects.filter(instance=execution).first()
+    assert payload is not None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        HistoryEvent.objects.create(
+            instance=execution, payload=payload, sequence_id=1, event_id="x", event_type="TimerFired", timestamp=utcnow()
+        )
+    # The same sequence id in another execution is fine.
+    other = started_task(backend)
+    complete(backend, other)
+    assert HistoryEvent.objects.filter(sequence_id=1).count() == 2
+
+
+def test_a_completion_that_repeats_a_sequence_id_commits_nothing(orm: BackendMaker) -> None:
+    backend = orm()
+    task = started_task(backend)
+    first, second = started_event(), started_event()
+    with pytest.raises(IntegrityError):
+        backend.complete_workflow_task(
+            task,
+            state=InstanceState.ACTIVE,
+            executed_events=[first.with_sequence_id(1), second.with_sequence_id(1)],
+            activity_events=[],
+            timer_events=[],
+            workflow_events=[],
+        )
+    assert not HistoryEvent.objects.exists()
+    assert PendingEvent.objects.count() == 1  # the task's event is still waiting
+    complete(backend, task)  # the lease survived the rolled back attempt
+    assert HistoryEvent.objects.count() == 2
+
+
+def test_fifty_concurrent_starts_of_one_instance_id(orm: BackendMaker) -> None:
+    backend = orm()
+    instance_id = "popular"
+
+    def start(_: int) -> str:
+        backend.create_workflow_instance(new_instance(instance_id), started_event())
+        return "created"
+
+    outcomes = run_in_threads(50, start)
+    assert outcomes.count("created") == 1, outcomes
+    assert sum(isinstance(o, InstanceAlreadyExists) for o in outcomes) == 49, outcomes
+    assert InstanceRow.objects.filter(instance_id=instance_id).count() == 1
+    assert InstanceRow.objects.get(instance_id=instance_id).active_instance_id == instance_id
+
+
+def test_the_active_instance_id_column_tracks_the_execution_state(orm: BackendMaker) -> None:
+    backend = orm()
+    task = started_task(backend)
+    assert row(task.instance).active_instance_id == task.instance.instance_id
+    complete(backend, task, finish=True)
+    assert row(task.instance).active_instance_id is None
+    # With the first execution finished, the database lets a new one of the same id in.
+    backend.create_workflow_instance(new_instance(task.instance.instance_id), started_event())
+    assert InstanceRow.objects.filter(instance_id=task.instance.instance_id).count() == 2
+
+
+# -- fenced leases -------------------------------------------------------------------------
+
+
+def test_stale_workflow_lease_is_fenced_off_after_another_poll_took_it(orm: BackendMaker) -> None:
+    first, second = orm(workflow_lock_timeout=1, worker_name="first"), orm(workflow_lock_timeout=1, worker_name="second")
+    stale = started_task(first)
+    assert second.get_workflow_task(["default"], 0) is None  # leased
+    fresh = wait_until(lambda: second.get_workflow_task(["default"], 0.2), what="the lease to expire")
+    assert fresh.lease_token != stale.lease_token
+    with pytest.raises(LeaseLost):
+        first.extend_workflow_task(stale)
+    with pytest.raises(LeaseLost):
+        complete(first, stale)
+    first.abandon_workflow_task(stale)  # a no-op: it must not release the new holder's lease
+    assert row(fresh.instance).lease_token == fresh.lease_token
+    second.extend_workflow_task(fresh)
+    complete(second, fresh)
+    assert HistoryEvent.objects.count() == 2
+
+
+def test_expired_workflow_lease_cannot_be_extended_even_if_nobody_took_it(orm: BackendMaker) -> None:
+    backend = orm(workflow_lock_timeout=1)
+    task = started_task(backend)
+    wait_until(lambda: row(task.instance).locked_until <= db_now(), what="the lease to expire")
+    with pytest.raises(LeaseLost):
+        backend.extend_workflow_task(task)
+    with pytest.raises(LeaseLost):
+        complete(backend, task)
+
+
+def test_stale_activity_lease_is_fenced_off(orm: BackendMaker) -> None:
+    first = orm(activity_lock_timeout=1, worker_name="first")
+    second = orm(activity_lock_timeout=1, worker_name="second")
+    instance = schedule_activities(first, 1)
+    stale = first.get_activity_task(["default"], 0)
+    assert stale is not None and second.get_activity_task(["default"], 0) is None
+    fresh = wait_until(lambda: second.get_activity_task(["default"], 0.2), what="the activity lease to expire")
+    assert (fresh.id, fresh.lease_count) == (stale.id, 2)
+    with pytest.raises(LeaseLost):
+        first.extend_activity_task(stale)
+    with pytest.raises(LeaseLost):
+        first.complete_activity_task(stale, _result(1))
+    first.abandon_activity_task(stale)
+    second.complete_activity_task(fresh, _result(1))
+    delivered = PendingEvent.objects.filter(instance=row(instance), event_type="ActivityCompleted")
+    assert delivered.count() == 1
+
+
+def test_abandon_releases_the_leases_at_once(orm: BackendMaker) -> None:
+    first, second = orm(worker_name="first"), orm(worker_name="second")
+    task = started_task(first)
+    first.abandon_workflow_task(task)
+    again = second.get_workflow_task(["default"], 0)
+    assert again is not None and again.instance == task.instance
+    complete(second, again, extra=[activity_event(1)], activity_events=[activity_event(1)])
+    activity = first.get_activity_task(["default"], 0)
+    assert activity is not None
+    first.abandon_activity_task(activity)
+    retaken = second.get_activity_task(["default"], 0)
+    assert retaken is not None and retaken.id == activity.id
+    # A graceful release does not count as a lease that ended in a crash.
+    assert retaken.lease_count == 1
+
+
+# -- the database clock --------------------------------------------------------------------
+
+
+@pytest.fixture
+def shift_python_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``shift(delta)``: every Python wall clock the backend could read is moved by ``delta``."""
+    real_utcnow = engine_clock.utcnow
+
+    def shift(delta: timedelta) -> None:
+        def shifted() -> datetime:
+            return real_utcnow() + delta
+
+        monkeypatch.setattr(engine_clock.SystemClock, "now", lambda self: shifted())
+        monkeypatch.setattr(engine_clock, "utcnow", shifted)
+        monkeypatch.setattr("django.utils.timezone.now", shifted)
+
+    return shift
+
+
+def test_leases_hold_when_the_python_clock_runs_far_ahead(orm: BackendMaker, shift_python_clock: Any) -> None:
+    holder, other = orm(worker_name="holder"), orm(worker_name="other")
+    task = started_task(holder)
+    lease_end = row(task.instance).locked_until
+    assert abs((lease_end - db_now()) - holder.options.workflow_lock) < timedelta(seconds=5)
+    shift_python_clock(timedelta(days=1))
+    # By a Python clock a day ahead the lease is long over; by the database's it is not.
+    assert other.get_workflow_task(["default"], 0) is None
+    holder.extend_workflow_task(task)
+    assert abs((row(task.instance).locked_until - db_now()) - holder.options.workflow_lock) < timedelta(seconds=5)
+    complete(holder, task)
+
+
+def test_expired_leases_are_taken_over_when_the_python_clock_runs_far_behind(
+    orm: BackendMaker, shift_python_clock: Any
+) -> None:
+    holder, other = orm(workflow_lock_timeout=1, worker_name="holder"), orm(worker_name="other")
+    task = started_task(holder)
+    shift_python_clock(-timedelta(days=1))
+    # By a Python clock a day behind the lease would last another day.
+    taken = wait_until(lambda: other.get_workflow_task(["default"], 0.2), what="the lease to expire by the DB clock")
+    assert taken.instance == task.instance
+    with pytest.raises(LeaseLost):
+        holder.extend_workflow_task(task)
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+#: SQL statements per step, BEGIN and COMMIT included (Django logs them as queries): the figures
+#: of docs/backends.md. MariaDB has no FOR UPDATE OF, so an activity claim reads the activity's
+#: payload and execution in a second SELECT instead of joining them into the locking one.
+def statements() -> dict[str, int]:
+    return {
+        "workflow claim": 5,
+        "workflow completion scheduling 1 activity": 7,
+        "activity claim": 5 if VENDOR == "mysql" and not connection.features.has_select_for_update_of else 4,
+        "activity completion": 6,
+        "workflow completion finishing": 9,
+        "start": 5,
+        "signal": 5,
+    }
+
+
+def test_statements_per_step(orm: BackendMaker) -> None:
+    backend = orm()
+    counts: dict[str, int] = {}
+
+    def measure(step: str, fn: Any) -> Any:
+        with CaptureQueriesContext(connection) as queries:
+            result = fn()
+        counts[step] = len(queries.captured_queries)
+        return result
+
+    instance = new_instance()
+    measure("start", lambda: backend.create_workflow_instance(instance, started_event()))
+    task = measure("workflow claim", lambda: backend.get_workflow_task(["default"], 0))
+    activity = activity_event(1)
+    measure(
+        "workflow completion scheduling 1 activity",
+        lambda: complete(backend, task, extra=[activity], activity_events=[activity]),
+    )
+    activity_task = measure("activity claim", lambda: backend.get_activity_task(["default"], 0))
+    measure("activity completion", lambda: backend.complete_activity_task(activity_task, _result(1)))
+    measure("signal", lambda: backend.signal_workflow(instance.instance_id, signal_event()))
+    task = poll_workflow_task(backend)
+    measure("workflow completion finishing", lambda: complete(backend, task, finish=True))
+    assert counts == statements()
+    # Independent of what is in the tables: a second round costs the same.
+    schedule_activities(backend, 1)
+    activity_task = measure("activity claim", lambda: backend.get_activity_task(["default"], 0))
+    measure("activity completion", lambda: backend.complete_activity_task(activity_task, _result(1)))
+    assert counts == statements()
+
+
+def test_statements_do_not_grow_with_the_number_of_events(orm: BackendMaker) -> None:
+    backend = orm()
+    task = started_task(backend)
+    activities = [activity_event(i) for i in range(1, 51)]
+    with CaptureQueriesContext(connection) as queries:
+        complete(backend, task, extra=activities, activity_events=activities)
+    assert len(queries.captured_queries) == statements()["workflow completion scheduling 1 activity"]
+
