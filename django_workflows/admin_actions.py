@@ -1,0 +1,384 @@
+"""Operator actions of the admin: cancel, terminate, signal and remove workflow instances.
+
+The admin side of go-workflows' client operations (``CancelWorkflowInstance``,
+``SignalWorkflow``, ``RemoveWorkflowInstance``) plus termination, which go-workflows' issue #196
+asks for. Every action:
+
+- is behind its own permission (``@admin.action(permissions=[...])``, checked by the
+  ``has_<name>_permission`` methods of ``WorkflowInstanceAdmin``);
+- runs only on POST through the changelist's action machinery, so Django's CSRF check applies;
+- goes through ``django_workflows.client.Client``, never writing the models itself;
+- handles each selected instance on its own, so a selection in mixed states does what it can
+  and reports per instance what happened (``“order-1”: canceled``, ``“order-2”: already finished``);
+- writes what it did to the admin's ``LogEntry`` log (with the termination reason).
+
+Signal, terminate and remove first show an intermediate form (signal name and JSON payload,
+termination reason, removal confirmation); its submission comes back here with ``apply`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+
+from .admin_display import status_key, status_label
+from .client import Client
+from .engine.converter import Converter
+from .engine.core import WorkflowInstance as EngineInstance
+from .engine.errors import InstanceFinished, InstanceNotFinished, InstanceNotFound
+from .models import WorkflowInstance
+
+if TYPE_CHECKING:
+    from .admin import WorkflowInstanceAdmin
+
+logger = logging.getLogger("django_workflows.admin")
+
+#: Most instances one action handles; bulk clean-up belongs to ``remove_workflow_instances``.
+MAX_ACTION_ROWS = 1000
+#: Per-instance messages shown; the rest are summed up in one message.
+MAX_REPORTED = 25
+#: Longest termination reason kept (it is stored in the history and the admin log).
+MAX_REASON_LENGTH = 1000
+
+_ROW_COLUMNS = (
+    "id",
+    "instance_id",
+    "execution_id",
+    "parent_instance_id",
+    "parent_execution_id",
+    "parent_schedule_event_id",
+    "workflow_name",
+    "state",
+    "outcome",
+)
+
+
+# -- forms -------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON payloads")
+
+
+class SignalForm(forms.Form):
+    """A signal's name and its JSON payload, checked against the backend's converter."""
+
+    name = forms.CharField(label=_("Signal name"), max_length=255, strip=True)
+    payload = forms.CharField(
+        label=_("Payload (JSON)"),
+        required=False,
+        initial="null",
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 70, "spellcheck": "false"}),
+        help_text=_("The value the workflow receives, as JSON: null, 42, \"text\", {\"approved\": true}…"),
+    )
+
+    def __init__(self, *args: Any, converter: Converter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.converter = converter
+
+    def clean_payload(self) -> Any:
+        text = (self.cleaned_data.get("payload") or "").strip() or "null"
+        try:
+            value = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise ValidationError(_("The payload is not valid JSON: %(error)s"), params={"error": exc}) from None
+        try:
+            self.converter.to_payload(value)
+        except Exception as exc:  # noqa: BLE001 - a converter is application code: any failure is possible
+            raise ValidationError(
+                _("The payload cannot be stored by the converter: %(error)s"), params={"error": exc}
+            ) from None
+        return value
+
+
+class TerminateForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=MAX_REASON_LENGTH,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 70}),
+        help_text=_("Stored in the history and the admin log; the workflow's code does not run again."),
+    )
+
+
+class ConfirmForm(forms.Form):
+    """No fields: submitting it confirms the action."""
+
+
+# -- running an action on each selected instance -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    label: str
+    outcome: str
+    level: int
+
+
+def engine_instance(row: WorkflowInstance) -> EngineInstance:
+    """The execution a row stands for, with its parent (a terminated child must tell its parent)."""
+    parent = EngineInstance(row.parent_instance_id, row.parent_execution_id) if row.parent_instance_id else None
+    return EngineInstance(row.instance_id, row.execution_id, parent, row.parent_schedule_event_id)
+
+
+def _labels(rows: Sequence[WorkflowInstance]) -> dict[int, str]:
+    # The instance id says it all unless several executions of one id are selected.
+    counts = Counter(row.instance_id for row in rows)
+    return {
+        row.pk: row.instance_id if counts[row.instance_id] == 1 else f"{row.instance_id} ({row.execution_id[:8]})"
+        for row in rows
+    }
+
+
+def run_per_instance(
+    modeladmin: WorkflowInstanceAdmin,
+    request: HttpRequest,
+    rows: Sequence[WorkflowInstance],
+    operation: Callable[[WorkflowInstance], None],
+    done: str,
+    log: Callable[[WorkflowInstance], None],
+) -> list[Result]:
+    """Apply ``operation`` to each row; an engine error for one row does not stop the others."""
+    labels = _labels(rows)
+    results = []
+    for row in rows:
+        try:
+            operation(row)
+        except InstanceFinished:  # before InstanceNotFound: it is a subclass
+            outcome, level = str(_("already finished")), messages.WARNING
+        except InstanceNotFound:
+            outcome, level = str(_("not found")), messages.WARNING
+        except InstanceNotFinished:
+            outcome, level = str(_("still running, not removed")), messages.WARNING
+        except Exception as exc:
+            logger.exception("admin action on workflow instance %s failed", row.instance_id)
+            outcome, level = str(_("failed: %(error)s") % {"error": exc}), messages.ERROR
+        else:
+            outcome, level = done, messages.SUCCESS
+            log(row)
+        results.append(Result(labels[row.pk], outcome, level))
+    report(modeladmin, request, results)
+    return results
+
+
+def report(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, results: Sequence[Result]) -> None:
+    for result in results[:MAX_REPORTED]:
+        # Quoted: the admin capitalizes the first letter of messages, and ids are case-sensitive.
+        modeladmin.message_user(request, f"“{result.label}”: {result.outcome}", result.level)
+    rest = results[MAX_REPORTED:]
+    if rest:
+        counts = Counter(result.outcome for result in rest)
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.most_common())
+        level = max(result.level for result in rest)
+        modeladmin.message_user(request, _("… and %(n)d more: %(summary)s") % {"n": len(rest), "summary": summary}, level)
+
+
+def selected_rows(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> list[WorkflowInstance] | None:
+    rows = list(queryset.only(*_ROW_COLUMNS).order_by("created_at", "id")[: MAX_ACTION_ROWS + 1])
+    if len(rows) > MAX_ACTION_ROWS:
+        modeladmin.message_user(
+            request,
+            _("Select at most %(n)d instances for one action; nothing was done.") % {"n": MAX_ACTION_ROWS},
+            messages.ERROR,
+        )
+        return None
+    if not rows:
+        # Selected on the list, removed since (by another operator or a clean-up job).
+        modeladmin.message_user(request, _("The selected instances do not exist anymore."), messages.WARNING)
+        return None
+    return rows
+
+
+def _back(request: HttpRequest) -> HttpResponse | None:
+    """Go back to the page the action was started from (the instance page), if it is ours."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return HttpResponseRedirect(target)
+    return None
+
+
+def _client(modeladmin: WorkflowInstanceAdmin) -> Client:
+    return Client(modeladmin.get_backend())
+
+
+@dataclass(frozen=True, slots=True)
+class FormPage:
+    """The texts of an action's intermediate page."""
+
+    action: str
+    title: Any
+    intro: Any
+    submit: Any
+
+
+TERMINATE_PAGE = FormPage(
+    "terminate_instances",
+    _("Terminate workflow instances"),
+    _(
+        "Terminated instances end at once, without running their code again; their pending "
+        "activities and timers are dropped, and a parent workflow sees its child fail."
+    ),
+    _("Terminate"),
+)
+SIGNAL_PAGE = FormPage(
+    "signal_instances",
+    _("Send a signal"),
+    _("The signal goes to the running execution of each selected instance id; a finished instance cannot receive it."),
+    _("Send signal"),
+)
+REMOVE_PAGE = FormPage(
+    "remove_instances",
+    _("Remove workflow instances"),
+    _(
+        "Finished instances are deleted with their history and payloads; this cannot be undone. "
+        "Running instances in the selection are left alone."
+    ),
+    _("Remove"),
+)
+
+
+def intermediate_page(
+    modeladmin: WorkflowInstanceAdmin,
+    request: HttpRequest,
+    rows: Sequence[WorkflowInstance],
+    page: FormPage,
+    form: forms.Form,
+) -> TemplateResponse:
+    """The form an action shows before it runs (signal payload, termination reason, confirmation)."""
+    opts = modeladmin.model._meta
+    selection = []
+    for row in rows:
+        key = status_key(row.state, row.outcome)
+        selection.append({"row": row, "status": key, "label": status_label(key)})
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": page.title,
+        "intro": page.intro,
+        "submit_label": page.submit,
+        "opts": opts,
+        "app_label": opts.app_label,
+        "form": form,
+        "selection": selection,
+        "action": page.action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "next": request.POST.get("next", ""),
+        "media": modeladmin.media + form.media,
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "admin/django_workflows/workflowinstance/action_form.html", context)
+
+
+def _submitted(request: HttpRequest) -> Any:
+    """The intermediate form's data once it was submitted (its "apply" field), else None."""
+    return request.POST if "apply" in request.POST else None
+
+
+def _apply(
+    modeladmin: WorkflowInstanceAdmin,
+    request: HttpRequest,
+    rows: Sequence[WorkflowInstance],
+    operation: Callable[[WorkflowInstance], None],
+    done: str,
+    log_message: str,
+) -> HttpResponse | None:
+    run_per_instance(
+        modeladmin, request, rows, operation, done, lambda row: modeladmin.log_change(request, row, log_message)
+    )
+    return _back(request)
+
+
+# -- the actions -------------------------------------------------------------------------------
+
+
+@admin.action(description=_("Cancel selected workflow instances"), permissions=["cancel"])
+def cancel_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    rows = selected_rows(modeladmin, request, queryset)
+    if rows is None:
+        return None
+    client = _client(modeladmin)
+    return _apply(
+        modeladmin,
+        request,
+        rows,
+        lambda row: client.cancel_workflow_instance(engine_instance(row)),
+        str(_("cancellation requested")),
+        "Cancellation requested through the admin.",
+    )
+
+
+@admin.action(description=_("Terminate selected workflow instances…"), permissions=["terminate"])
+def terminate_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    rows = selected_rows(modeladmin, request, queryset)
+    if rows is None:
+        return None
+    form = TerminateForm(_submitted(request))
+    if not form.is_valid():
+        return intermediate_page(modeladmin, request, rows, TERMINATE_PAGE, form)
+    reason = form.cleaned_data["reason"]
+    client = _client(modeladmin)
+    return _apply(
+        modeladmin,
+        request,
+        rows,
+        lambda row: client.terminate_workflow_instance(engine_instance(row), reason),
+        str(_("terminated")),
+        f"Terminated through the admin: {reason}",
+    )
+
+
+@admin.action(description=_("Send a signal to selected workflow instances…"), permissions=["signal"])
+def signal_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    rows = selected_rows(modeladmin, request, queryset)
+    if rows is None:
+        return None
+    form = SignalForm(_submitted(request), converter=modeladmin.get_backend().options.converter)
+    if not form.is_valid():
+        return intermediate_page(modeladmin, request, rows, SIGNAL_PAGE, form)
+    name, value = form.cleaned_data["name"], form.cleaned_data["payload"]
+    client = _client(modeladmin)
+    return _apply(
+        modeladmin,
+        request,
+        # A signal addresses an instance id, not an execution: send it once per id.
+        list({row.instance_id: row for row in rows}.values()),
+        lambda row: client.signal_workflow(row.instance_id, name, value),
+        str(_("signal %(name)s sent") % {"name": name}),
+        # The payload is not logged: it may hold personal data, and the history keeps it anyway.
+        f"Signal {name!r} sent through the admin.",
+    )
+
+
+@admin.action(description=_("Remove selected finished workflow instances…"), permissions=["remove"])
+def remove_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    rows = selected_rows(modeladmin, request, queryset)
+    if rows is None:
+        return None
+    if _submitted(request) is None:
+        return intermediate_page(modeladmin, request, rows, REMOVE_PAGE, ConfirmForm())
+    client = _client(modeladmin)
+    run_per_instance(
+        modeladmin,
+        request,
+        rows,
+        lambda row: client.remove_workflow_instance(engine_instance(row)),
+        str(_("removed")),
+        lambda row: modeladmin.log_deletions(request, [row]),
+    )
+    # Never back to the instance page: it is gone.
+    return None
+
+
+ACTIONS = [cancel_instances, terminate_instances, signal_instances, remove_instances]

@@ -1,0 +1,524 @@
+"""The data of the admin's instance page: input, result or error, history, timeline, tree, pending work.
+
+Our counterpart of the instance view of go-workflows' ``diag`` UI (``diag/app``), built from the
+ORM backend's tables (``models.py``). Every part is read with bounded queries, so an instance
+with a history of 10,000 events, thousands of children or a flood of signals still renders
+quickly: the history is paginated (its payloads are loaded one page at a time), and the
+timeline, the tree and the pending lists are capped, saying so when they are cut.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Q
+
+from .admin_display import (
+    ErrorView,
+    EventView,
+    Field,
+    decode_attributes,
+    decode_value,
+    describe_duration,
+    event_view,
+    format_duration,
+    status_key,
+    status_label,
+)
+from .engine.converter import Converter
+from .engine.history import (
+    ActivityScheduledAttributes,
+    EventType,
+    SubWorkflowScheduledAttributes,
+    TimerScheduledAttributes,
+    WorkflowExecutionContinuedAsNewAttributes,
+    WorkflowExecutionFinishedAttributes,
+    WorkflowExecutionStartedAttributes,
+    WorkflowExecutionTerminatedAttributes,
+)
+from .models import ActivityTask, HistoryEvent, PendingEvent, WorkflowInstance
+
+#: History events per page of the instance page.
+HISTORY_PAGE_SIZE = 100
+#: Operations (activities, timers, sub-workflows) drawn on the timeline.
+TIMELINE_LIMIT = 200
+#: Pending events and activity tasks listed.
+PENDING_LIMIT = 100
+#: Executions of the same instance id listed (continue-as-new chains can be long).
+EXECUTIONS_LIMIT = 50
+#: Bounds of the parent/child tree.
+TREE_MAX_ANCESTORS = 20
+TREE_MAX_DEPTH = 10
+TREE_MAX_NODES = 200
+
+_SCHEDULED_TYPES = {
+    EventType.ACTIVITY_SCHEDULED.value: "activity",
+    EventType.TIMER_SCHEDULED.value: "timer",
+    EventType.SUB_WORKFLOW_SCHEDULED.value: "sub-workflow",
+}
+#: The event that closes an operation, and the status it gives it.
+_END_STATUS = {
+    EventType.ACTIVITY_COMPLETED.value: "completed",
+    EventType.ACTIVITY_FAILED.value: "failed",
+    EventType.TIMER_FIRED.value: "fired",
+    EventType.TIMER_CANCELED.value: "canceled",
+    EventType.SUB_WORKFLOW_COMPLETED.value: "completed",
+    EventType.SUB_WORKFLOW_FAILED.value: "failed",
+}
+_ENDING_TYPES = [
+    EventType.WORKFLOW_EXECUTION_FINISHED.value,
+    EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW.value,
+    EventType.WORKFLOW_EXECUTION_TERMINATED.value,
+]
+
+
+def _db(instance: WorkflowInstance) -> str:
+    # Everything about an execution is read from the database its row came from (the ORM
+    # backend's "using" alias).
+    return instance._state.db or DEFAULT_DB_ALIAS
+
+
+# -- input and outcome -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the execution ended, decoded from its last event."""
+
+    event_type: str
+    timestamp: datetime
+    result: Field | None = None
+    error: ErrorView | None = None
+    reason: str = ""
+    continued_execution_id: str = ""
+
+
+def started_attributes(instance: WorkflowInstance) -> WorkflowExecutionStartedAttributes | None:
+    """The start event, from the history, or from the inbox while no worker has run the instance."""
+    for model in (HistoryEvent, PendingEvent):
+        row = (
+            model.objects.using(_db(instance)).filter(instance=instance, event_type=EventType.WORKFLOW_EXECUTION_STARTED.value)
+            .select_related("payload")
+            .order_by("id")
+            .first()
+        )
+        if row is not None:
+            attributes = decode_attributes(row.event_type, row.payload.data)
+            assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+            return attributes
+    return None
+
+
+def input_field(converter: Converter, instance: WorkflowInstance) -> tuple[Field | None, str]:
+    """The workflow's arguments as pretty JSON, or ``(None, why not)``."""
+    try:
+        attributes = started_attributes(instance)
+    except Exception as exc:  # noqa: BLE001 - damaged stored data must not take the page down
+        return None, f"cannot decode the start event: {exc}"
+    if attributes is None:
+        return None, "the start event is not stored (anymore)"
+    return decode_value(converter, "inputs", attributes.inputs), ""
+
+
+def outcome_of(converter: Converter, instance: WorkflowInstance) -> tuple[Outcome | None, str]:
+    row = (
+        HistoryEvent.objects.using(_db(instance)).filter(instance=instance, event_type__in=_ENDING_TYPES)
+        .select_related("payload")
+        .order_by("-sequence_id")
+        .first()
+    )
+    if row is None:
+        return None, ""
+    try:
+        attributes = decode_attributes(row.event_type, row.payload.data)
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead
+        return None, f"cannot decode the {row.event_type} event: {exc}"
+    if isinstance(attributes, WorkflowExecutionFinishedAttributes):
+        if attributes.error is not None:
+            return Outcome(row.event_type, row.timestamp, error=ErrorView.of(attributes.error)), ""
+        return Outcome(row.event_type, row.timestamp, result=_result(converter, attributes.result)), ""
+    if isinstance(attributes, WorkflowExecutionContinuedAsNewAttributes):
+        return (
+            Outcome(
+                row.event_type,
+                row.timestamp,
+                result=_result(converter, attributes.result),
+                continued_execution_id=attributes.continued_execution_id,
+            ),
+            "",
+        )
+    assert isinstance(attributes, WorkflowExecutionTerminatedAttributes)
+    return Outcome(row.event_type, row.timestamp, reason=attributes.reason), ""
+
+
+def _result(converter: Converter, payload: str | None) -> Field:
+    # A workflow that returns nothing stores no result payload: show it as null.
+    return decode_value(converter, "result", "null" if payload is None else payload)
+
+
+def cancel_requested_at(instance: WorkflowInstance) -> datetime | None:
+    canceled = EventType.WORKFLOW_EXECUTION_CANCELED.value
+    for model in (HistoryEvent, PendingEvent):
+        stamp = (
+            model.objects.using(_db(instance)).filter(instance=instance, event_type=canceled)
+            .order_by("id")
+            .values_list("timestamp", flat=True)
+            .first()
+        )
+        if stamp is not None:
+            return stamp
+    return None
+
+
+# -- history -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    page: Page
+    events: list[EventView]
+    #: Page numbers to link to, with ``ELLIPSIS`` where numbers are left out.
+    page_range: list[int | str]
+
+
+ELLIPSIS = Paginator.ELLIPSIS
+
+
+def history_page(converter: Converter, instance: WorkflowInstance, number: Any) -> HistoryPage:
+    """One page of the history; only that page's payloads are read."""
+    rows = HistoryEvent.objects.using(_db(instance)).filter(instance=instance).select_related("payload").order_by("sequence_id")
+    paginator = Paginator(rows, HISTORY_PAGE_SIZE)
+    page = paginator.get_page(number)
+    page_range = list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
+    return HistoryPage(page, [event_view(converter, row) for row in page.object_list], page_range)
+
+
+# -- timeline ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TimelineItem:
+    kind: str
+    name: str
+    start: datetime
+    end: datetime | None
+    #: completed, failed, fired, canceled, pending (no closing event yet) or dropped (still open
+    #: when the execution ended).
+    status: str
+    detail: str = ""
+    left: float = 0.0
+    width: float = 0.0
+
+
+@dataclass(slots=True)
+class Timeline:
+    items: list[TimelineItem] = field(default_factory=list)
+    start: datetime | None = None
+    end: datetime | None = None
+    total: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.items)
+
+
+def timeline(instance: WorkflowInstance, now: datetime) -> Timeline:
+    """Activities, timers and sub-workflows as bars between the execution's start and end."""
+    scheduled_rows = (
+        HistoryEvent.objects.using(_db(instance)).filter(instance=instance, event_type__in=list(_SCHEDULED_TYPES))
+        .select_related("payload")
+        .order_by("sequence_id")
+    )
+    rows = list(scheduled_rows[:TIMELINE_LIMIT])
+    total = len(rows) if len(rows) < TIMELINE_LIMIT else scheduled_rows.count()
+    ends: dict[int, tuple[str, datetime]] = {}
+    if rows:
+        end_rows = HistoryEvent.objects.using(_db(instance)).filter(
+            instance=instance,
+            event_type__in=list(_END_STATUS),
+            schedule_event_id__in=[row.schedule_event_id for row in rows],
+        ).values_list("schedule_event_id", "event_type", "timestamp")
+        for schedule_event_id, event_type, stamp in end_rows:
+            ends[schedule_event_id] = (event_type, stamp)
+    items = [_timeline_item(row, ends.get(row.schedule_event_id), now) for row in rows]
+    if instance.completed_at is not None:
+        # Still open when the execution ended (terminated, or ended without waiting for it).
+        for item in items:
+            if item.status == "pending":
+                item.status, item.end, item.detail = "dropped", instance.completed_at, ""
+    start = instance.created_at
+    end = instance.completed_at or now
+    for item in items:
+        if item.end is not None and item.end > end and instance.completed_at is not None:
+            end = item.end
+    span = max((end - start).total_seconds(), 0.001)
+    for item in items:
+        # A pending timer due after "now" is drawn up to now; its due time is in the label.
+        item_end = min(item.end or now, end) if item.status != "fired" else (item.end or now)
+        left = min(max((item.start - start).total_seconds() / span, 0.0), 1.0)
+        right = min(max((item_end - start).total_seconds() / span, left), 1.0)
+        item.left = round(left * 100, 2)
+        # At least a sliver, so an instant operation is still visible.
+        item.width = round(max((right - left) * 100, 0.6), 2)
+        if item.left + item.width > 100:
+            item.left = round(100 - item.width, 2)
+    return Timeline(items, start, end, total)
+
+
+def _timeline_item(row: HistoryEvent, end: tuple[str, datetime] | None, now: datetime) -> TimelineItem:
+    kind = _SCHEDULED_TYPES[row.event_type]
+    status, finished_at = (_END_STATUS[end[0]], end[1]) if end is not None else ("pending", None)
+    try:
+        attributes = decode_attributes(row.event_type, row.payload.data)
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead
+        return TimelineItem(kind, f"? ({exc})", row.timestamp, finished_at, status)
+    if isinstance(attributes, ActivityScheduledAttributes):
+        detail = f"attempt {attributes.attempt + 1}" if attributes.attempt else ""
+        return TimelineItem(kind, attributes.name, row.timestamp, finished_at, status, detail)
+    if isinstance(attributes, TimerScheduledAttributes):
+        # A timer ends when it was due, whatever time its fired event was written at.
+        due = attributes.at
+        if status == "pending":
+            detail = f"due in {format_duration(due - now)}" if due > now else "due now"
+        else:
+            detail = f"{format_duration(due - row.timestamp)} timer"
+        ends_at = finished_at if status == "canceled" else (due if status == "fired" else None)
+        return TimelineItem(kind, attributes.name or "timer", row.timestamp, ends_at, status, detail)
+    assert isinstance(attributes, SubWorkflowScheduledAttributes)
+    return TimelineItem(
+        kind, attributes.name, row.timestamp, finished_at, status, attributes.sub_workflow_instance.instance_id
+    )
+
+
+# -- the parent/child tree ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TreeNode:
+    depth: int
+    instance_id: str
+    execution_id: str
+    #: The row, or None for an ancestor that has been removed.
+    row: WorkflowInstance | None
+    current: bool = False
+
+    @property
+    def status(self) -> str:
+        return status_key(self.row.state, self.row.outcome) if self.row is not None else "removed"
+
+    @property
+    def status_label(self) -> str:
+        return status_label(self.status) if self.row is not None else "removed"
+
+
+@dataclass(slots=True)
+class Tree:
+    nodes: list[TreeNode] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def is_trivial(self) -> bool:
+        return len(self.nodes) <= 1 and not self.truncated
+
+
+_TREE_COLUMNS = (
+    "id",
+    "instance_id",
+    "execution_id",
+    "parent_instance_id",
+    "parent_execution_id",
+    "workflow_name",
+    "state",
+    "outcome",
+    "created_at",
+    "completed_at",
+)
+
+
+def tree(instance: WorkflowInstance) -> Tree:
+    """Ancestors down to this execution, then its descendants, depth first."""
+    result = Tree()
+    ancestors: list[tuple[str, str, WorkflowInstance | None]] = []
+    parent_id, parent_execution = instance.parent_instance_id, instance.parent_execution_id
+    while parent_id and len(ancestors) < TREE_MAX_ANCESTORS:
+        row = (
+            WorkflowInstance.objects.using(_db(instance))
+            .filter(instance_id=parent_id, execution_id=parent_execution)
+            .only(*_TREE_COLUMNS)
+            .first()
+        )
+        ancestors.append((parent_id, parent_execution, row))
+        if row is None:
+            break
+        parent_id, parent_execution = row.parent_instance_id, row.parent_execution_id
+    ancestors.reverse()
+    for depth, (instance_id, execution_id, row) in enumerate(ancestors):
+        result.nodes.append(TreeNode(depth, instance_id, execution_id, row))
+    base = len(ancestors)
+    result.nodes.append(TreeNode(base, instance.instance_id, instance.execution_id, instance, current=True))
+    children = _descendants(instance, result)
+    _append_subtree(result, children, (instance.instance_id, instance.execution_id), base + 1)
+    return result
+
+
+def _descendants(instance: WorkflowInstance, result: Tree) -> dict[tuple[str, str], list[WorkflowInstance]]:
+    """Children per parent, level by level (one query per level), within the tree's bounds."""
+    children: dict[tuple[str, str], list[WorkflowInstance]] = defaultdict(list)
+    level = [(instance.instance_id, instance.execution_id)]
+    budget = TREE_MAX_NODES
+    for _depth in range(TREE_MAX_DEPTH):
+        if not level:
+            return children
+        rows = list(_children_of(instance, level).only(*_TREE_COLUMNS).order_by("created_at", "id")[: budget + 1])
+        if len(rows) > budget:
+            result.truncated = True
+            rows = rows[:budget]
+        budget -= len(rows)
+        for row in rows:
+            children[(row.parent_instance_id, row.parent_execution_id)].append(row)
+        level = [(row.instance_id, row.execution_id) for row in rows]
+        if result.truncated:
+            return children
+    # Depth bound reached: say so if the last level has children of its own.
+    result.truncated = bool(level) and _children_of(instance, level).exists()
+    return children
+
+
+def _children_of(instance: WorkflowInstance, parents: list[tuple[str, str]]) -> Any:
+    condition = Q()
+    for instance_id, execution_id in parents:
+        condition |= Q(parent_instance_id=instance_id, parent_execution_id=execution_id)
+    return WorkflowInstance.objects.using(_db(instance)).filter(condition)
+
+
+def _append_subtree(
+    result: Tree, children: dict[tuple[str, str], list[WorkflowInstance]], key: tuple[str, str], depth: int
+) -> None:
+    for row in children.get(key, []):
+        result.nodes.append(TreeNode(depth, row.instance_id, row.execution_id, row))
+        _append_subtree(result, children, (row.instance_id, row.execution_id), depth + 1)
+
+
+def executions(instance: WorkflowInstance) -> list[TreeNode]:
+    """Every execution of this instance id (continue-as-new), oldest first."""
+    rows = (
+        WorkflowInstance.objects.using(_db(instance))
+        .filter(instance_id=instance.instance_id)
+        .only(*_TREE_COLUMNS)
+        .order_by("created_at", "id")[:EXECUTIONS_LIMIT]
+    )
+    return [TreeNode(0, row.instance_id, row.execution_id, row, current=row.pk == instance.pk) for row in rows]
+
+
+# -- pending work ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingActivity:
+    name: str
+    attempt: int
+    queue: str
+    scheduled_at: datetime
+    locked_until: datetime | None
+    worker: str
+    lease_count: int
+    inputs: Field | None
+
+
+@dataclass(slots=True)
+class Pending:
+    activities: list[PendingActivity] = field(default_factory=list)
+    activity_total: int = 0
+    timers: list[EventView] = field(default_factory=list)
+    events: list[EventView] = field(default_factory=list)
+    event_total: int = 0
+
+    @property
+    def activities_truncated(self) -> bool:
+        return self.activity_total > len(self.activities)
+
+    @property
+    def events_truncated(self) -> bool:
+        return self.event_total > len(self.timers) + len(self.events)
+
+
+def pending(converter: Converter, instance: WorkflowInstance, now: datetime) -> Pending:
+    """Activities waiting for (or leased to) a worker, timers not due yet, events not executed yet."""
+    result = Pending()
+    tasks = ActivityTask.objects.using(_db(instance)).filter(instance=instance).select_related("payload").order_by("id")
+    task_rows = list(tasks[:PENDING_LIMIT])
+    result.activity_total = len(task_rows) if len(task_rows) < PENDING_LIMIT else tasks.count()
+    for task in task_rows:
+        name, attempt, inputs = "?", 0, None
+        try:
+            attributes = decode_attributes(task.event_type, task.payload.data)
+            if isinstance(attributes, ActivityScheduledAttributes):
+                name, attempt = attributes.name, attributes.attempt
+                inputs = decode_value(converter, "inputs", attributes.inputs)
+        except Exception as exc:  # noqa: BLE001 - shown on the page instead
+            name = f"? (cannot decode: {exc})"
+        result.activities.append(
+            PendingActivity(
+                name, attempt + 1, task.queue, task.timestamp, task.locked_until, task.worker, task.lease_count, inputs
+            )
+        )
+    events = PendingEvent.objects.using(_db(instance)).filter(instance=instance).select_related("payload").order_by("id")
+    event_rows = list(events[:PENDING_LIMIT])
+    result.event_total = len(event_rows) if len(event_rows) < PENDING_LIMIT else events.count()
+    for row in event_rows:
+        view = event_view(converter, row)
+        if row.visible_at is not None and row.visible_at > now:
+            result.timers.append(view)
+        else:
+            result.events.append(view)
+    return result
+
+
+# -- the whole page ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDetail:
+    instance: WorkflowInstance
+    status: str
+    status_label: str
+    duration: str
+    inputs: Field | None
+    inputs_note: str
+    outcome: Outcome | None
+    outcome_note: str
+    cancel_requested_at: datetime | None
+    history: HistoryPage
+    timeline: Timeline
+    tree: Tree
+    executions: list[TreeNode]
+    pending: Pending
+    lease_held: bool
+
+    @classmethod
+    def build(cls, converter: Converter, instance: WorkflowInstance, page: Any, now: datetime) -> InstanceDetail:
+        inputs, inputs_note = input_field(converter, instance)
+        outcome, outcome_note = outcome_of(converter, instance)
+        status = status_key(instance.state, instance.outcome)
+        return cls(
+            instance=instance,
+            status=status,
+            status_label=status_label(status),
+            duration=describe_duration(instance.created_at, instance.completed_at, now),
+            inputs=inputs,
+            inputs_note=inputs_note,
+            outcome=outcome,
+            outcome_note=outcome_note,
+            cancel_requested_at=cancel_requested_at(instance),
+            history=history_page(converter, instance, page),
+            timeline=timeline(instance, now),
+            tree=tree(instance),
+            executions=executions(instance),
+            pending=pending(converter, instance, now),
+            lease_held=instance.locked_until is not None and instance.locked_until > now,
+        )
