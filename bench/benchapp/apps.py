@@ -27,6 +27,12 @@ class BenchAppConfig(AppConfig):
         if not counting.enabled():
             return
         from django.conf import settings
+        from django.utils.module_loading import import_string
+
+        from bench import optiming
+
+        if optiming.enabled():
+            optiming.install(import_string(settings.WORKFLOWS["default"]["BACKEND"]))
         from django.db.backends.signals import connection_created
 
         if settings.STORE == "redis":
