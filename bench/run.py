@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one run may take")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.add_argument("--from-json", type=Path, metavar="FILE", help="print the tables of a saved --json run and exit")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.workers < 1:
         parser.error("--repeat and --workers must be at least 1")
@@ -235,6 +236,9 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.from_json:
+        print(render(json.loads(args.from_json.read_text())))
+        return
     report = run_bench(args)
     if args.json:
         print(json.dumps(report, indent=2))
