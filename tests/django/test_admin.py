@@ -9,7 +9,6 @@ and the browser tests import ``run_world`` and the workflows from here.
 
 from __future__ import annotations
 
-import gc
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -151,9 +150,9 @@ def running_worker() -> Iterator[Client]:
     finally:
         worker.stop()
         assert worker.wait_for_completion(timeout=60), "the worker did not stop in time"
-        # The worker's threads are gone; collecting their database connections closes them, so
-        # PostgreSQL can drop the test database at the end of the session.
-        gc.collect()
+        # The worker's threads are gone: close the database connections they leave behind, so
+        # that PostgreSQL can drop the test database and SQLite can change its journal mode.
+        backend.close()
 
 
 def start(client: Client, instance_id: str, wf: Any, *args: Any, queue: str = "default") -> Any:
