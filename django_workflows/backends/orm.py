@@ -23,7 +23,6 @@ and otherwise look every ``poll_interval`` seconds for work committed by other p
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -37,8 +36,7 @@ from django.db import (
     connections,
     transaction,
 )
-from django.db.models import Count, Exists, F, OuterRef, Q
-from django.db.models.functions import Greatest
+from django.db.models import Count, Exists, OuterRef, Q
 
 from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
 from ..engine.clock import system_clock, to_timedelta
@@ -53,10 +51,11 @@ from ..engine.errors import (
 )
 from ..engine.history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
 from ..models import ActivityTask as ActivityRow
-from ..models import HistoryEvent, Outcome, Payload, PendingEvent
+from ..models import HistoryEvent, Outcome, PendingEvent
 from ..models import WorkflowInstance as InstanceRow
 from .base import BaseBackend
-from .common import abandoned_activity_result, terminated_events
+from .common import terminated_events
+from .orm_activities import ActivityTasks
 from .orm_complete import (
     Completion,
     WorkflowTaskData,
@@ -88,9 +87,6 @@ ACTIVE = InstanceState.ACTIVE.value
 
 #: Default seconds between two looks at the database of an idle poller.
 DEFAULT_POLL_INTERVAL = 0.2
-
-_ACTIVITY_COLUMNS = ("id", "instance_id", "lease_count", "queue", *EVENT_COLUMNS[:-1], "payload_id")
-
 
 class _NothingToClaim(Exception):
     """Rolls back a claim that found its candidate gone (only possible on a DEFERRED SQLite)."""
@@ -127,6 +123,7 @@ class OrmBackend(BaseBackend):
         self.poll_interval = interval
         self._db = Transactions(using, retry_timeout)
         self._waker = waker_for(using)
+        self._activity_tasks = ActivityTasks(self)
 
     def close(self) -> None:
         self._db.close_orphans()
@@ -491,138 +488,20 @@ class OrmBackend(BaseBackend):
         if result.rejected:
             raise CompletionRejected()
 
-    # -- activity tasks ----------------------------------------------------------------------
+    # -- activity tasks (orm_activities) ----------------------------------------------------
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
         queues = list(queues)
-        return self._poll("activity", lambda: self._claim_activity_task(queues), timeout)
-
-    def _claim_activity_task(self, queues: list[str]) -> ActivityTask | None:
-        while True:
-            task = self._db.run(lambda: self._lease_activity(queues), reconnect=True)
-            if not isinstance(task, _Exhausted):
-                return task
-            self._db.run(functools.partial(self._fail_exhausted_activity, task))
-
-    def _lease_activity(self, queues: list[str]) -> ActivityTask | _Exhausted | None:
-        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
-        features = connections[self.using].features
-        candidates = self._activities().filter(free, queue__in=queues).order_by("id")
-        # Join the payload and the execution into the locking SELECT only where FOR UPDATE OF
-        # keeps the lock on the activity row; MariaDB would lock the joined rows too.
-        joined = not features.has_select_for_update or features.has_select_for_update_of
-        columns = _ACTIVITY_COLUMNS + (("payload__data", *(f"instance__{c}" for c in INSTANCE_COLUMNS)) if joined else ())
-        locking = candidates.select_for_update(
-            skip_locked=bool(features.has_select_for_update_skip_locked),
-            of=("self",) if joined and features.has_select_for_update else (),
-        )
-        row = first(locking.values_list(*columns))
-        if row is None:
-            return None
-        row_id, instance_row_id, lease_count, queue, *event_columns = row[: len(_ACTIVITY_COLUMNS)]
-        payload_id = event_columns.pop()
-        if lease_count >= self.options.max_activity_leases:
-            return _Exhausted(row_id, instance_row_id, lease_count)
-        if joined:
-            data, *identity = row[len(_ACTIVITY_COLUMNS) :]
-        else:
-            # The payload row points at the execution: one more SELECT fetches both.
-            data, *identity = (
-                Payload.objects.using(self.using)
-                .filter(pk=payload_id)
-                .values_list("data", *(f"instance__{c}" for c in INSTANCE_COLUMNS))
-                .get()
-            )
-        token = uuid.uuid4().hex
-        claimed = (
-            self._activities()
-            .filter(free, pk=row_id)
-            .update(
-                locked_until=DbNow(self.options.activity_lock),
-                lease_token=token,
-                worker=self.options.worker_name,
-                lease_count=F("lease_count") + 1,
-            )
-        )
-        if claimed != 1:
-            return None
-        event = event_from(*event_columns, data)  # type: ignore[call-arg]  # (six columns, then the data)
-        return ActivityTask(
-            id=str(row_id),
-            activity_id=event.id,
-            queue=queue,
-            instance=instance_from(*identity),
-            event=event,
-            lease_token=token,
-            lease_count=lease_count + 1,
-            custom_data=(row_id, instance_row_id),
-        )
-
-    def _fail_exhausted_activity(self, exhausted: _Exhausted) -> None:
-        """Fail an activity whose workers kept dying, instead of leasing it again.
-
-        Locks the execution before the activity, the order every other writer uses."""
-        state = first(
-            self._instances().filter(pk=exhausted.instance_row_id).select_for_update().values_list("state", flat=True)
-        )
-        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
-        row = first(
-            self._activities()
-            .filter(free, pk=exhausted.row_id, lease_count__gte=self.options.max_activity_leases)
-            .select_for_update()
-            .values_list(*EVENT_COLUMNS)
-        )
-        if row is None:
-            return  # another poller got there first
-        raw_delete(self._activities().filter(pk=exhausted.row_id))
-        if state == ACTIVE:
-            result = abandoned_activity_result(event_from(*row), exhausted.lease_count, system_clock.now())
-            self._insert_event(exhausted.instance_row_id, result)
-            self._notify_on_commit("workflow")
-
-    def _leased_activity(self, task: ActivityTask) -> Any:
-        row_id, _ = _activity_keys(task)
-        return self._activities().filter(
-            pk=row_id, lease_token=task.lease_token, locked_until__gt=DbNow()
-        )
+        return self._poll("activity", lambda: self._activity_tasks.claim(queues), timeout)
 
     def extend_activity_task(self, task: ActivityTask) -> None:
-        extended = self._db.run(
-            lambda: self._leased_activity(task).update(locked_until=DbNow(self.options.activity_lock)),
-            atomic=False,
-            reconnect=True,
-        )
-        if extended != 1:
-            raise LeaseLost()
+        self._activity_tasks.extend(task)
 
     def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
-        _, instance_row_id = _activity_keys(task)
-
-        def complete() -> None:
-            # The execution first (the lock order of every writer), so that it cannot finish
-            # between our check and our insert.
-            state = (
-                first(self._instances().filter(pk=instance_row_id).select_for_update().values_list("state", flat=True))
-            )
-            if raw_delete(self._leased_activity(task)) != 1:
-                raise LeaseLost()
-            if state == ACTIVE:
-                self._insert_event(instance_row_id, result)
-                self._notify_on_commit("workflow")
-
-        self._db.run(complete, reconnect=True)
+        self._activity_tasks.complete(task, result)
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
-        # A graceful release is not a crash: it does not count against max_activity_leases.
-        released = self._db.run(
-            lambda: self._leased_activity(task).update(
-                locked_until=None, lease_token="", lease_count=Greatest(F("lease_count") - 1, 0)
-            ),
-            atomic=False,
-            reconnect=True,
-        )
-        if released:
-            self._waker.notify("activity")
+        self._activity_tasks.abandon(task)
 
     # -- misc --------------------------------------------------------------------------------
 
@@ -639,22 +518,6 @@ class OrmBackend(BaseBackend):
             )
 
         return self._db.run(stats, atomic=False, reconnect=True)
-
-
-class _Exhausted:
-    """A claim found an activity at ``max_activity_leases``: fail it in its own transaction."""
-
-    def __init__(self, row_id: int, instance_row_id: int, lease_count: int) -> None:
-        self.row_id = row_id
-        self.instance_row_id = instance_row_id
-        self.lease_count = lease_count
-
-
-def _activity_keys(task: ActivityTask) -> tuple[int, int]:
-    keys = task.custom_data
-    if not (isinstance(keys, tuple) and len(keys) == 2):
-        raise LeaseLost("this activity task was not leased from the ORM backend")
-    return keys
 
 
 def _monotonic() -> float:
