@@ -236,13 +236,19 @@ class OrmBackend(BaseBackend):
         self._db.run(terminate)
 
     def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
-        def signal() -> WorkflowInstance:
-            row = first(
+        def active_execution() -> Any:
+            return first(
                 self._instances()
                 .filter(active_instance_id=instance_id)
                 .select_for_update()
                 .values_list("pk", *INSTANCE_COLUMNS)
             )
+
+        def signal() -> WorkflowInstance:
+            # Twice if need be: an execution that continued as new while the first statement
+            # waited for its lock no longer matches, and its successor was not in that
+            # statement's snapshot (PostgreSQL, READ COMMITTED); the second statement sees it.
+            row = active_execution() or active_execution()
             if row is None:
                 if self._instances().filter(instance_id=instance_id).exists():
                     raise InstanceFinished()

@@ -58,9 +58,10 @@ def _key(instance: WorkflowInstance) -> _Key:
 
 
 def _lock_targets(
-    using: str, workflow_events: Sequence[WorkflowEvent], sender_row_id: int
+    using: str, workflow_events: Sequence[WorkflowEvent], sender: WorkflowInstance, sender_row_id: int
 ) -> list[tuple[int, str, str, int, str | None]]:
-    follow: set[str] = set()
+    follow: set[str] = set()  # targets of events that go to the active execution
+    active_ids: set[str] = set()  # instance ids whose active execution must be known
     instance_ids: set[str] = set()
     execution_ids: set[str] = set()
 
@@ -71,7 +72,7 @@ def _lock_targets(
     for workflow_event in workflow_events:
         target, event = workflow_event.instance, workflow_event.event
         if event.type is EventType.WORKFLOW_EXECUTION_STARTED:
-            follow.add(target.instance_id)
+            active_ids.add(target.instance_id)
             exact(target)
             if target.parent is not None:
                 exact(target.parent)
@@ -79,17 +80,29 @@ def _lock_targets(
             follow.add(target.instance_id)
         else:
             exact(target)
+    active_ids |= follow
+
+    def lock(condition: Q) -> list[tuple[int, str, str, int, str | None]]:
+        return list(
+            InstanceRow.objects.using(using)
+            .filter(condition)
+            .exclude(pk=sender_row_id)
+            .select_for_update()
+            .order_by("id")
+            .values_list("id", "instance_id", "execution_id", "state", "active_instance_id")
+        )
+
     # (instance_id IN ... AND execution_id IN ...) is a superset of the exact pairs; the few
     # extra rows it may lock are harmless, and the statement stays short.
-    condition = Q(active_instance_id__in=follow) | Q(instance_id__in=instance_ids, execution_id__in=execution_ids)
-    return list(
-        InstanceRow.objects.using(using)
-        .filter(condition)
-        .exclude(pk=sender_row_id)
-        .select_for_update()
-        .order_by("id")
-        .values_list("id", "instance_id", "execution_id", "state", "active_instance_id")
-    )
+    rows = lock(Q(active_instance_id__in=active_ids) | Q(instance_id__in=instance_ids, execution_id__in=execution_ids))
+    missing = follow - {row[4] for row in rows} - {sender.instance_id}
+    if missing:
+        # A target that continued as new while this statement waited for its lock no longer
+        # matches, and its successor was not in the statement's snapshot (PostgreSQL, READ
+        # COMMITTED): a second statement sees it. Without this a cancellation could be dropped.
+        seen = {row[0] for row in rows}
+        rows += [row for row in lock(Q(active_instance_id__in=missing)) if row[0] not in seen]
+    return rows
 
 
 def resolve_deliveries(
@@ -112,7 +125,7 @@ def resolve_deliveries(
     known[_key(sender)] = own
     if sender_active:
         active[sender.instance_id] = own
-    for row_id, instance_id, execution_id, state, active_id in _lock_targets(using, workflow_events, sender_row_id):
+    for row_id, instance_id, execution_id, state, active_id in _lock_targets(using, workflow_events, sender, sender_row_id):
         locked = Target(active=state == InstanceState.ACTIVE.value, row_id=row_id)
         known[(instance_id, execution_id)] = locked
         if active_id is not None:
