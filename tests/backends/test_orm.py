@@ -5,23 +5,31 @@ suite; ``test_orm_polling``, ``test_orm_storage`` and ``test_orm_processes`` hol
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
+from django_workflows.backends import orm_delivery
 from django_workflows.backends.handler import InvalidWorkflowBackend
 from django_workflows.backends.orm import OrmBackend
 from django_workflows.engine import clock as engine_clock
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.errors import InstanceAlreadyExists, LeaseLost
-from django_workflows.engine.history import ActivityCompletedAttributes, new_event
+from django_workflows.engine.history import (
+    ActivityCompletedAttributes,
+    WorkflowEvent,
+    new_event,
+)
 from django_workflows.models import HistoryEvent, Payload, PendingEvent
 from django_workflows.models import WorkflowInstance as InstanceRow
 from django_workflows.testing.conformance_support import (
+    cancel_event,
     complete,
     new_instance,
     poll_workflow_task,
@@ -35,6 +43,7 @@ from .test_orm_support import (
     VENDOR,
     BackendMaker,
     activity_event,
+    continue_as_new,
     db_now,
     row,
     run_in_threads,
@@ -192,6 +201,72 @@ def test_abandon_releases_the_leases_at_once(orm: BackendMaker) -> None:
     assert retaken is not None and retaken.id == activity.id
     # A graceful release does not count as a lease that ended in a crash.
     assert retaken.lease_count == 1
+
+
+# -- races ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_continue_as_new(orm: BackendMaker, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``start(backend, task) -> join``: continue ``task`` as new in another thread, holding the
+    completion's locks for a while after the successor row is written; ``join()`` returns the
+    successor once that transaction committed."""
+    inside = threading.Event()
+    create_executions = orm_delivery.execution_rows
+
+    def slow_create(*args: Any, **kwargs: Any) -> None:
+        create_executions(*args, **kwargs)
+        if not inside.is_set():
+            inside.set()
+            time.sleep(0.5)  # others now queue behind this transaction's locks
+
+    monkeypatch.setattr(orm_delivery, "execution_rows", slow_create)
+
+    def start(backend: OrmBackend, task: Any) -> Any:
+        successors: list[Any] = []
+
+        def continue_it() -> None:
+            try:
+                successors.append(continue_as_new(backend, task))
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=continue_it)
+        thread.start()
+        assert inside.wait(30)
+
+        def join() -> Any:
+            thread.join(30)
+            (successor,) = successors
+            return successor
+
+        return join
+
+    return start
+
+
+def test_signal_racing_continue_as_new_reaches_the_next_execution(orm: BackendMaker, slow_continue_as_new: Any) -> None:
+    """The signal's locking SELECT finds the old execution, waits for the completion that
+    continues it as new, and must then find the successor (go-workflows issue #493)."""
+    backend = orm()
+    task = started_task(backend)
+    join = slow_continue_as_new(backend, task)
+    signaled = backend.signal_workflow(task.instance.instance_id, signal_event())
+    successor = join()
+    assert signaled == successor
+    assert PendingEvent.objects.filter(instance=row(successor), event_type="SignalReceived").count() == 1
+    assert not PendingEvent.objects.filter(instance=row(task.instance)).exists()
+
+
+def test_sub_workflow_cancellation_racing_its_continue_as_new(orm: BackendMaker, slow_continue_as_new: Any) -> None:
+    backend = orm()
+    parent = started_task(backend)
+    child_task = started_task(backend, new_instance(parent=parent.instance, parent_event_id=1))
+    join = slow_continue_as_new(backend, child_task)
+    cancel = WorkflowEvent(child_task.instance, cancel_event())
+    complete(backend, parent, workflow_events=[cancel])
+    successor = join()
+    assert PendingEvent.objects.filter(instance=row(successor), event_type="WorkflowExecutionCanceled").count() == 1
 
 
 # -- the database clock --------------------------------------------------------------------

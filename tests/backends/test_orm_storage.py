@@ -14,7 +14,7 @@ from django.db.models import Q
 from django_workflows.backends.orm import OrmBackend
 from django_workflows.engine.backend import WorkflowTask
 from django_workflows.engine.clock import utcnow
-from django_workflows.engine.core import InstanceState, WorkflowInstance
+from django_workflows.engine.core import InstanceState
 from django_workflows.engine.errors import (
     ActivityAbandoned,
     CompletionRejected,
@@ -29,7 +29,6 @@ from django_workflows.engine.history import (
     TimerFiredAttributes,
     TimerScheduledAttributes,
     WorkflowEvent,
-    WorkflowExecutionContinuedAsNewAttributes,
     WorkflowExecutionFinishedAttributes,
     new_event,
 )
@@ -51,6 +50,7 @@ from . import test_orm_support
 from .test_orm_support import (
     BackendMaker,
     activity_event,
+    continue_as_new,
     row,
     schedule_activities,
     started_task,
@@ -111,21 +111,6 @@ def _signaled_while_a_timer_waits(backend: OrmBackend) -> WorkflowTask:
     return poll_workflow_task(backend)
 
 
-def _continue_as_new(backend: OrmBackend, task: WorkflowTask) -> WorkflowInstance:
-    """Complete ``task`` with a continue-as-new; return the next execution."""
-    successor = new_instance(task.instance.instance_id)
-    continued = new_event(WorkflowExecutionContinuedAsNewAttributes(continued_execution_id=successor.execution_id), utcnow())
-    backend.complete_workflow_task(
-        task,
-        state=InstanceState.CONTINUED_AS_NEW,
-        executed_events=numbered([task_started_event(), *task.new_events, continued], task.last_sequence_id),
-        activity_events=[],
-        timer_events=[],
-        workflow_events=[WorkflowEvent(successor, started_event())],
-    )
-    return successor
-
-
 def test_canceled_timer_deletes_its_future_event_and_payload(orm: BackendMaker) -> None:
     backend = orm()
     task = _signaled_while_a_timer_waits(backend)
@@ -151,7 +136,7 @@ def test_outcomes_for_the_admin(orm: BackendMaker) -> None:
     _finish(backend, canceled, WorkflowError("context canceled", type="Canceled"))
     backend.terminate_workflow_instance(terminated.instance, "by hand")
     continued = started_task(backend)
-    successor = _continue_as_new(backend, continued)
+    successor = continue_as_new(backend, continued)
     outcomes = {
         task.instance.instance_id: row(task.instance).outcome
         for task in (completed, failed, canceled, terminated, continued)
@@ -297,7 +282,7 @@ def test_remove_continued_as_new_instances(orm: BackendMaker) -> None:
     schedule_activity = activity_event(1)
     complete(backend, task, extra=[schedule_activity], activity_events=[schedule_activity])
     backend.signal_workflow(task.instance.instance_id, signal_event())
-    successor = _continue_as_new(backend, poll_workflow_task(backend))
+    successor = continue_as_new(backend, poll_workflow_task(backend))
     assert list(InstanceRow.objects.values_list("execution_id", flat=True)) == [successor.execution_id]
     assert not ActivityRow.objects.exists() and not HistoryEvent.objects.exists()
     assert PendingEvent.objects.get().event_type == "WorkflowExecutionStarted"

@@ -21,18 +21,22 @@ from django_workflows.backends.orm import OrmBackend
 from django_workflows.backends.orm_db import DbNow
 from django_workflows.engine.backend import WorkflowTask
 from django_workflows.engine.clock import utcnow
-from django_workflows.engine.core import WorkflowInstance
+from django_workflows.engine.core import InstanceState, WorkflowInstance
 from django_workflows.engine.history import (
     ActivityScheduledAttributes,
     Event,
+    WorkflowEvent,
+    WorkflowExecutionContinuedAsNewAttributes,
     new_event,
 )
 from django_workflows.models import WorkflowInstance as InstanceRow
 from django_workflows.testing.conformance_support import (
     complete,
     new_instance,
+    numbered,
     poll_workflow_task,
     started_event,
+    task_started_event,
 )
 
 VENDOR = connection.vendor
@@ -113,3 +117,18 @@ def db_now() -> datetime:
         value = parse_datetime(value)
     assert isinstance(value, datetime)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def continue_as_new(backend: OrmBackend, task: WorkflowTask) -> WorkflowInstance:
+    """Complete ``task`` with a continue-as-new; return the next execution."""
+    successor = new_instance(task.instance.instance_id)
+    continued = new_event(WorkflowExecutionContinuedAsNewAttributes(continued_execution_id=successor.execution_id), utcnow())
+    backend.complete_workflow_task(
+        task,
+        state=InstanceState.CONTINUED_AS_NEW,
+        executed_events=numbered([task_started_event(), *task.new_events, continued], task.last_sequence_id),
+        activity_events=[],
+        timer_events=[],
+        workflow_events=[WorkflowEvent(successor, started_event())],
+    )
+    return successor
