@@ -113,6 +113,14 @@ class OrmBackend(BaseBackend):
             raise InvalidWorkflowBackend(
                 f"OrmBackend: database {using!r} is {vendor}; supported are SQLite, MySQL/MariaDB and PostgreSQL"
             )
+        time_zone = connections.settings[using].get("TIME_ZONE")
+        if vendor != "postgresql" and time_zone not in (None, "UTC"):
+            # Lease times come from the database clock in UTC (orm_db.DbNow); Django would store
+            # this database's datetimes in another zone.
+            raise InvalidWorkflowBackend(
+                f"OrmBackend: DATABASES[{using!r}]['TIME_ZONE'] is {time_zone!r}; the workflow tables need "
+                "datetimes stored in UTC on SQLite and MySQL (remove the setting or set it to 'UTC')"
+            )
         interval = to_timedelta(poll_interval, what="poll_interval").total_seconds()
         if interval <= 0:
             raise ValueError(f"OrmBackend: poll_interval must be positive, got {poll_interval!r}")

@@ -67,6 +67,15 @@ def test_unknown_database_alias_is_refused() -> None:
         OrmBackend(using="replica")
 
 
+def test_a_database_storing_local_times_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(connections.settings["default"], "TIME_ZONE", "Europe/Paris")
+    if VENDOR == "postgresql":  # timestamptz: comparisons do not depend on the zone
+        assert OrmBackend().using == "default"
+    else:
+        with pytest.raises(InvalidWorkflowBackend, match="TIME_ZONE'] is 'Europe/Paris'"):
+            OrmBackend()
+
+
 def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="poll_interval must be positive"):
         OrmBackend(poll_interval=0)
