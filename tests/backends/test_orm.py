@@ -20,9 +20,14 @@ from django_workflows.backends.orm import OrmBackend
 from django_workflows.engine import clock as engine_clock
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
-from django_workflows.engine.errors import InstanceAlreadyExists, LeaseLost
+from django_workflows.engine.errors import (
+    CompletionRejected,
+    InstanceAlreadyExists,
+    LeaseLost,
+)
 from django_workflows.engine.history import (
     ActivityCompletedAttributes,
+    SubWorkflowCompletedAttributes,
     WorkflowEvent,
     new_event,
 )
@@ -276,6 +281,35 @@ def test_sub_workflow_cancellation_racing_its_continue_as_new(orm: BackendMaker,
     complete(backend, parent, workflow_events=[cancel])
     successor = join()
     assert PendingEvent.objects.filter(instance=row(successor), event_type="WorkflowExecutionCanceled").count() == 1
+
+
+def _complete_into_each_other(backend: OrmBackend) -> None:
+    parent = started_task(backend)
+    child = started_task(backend, new_instance(parent=parent.instance, parent_event_id=1))
+    result = new_event(SubWorkflowCompletedAttributes(result="1"), utcnow(), schedule_event_id=1)
+
+    def finish_child() -> None:
+        complete(backend, child, workflow_events=[WorkflowEvent(parent.instance, result)], finish=True)
+
+    def cancel_child() -> None:
+        complete(backend, parent, workflow_events=[WorkflowEvent(child.instance, cancel_event())])
+
+    outcomes = run_in_threads(2, lambda i: (finish_child, cancel_child)[i]())
+    assert outcomes[1] is None, outcomes
+    if outcomes[0] is None:  # the child finished first: the parent has its result
+        assert row(child.instance).state == InstanceState.FINISHED.value
+        assert PendingEvent.objects.filter(instance=row(parent.instance), event_type="SubWorkflowCompleted").exists()
+    else:  # the cancellation came first: the child must run again to see it
+        assert isinstance(outcomes[0], CompletionRejected), outcomes
+        assert PendingEvent.objects.filter(instance=row(child.instance), event_type="WorkflowExecutionCanceled").exists()
+
+
+def test_parent_and_child_completing_into_each_other(orm: BackendMaker) -> None:
+    """Each completion locks its own execution, then the other's: a deadlock the database breaks
+    by aborting one transaction, which the backend retries. Neither caller sees it."""
+    backend = orm()
+    for _ in range(3):
+        _complete_into_each_other(backend)
 
 
 # -- the database clock --------------------------------------------------------------------
