@@ -167,6 +167,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         ram_gb = float("nan")
     return {
         "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "commit": _git_commit(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "ram_gb": round(ram_gb, 1),
@@ -182,6 +183,18 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _git_commit() -> str:
+    """HEAD, marked "+changes" when the package has uncommitted changes (what was measured)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=harness.REPO_ROOT, capture_output=True, text=True, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--", "django_workflows") else "")
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -193,7 +206,8 @@ def render(report: dict[str, Any]) -> str:
         f"versions: Python {env['python']}, Django {env['django']}, "
         + ", ".join(f"{k} {v}" for k, v in env["servers"].items())
         + (f", dbos {env['dbos']}" if "dbos" in env else ""),
-        f"scale {env['scale']}, {env['workers']} worker processes {env['worker_args']}, medians of {env['repeat']}",
+        f"commit {env.get('commit', '?')}, scale {env['scale']}, {env['workers']} worker processes"
+        f" {env['worker_args']}, medians of {env['repeat']}",
     ]
     loads = [r.get("load_before", {}) for entry in report["stores"].values() for row in entry["workloads"].values()
              for r in row["ours_runs"] + [x for runs in row.get("dbos_runs", {}).values() for x in runs]]
