@@ -126,8 +126,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         report["environment"]["dbos"] = dbos_side.dbos_version()
     for store in args.backends:
         _progress(f"== {store}: raw commit rate")
-        entry: dict[str, Any] = {"raw_commit_per_s": stores.raw_commit_rate(store, args.data_dir, args.raw_seconds),
-                                 "workloads": {}}
+        entry: dict[str, Any] = {"raw_commit_per_s": None, "workloads": {}}
+        try:
+            entry["raw_commit_per_s"] = stores.raw_commit_rate(store, args.data_dir, args.raw_seconds)
+        except Exception as exc:  # noqa: BLE001 - a store that is down fails its runs, not the bench
+            _progress(f"  raw commit rate: FAILED: {exc}")
+            entry["raw_commit_error"] = str(exc)
         report["stores"][store] = entry
         for name in args.workloads:
             workload = get_workload(name, args.scale)
@@ -221,7 +225,9 @@ def render(report: dict[str, Any]) -> str:
         )
     header = ("workload", "ours st/s", "DBOS st/s", "ours/DBOS", "wf/s", "p50/p95 s", "peak MB", "tx/act", "DBOS tx/act")
     for store, entry in report["stores"].items():
-        lines += ["", f"{store}: raw commit rate {entry['raw_commit_per_s']:,.0f}/s (one connection, tiny INSERT+COMMIT)"]
+        raw = entry["raw_commit_per_s"]
+        raw_text = "FAILED" if raw is None else f"{raw:,.0f}/s"
+        lines += ["", f"{store}: raw commit rate {raw_text} (one connection, tiny INSERT+COMMIT)"]
         rows = [header]
         for row in entry["workloads"].values():
             ours, dbos = row["ours"], row.get("dbos")
