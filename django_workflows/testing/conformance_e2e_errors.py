@@ -281,13 +281,14 @@ class ErrorCases(EndToEndFixtures):
         def slow() -> str:
             runs.append(1)
             # Longer than the activity lock timeout: only the worker's heartbeats keep the lease.
-            time.sleep(1.5)
+            # (A lock of 2 s leaves heartbeats every 0.67 s a margin that survives a loaded CI.)
+            time.sleep(3)
             return "done"
 
         async def wf(ctx: workflow.Context) -> str:
             return await workflow.execute_activity(ctx, _ONCE, slow)
 
-        h = e2e([wf], [slow], backend={"activity_lock_timeout": 1})
+        h = e2e([wf], [slow], backend={"activity_lock_timeout": 2})
         assert h.result(wf) == "done"
         assert runs == [1]
 
@@ -297,9 +298,9 @@ class ErrorCases(EndToEndFixtures):
         async def wf(ctx: workflow.Context) -> str:
             runs.append(workflow.replaying(ctx))
             if not workflow.replaying(ctx):
-                time.sleep(1.5)  # a long workflow task, longer than its lock timeout
+                time.sleep(3)  # a long workflow task, longer than its lock timeout
             return "done"
 
-        h = e2e([wf], backend={"workflow_lock_timeout": 1})
+        h = e2e([wf], backend={"workflow_lock_timeout": 2})
         assert h.client.get_workflow_result(h.run(wf), WAIT) == "done"
         assert runs == [False]
