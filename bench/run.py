@@ -210,8 +210,10 @@ def render(report: dict[str, Any]) -> str:
         f"versions: Python {env['python']}, Django {env['django']}, "
         + ", ".join(f"{k} {v}" for k, v in env["servers"].items())
         + (f", dbos {env['dbos']}" if "dbos" in env else ""),
-        f"commit {env.get('commit', '?')}, scale {env['scale']}, {env['workers']} worker processes"
-        f" {env['worker_args']}, medians of {env['repeat']}",
+        (
+            f"commit {env.get('commit', '?')}, scale {env['scale']}, {env['workers']} worker processes"
+            f" {env['worker_args']}, medians of {env['repeat']}"
+        ),
     ]
     loads = [r.get("load_before", {}) for entry in report["stores"].values() for row in entry["workloads"].values()
              for r in row["ours_runs"] + [x for runs in row.get("dbos_runs", {}).values() for x in runs]]
