@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -59,8 +60,10 @@ INSTALLED_APPS = [
 ]
 if _module_exists("testproject.example"):
     INSTALLED_APPS.append("testproject.example")
-# Workflows and activities that the tests run in worker subprocesses (crashes, slow work).
-INSTALLED_APPS.append("testproject.testapp")
+# Workflows and activities that the tests run in worker subprocesses (crashes, slow work): only
+# under pytest and in the subprocesses the tests start, so the example worker does not list them.
+if "pytest" in sys.modules or _env_flag("TESTPROJECT_TEST_APPS", False):
+    INSTALLED_APPS.append("testproject.testapp")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

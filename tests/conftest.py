@@ -51,6 +51,7 @@ def subprocess_env(workflow_options: dict[str, Any] | None = None, **extra: str)
         env["DB"], env["PGDATABASE"] = "postgres", name
     env["WORKFLOWS_OPTIONS"] = json.dumps(workflow_options or {})
     env["PYTHONUNBUFFERED"] = "1"
+    env["TESTPROJECT_TEST_APPS"] = "1"  # the subprocess needs the test workflows
     env.setdefault("WORKFLOWS_LOG_LEVEL", "INFO")
     env.update(extra)
     return env
