@@ -89,6 +89,7 @@ def _env(server: PrivateMariaDB, **extra: str) -> dict[str, str]:
     env.update(
         DB="mysql", MYSQL_HOST="127.0.0.1", MYSQL_PORT=str(server.port), MYSQL_USER="wf", MYSQL_PASSWORD="wf-pw",
         MYSQL_DATABASE="wf", WORKFLOWS_OPTIONS=json.dumps(FAST_LEASES), PYTHONUNBUFFERED="1",
+        TESTPROJECT_TEST_APPS="1",
     )
     env.update(extra)
     return env
