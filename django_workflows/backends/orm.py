@@ -163,9 +163,7 @@ class OrmBackend(BaseBackend):
 
     def _deliver_to_execution(self, target: WorkflowInstance, event: Event) -> None:
         """Queue ``event`` for the exact execution ``target`` if it is active (locked first)."""
-        row_id = (
-            first(self._execution(target).filter(state=ACTIVE).select_for_update().values_list("pk", flat=True))
-        )
+        row_id = first(self._execution(target).filter(state=ACTIVE).select_for_update().values_list("pk", flat=True))
         if row_id is not None:
             self._insert_event(row_id, event)
             self._notify_on_commit("workflow")
