@@ -86,6 +86,8 @@ class WorkflowInstance(models.Model):
             # The admin's parent/child tree.
             models.Index(fields=["parent_instance_id", "parent_execution_id"], name="dj_wf_instance_parent_idx"),
             models.Index(fields=["workflow_name"], name="dj_wf_instance_name_idx"),
+            # The admin's queue filter (SELECT DISTINCT queue).
+            models.Index(fields=["queue"], name="dj_wf_instance_queue_idx"),
         ]
         permissions = [
             ("cancel_workflowinstance", _("Can cancel workflow instances")),

@@ -313,6 +313,9 @@ class Worker:
             pool.shutdown(wait=True)
         self._heartbeats.stop()
         self.cache.clear()
+        release = getattr(self.backend, "release_finished_threads", None)
+        if release is not None:
+            release()  # e.g. the database connections of the pollers and task threads
         return True
 
     def __enter__(self) -> Worker:

@@ -46,6 +46,11 @@ class BaseBackend(ABC):
         """Django system check messages about this backend's configuration."""
         return []
 
+    def release_finished_threads(self) -> None:
+        """Free what threads that have ended still hold (a stopped worker calls this): the ORM
+        backend closes their database connections, which Django never closes by itself."""
+        return None
+
     def close(self) -> None:
         return None
 

@@ -133,6 +133,9 @@ class OrmBackend(BaseBackend):
         self._waker = waker_for(using)
         self._activity_tasks = ActivityTasks(self)
 
+    def release_finished_threads(self) -> None:
+        self._db.close_orphans()
+
     def close(self) -> None:
         self._db.close_orphans()
 
