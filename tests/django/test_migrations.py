@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 
 
+@pytest.mark.django_db  # makemigrations checks the applied history too
 def test_no_missing_migrations():
     try:
         call_command("makemigrations", "--check", "--dry-run", verbosity=0)
