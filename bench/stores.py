@@ -11,7 +11,8 @@ Server counters (read before and after a run, as deltas):
   counts when it goes idle (at most once a second) or exits, so read them after the workers exit.
 - MariaDB: ``SHOW GLOBAL STATUS`` ``Com_commit + Com_rollback`` (explicit COMMIT/ROLLBACK only:
   a statement run in autocommit mode is not counted) and ``Questions`` (statements sent by
-  clients). They are server-wide, so other clients running at the same time inflate them.
+  clients), with InnoDB's deadlock and row-lock-wait counters. They are server-wide, so other
+  clients running at the same time inflate them.
 - Redis: ``INFO commandstats`` calls per command. Server-wide, and commands that Lua scripts run
   are counted too; round trips are counted in the workers instead (``bench.counting``).
 - SQLite has no server: see ``bench.counting``.
@@ -141,15 +142,18 @@ def read_server_counters(store: str, dbname: str = "") -> dict[str, int]:
         with pg_connection() as conn:
             conn.execute("SELECT pg_stat_clear_snapshot()")
             row = conn.execute(
-                "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (dbname,)
+                "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = %s", (dbname,)
             ).fetchone()
         if row is None:
             raise RuntimeError(f"no pg_stat_database row for {dbname!r}")
-        return {"pg_xact_commit": int(row[0]), "pg_xact_rollback": int(row[1])}
+        return {"pg_xact_commit": int(row[0]), "pg_xact_rollback": int(row[1]), "pg_deadlocks": int(row[2])}
     if store == "mysql":
         with mysql_connection() as conn:
             cur = conn.cursor()
-            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', 'Com_rollback', 'Questions')")
+            cur.execute(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', 'Com_rollback', 'Questions',"
+                " 'Innodb_deadlocks', 'Innodb_row_lock_waits', 'Innodb_row_lock_time')"
+            )
             return {f"mysql_{name}": int(value) for name, value in cur.fetchall()}
     if store == "redis":
         client = redis_client()

@@ -23,7 +23,7 @@ def _run_bench(tmp_path: Path, *args: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--scale", "smoke", "--repeat", "1", "--workers", "1",
          "--raw-seconds", "0.2", "--timeout", "50", "--data-dir", str(tmp_path), "--json", *args],
-        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import time
@@ -42,6 +43,19 @@ class BenchAppConfig(AppConfig):
             if counting.shapes_enabled():
                 connection_created.connect(_count_shapes, dispatch_uid="bench-sql-shapes")
         counting.write_counts_at_exit()
+        # Registered after the writer, so it runs before it (atexit is last in, first out).
+        atexit.register(_count_backend_retries)
+
+
+def _count_backend_retries() -> None:
+    """The ORM backend's count of transactions it ran again after a lock conflict."""
+    from bench import counting
+    from django_workflows.backends import workflow_backends
+
+    for alias in workflow_backends:
+        retries = getattr(workflow_backends[alias], "retries", None)
+        if isinstance(retries, int):
+            counting.bump("backend_retries", retries)
 
 
 def _count_shapes(sender: Any, connection: Any, **kwargs: Any) -> None:
