@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 from .client import Client, WorkflowInstanceOptions
 from .engine.activity_runner import ActivityLeaseLost, ActivityRunner
-from .engine.backend import ActivityTask, Backend, WorkflowTask
+from .engine.backend import ActivityTask, Backend, Feature, WorkflowTask
 from .engine.cache import ExecutorCache
 from .engine.clock import system_clock, to_timedelta
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
@@ -98,9 +98,30 @@ class _Slots:
                 return True
         return False
 
-    def release(self) -> None:
+    def try_acquire(self, count: int) -> int:
+        """Take up to ``count`` slots without waiting; return how many were taken."""
+        if self._semaphore is None:
+            return count
+        taken = 0
+        while taken < count and self._semaphore.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def release(self, count: int = 1) -> None:
         if self._semaphore is not None:
-            self._semaphore.release()
+            for _ in range(count):
+                self._semaphore.release()
+
+
+@dataclass(slots=True)
+class _Lane:
+    """The queues, concurrency slots and thread pool of one kind of task."""
+
+    kind: str
+    queues: tuple[str, ...]
+    slots: _Slots
+    pool: ThreadPoolExecutor
+    run: Callable[[Any], None]
 
 
 class _Lease:
@@ -185,7 +206,7 @@ class Worker:
         )
         self._stop = threading.Event()
         self._pollers: list[threading.Thread] = []
-        self._pools: list[ThreadPoolExecutor] = []
+        self._lanes: dict[str, _Lane] = {}
         self._heartbeats = _Heartbeats()
         self._started = False
         self._client = Client(backend, registry=self.registry)
@@ -196,6 +217,7 @@ class Worker:
         self._activity_heartbeat = _interval(self.options.activity_heartbeat_interval, backend_options.activity_lock)
         self._in_flight = 0
         self._in_flight_lock = threading.Condition()
+        self._lease_on_completion = backend.feature_supported(Feature.LEASE_ON_COMPLETION)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -217,77 +239,74 @@ class Worker:
         if options.run_workflows and options.workflow_pollers:
             queues = _with_system_queue(options.workflow_queues)
             self.backend.prepare_workflow_queues(queues)
-            self._start_pollers("workflow", options.workflow_pollers, options.max_parallel_workflow_tasks, queues,
-                                self.backend.get_workflow_task, self._run_workflow_task)
+            lane = self._add_lane("workflow", queues, options.max_parallel_workflow_tasks, self._run_workflow_task)
+            self._start_pollers(lane, options.workflow_pollers, self.backend.get_workflow_task)
         if options.run_activities and options.activity_pollers:
             queues = _with_system_queue(options.activity_queues)
             self.backend.prepare_activity_queues(queues)
-            self._start_pollers("activity", options.activity_pollers, options.max_parallel_activity_tasks, queues,
-                                self.backend.get_activity_task, self._run_activity_task)
+            lane = self._add_lane("activity", queues, options.max_parallel_activity_tasks, self._run_activity_task)
+            self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_task)
 
-    def _start_pollers(
-        self,
-        kind: str,
-        count: int,
-        parallel: int,
-        queues: tuple[str, ...],
-        poll: Callable[[Sequence[str], float], Any],
-        run: Callable[[Any], None],
-    ) -> None:
+    def _add_lane(self, kind: str, queues: tuple[str, ...], parallel: int, run: Callable[[Any], None]) -> _Lane:
         pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
-        self._pools.append(pool)
-        slots = _Slots(parallel)
+        lane = self._lanes[kind] = _Lane(kind, queues, _Slots(parallel), pool, run)
+        return lane
+
+    def _start_pollers(self, lane: _Lane, count: int, poll: Callable[[Sequence[str], float], Any]) -> None:
         for index in range(count):
             thread = threading.Thread(
                 target=self._poll_loop,
-                args=(kind, queues, slots, pool, poll, run),
-                name=f"workflows-{kind}-poller-{index}",
+                args=(lane, poll),
+                name=f"workflows-{lane.kind}-poller-{index}",
                 daemon=True,
             )
             self._pollers.append(thread)
             thread.start()
 
-    def _poll_loop(
-        self,
-        kind: str,
-        queues: tuple[str, ...],
-        slots: _Slots,
-        pool: ThreadPoolExecutor,
-        poll: Callable[[Sequence[str], float], Any],
-        run: Callable[[Any], None],
-    ) -> None:
+    def _poll_loop(self, lane: _Lane, poll: Callable[[Sequence[str], float], Any]) -> None:
         failures = 0
         while not self._stop.is_set():
-            if not slots.acquire(self._stop):
+            if not lane.slots.acquire(self._stop):
                 return
             try:
-                task = poll(queues, _POLL_TIMEOUT)
+                task = poll(lane.queues, _POLL_TIMEOUT)
                 failures = 0
             except Exception:
                 # The backend is unreachable (a restarting database...): back off and retry.
-                slots.release()
+                lane.slots.release()
                 failures += 1
-                logger.exception("polling for %s tasks failed", kind)
+                logger.exception("polling for %s tasks failed", lane.kind)
                 self._stop.wait(min(0.1 * 2**failures, 5.0))
                 continue
             if task is None:
-                slots.release()
+                lane.slots.release()
                 continue
-            with self._in_flight_lock:
-                self._in_flight += 1
-            pool.submit(self._run_and_release, run, task, slots)
+            self._dispatch(lane, task)
 
-    def _run_and_release(self, run: Callable[[Any], None], task: Any, slots: _Slots) -> None:
+    def _dispatch(self, lane: _Lane, task: Any) -> None:
+        """Run a leased task on the lane's pool; the caller holds a slot for it."""
+        with self._in_flight_lock:
+            self._in_flight += 1
+        lane.pool.submit(self._run_and_release, lane, task)
+
+    def _run_and_release(self, lane: _Lane, task: Any) -> None:
         try:
             with self.backend.task_scope():  # type: ignore[attr-defined]
-                run(task)
+                lane.run(task)
         except Exception:
             logger.exception("running task %s failed", getattr(task, "id", task))
         finally:
-            slots.release()
+            lane.slots.release()
             with self._in_flight_lock:
                 self._in_flight -= 1
                 self._in_flight_lock.notify_all()
+
+    def _free_slots(self, kind: str, wanted: int) -> tuple[_Lane | None, int]:
+        """Slots for tasks a completion may lease to this worker (none while stopping)."""
+        lane = self._lanes.get(kind)
+        if lane is None or wanted <= 0 or self._stop.is_set() or not self._lease_on_completion:
+            return lane, 0
+        return lane, lane.slots.try_acquire(wanted)
 
     @property
     def in_flight(self) -> int:
@@ -309,8 +328,8 @@ class Worker:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._in_flight_lock.wait(remaining)
-        for pool in self._pools:
-            pool.shutdown(wait=True)
+        for lane in self._lanes.values():
+            lane.pool.shutdown(wait=True)
         self._heartbeats.stop()
         self.cache.clear()
         release = getattr(self.backend, "release_finished_threads", None)
@@ -318,11 +337,11 @@ class Worker:
             release()  # e.g. the database connections of the pollers and task threads
         return True
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
         self.wait_for_completion()
 
@@ -364,15 +383,11 @@ class Worker:
                 # Cached before completing: the completion can hand the instance's next task to
                 # another poller of this worker at once, and that one must find the executor.
                 self.cache.put(key, executor)
+            # The activities this task schedules can be leased to us by the completion itself.
+            activities, slots = self._free_slots("activity", len(result.activity_events))
+            leased: list[ActivityTask] = []
             try:
-                self.backend.complete_workflow_task(
-                    task,
-                    state=result.state,
-                    executed_events=result.executed,
-                    activity_events=result.activity_events,
-                    timer_events=result.timer_events,
-                    workflow_events=result.workflow_events,
-                )
+                leased = self._complete_workflow_task(task, result, activities, slots)
             except CompletionRejected:
                 logger.info("new events arrived for %s while it finished; running it again", task.instance)
                 self._discard(key, executor)
@@ -386,9 +401,33 @@ class Worker:
                 logger.exception("completing workflow task of %s failed", task.instance)
                 self._abandon(self.backend.abandon_workflow_task, task)
                 return
+            finally:
+                if activities is not None and slots > len(leased):
+                    activities.slots.release(slots - len(leased))
+            for activity_task in leased:
+                assert activities is not None
+                self._dispatch(activities, activity_task)
         if result.state is not InstanceState.ACTIVE:
             executor.close()
         self._notify("workflow_task_completed", task=task, result=result)
+
+    def _complete_workflow_task(
+        self, task: WorkflowTask, result: ExecutionResult, activities: _Lane | None, slots: int
+    ) -> list[ActivityTask]:
+        kwargs: dict[str, Any] = {}
+        if slots:
+            assert activities is not None
+            kwargs = {"activity_queues": activities.queues, "max_leased_activities": slots}
+        leased = self.backend.complete_workflow_task(
+            task,
+            state=result.state,
+            executed_events=result.executed,
+            activity_events=result.activity_events,
+            timer_events=result.timer_events,
+            workflow_events=result.workflow_events,
+            **kwargs,
+        )
+        return list(leased or ())
 
     def _discard(self, key: tuple[str, str], executor: Executor) -> None:
         """Drop an executor whose task was not committed (it is ahead of the stored history)."""
@@ -419,11 +458,25 @@ class Worker:
                 logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
                 return
             result = new_event(attributes, system_clock.now(), schedule_event_id=task.event.schedule_event_id)
+            # The workflow can continue here at once: the completion may lease its next task to us.
+            workflows, slots = self._free_slots("workflow", 1)
+            next_task: WorkflowTask | None = None
             try:
-                self.backend.complete_activity_task(task, result)
+                if slots:
+                    assert workflows is not None
+                    next_task = self.backend.complete_activity_task(task, result, workflow_queues=workflows.queues)
+                else:
+                    self.backend.complete_activity_task(task, result)
             except LeaseLost:
                 logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
                 return
+            finally:
+                if slots and next_task is None:
+                    assert workflows is not None
+                    workflows.slots.release()
+            if next_task is not None:
+                assert workflows is not None
+                self._dispatch(workflows, next_task)
         self._notify("activity_task_completed", task=task, result=result)
 
     def _deliver_signal(self, instance_id: str, name: str, payload: str) -> None:
@@ -508,13 +561,13 @@ class WorkflowOrchestrator:
     def remove_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         self.client.remove_workflow_instance(instance)
 
-    def __enter__(self) -> WorkflowOrchestrator:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
         self.wait_for_completion()
 
 
-__all__ = ["Worker", "WorkerOptions", "WorkflowOrchestrator", "ExecutionResult"]
+__all__ = ["ExecutionResult", "Worker", "WorkerOptions", "WorkflowOrchestrator"]

@@ -76,7 +76,7 @@ class _Activity:
 
 
 class MemoryBackend(BaseBackend):
-    features = frozenset({Feature.REMOVE_INSTANCES})
+    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION})
 
     def __init__(self, *, clock: Clock = system_clock, **options: Any) -> None:
         super().__init__(**options)
@@ -240,36 +240,37 @@ class MemoryBackend(BaseBackend):
 
     def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
         deadline = time.monotonic() + timeout
-        me = self.options.worker_name
         with self._cond:
             while True:
                 now = self._clock.now()
                 for execution in self._executions.values():
-                    if execution.state is not InstanceState.ACTIVE or execution.queue not in queues:
+                    if not self._workflow_task_free(execution, queues):
                         continue
-                    if execution.locked_until is not None and execution.locked_until > now:
-                        continue
-                    if execution.sticky_until is not None and execution.sticky_until > now and execution.worker != me:
-                        continue
-                    events = self._visible(execution, now)
-                    if not events:
-                        continue
-                    execution.locked_until = now + self.options.workflow_lock
-                    execution.lease_token = uuid.uuid4().hex
-                    execution.worker = me
-                    return WorkflowTask(
-                        id=execution.instance.instance_id,
-                        queue=execution.queue,
-                        instance=execution.instance,
-                        state=execution.state,
-                        metadata=dict(execution.metadata),
-                        last_sequence_id=len(execution.history),
-                        new_events=list(events),
-                        lease_token=execution.lease_token,
-                        workflow_name=execution.name,
-                    )
+                    task = self._lease_workflow_task(execution, now)
+                    if task is not None:
+                        return task
                 if not self._wait(deadline, now):
                     return None
+
+    def _lease_workflow_task(self, execution: _Execution, now: datetime) -> WorkflowTask | None:
+        """Lease the execution's workflow task to this worker, if it has visible events."""
+        events = self._visible(execution, now)
+        if not events:
+            return None
+        execution.locked_until = now + self.options.workflow_lock
+        execution.lease_token = uuid.uuid4().hex
+        execution.worker = self.options.worker_name
+        return WorkflowTask(
+            id=execution.instance.instance_id,
+            queue=execution.queue,
+            instance=execution.instance,
+            state=execution.state,
+            metadata=dict(execution.metadata),
+            last_sequence_id=len(execution.history),
+            new_events=list(events),
+            lease_token=execution.lease_token,
+            workflow_name=execution.name,
+        )
 
     def _leased(self, task: WorkflowTask) -> _Execution:
         execution = self._executions.get((task.instance.instance_id, task.instance.execution_id))
@@ -306,7 +307,10 @@ class MemoryBackend(BaseBackend):
         activity_events: Sequence[Event],
         timer_events: Sequence[Event],
         workflow_events: Sequence[WorkflowEvent],
-    ) -> None:
+        activity_queues: Sequence[str] = (),
+        max_leased_activities: int = 0,
+    ) -> list[ActivityTask]:
+        leased: list[ActivityTask] = []
         with self._cond:
             execution = self._leased(task)
             now = self._clock.now()
@@ -329,9 +333,11 @@ class MemoryBackend(BaseBackend):
                 ]
             execution.pending.extend(timer_events)
             for event in activity_events:
-                self._activities[event.id] = _Activity(
+                activity = self._activities[event.id] = _Activity(
                     id=event.id, instance=execution.instance, queue=activity_queue(event, task.queue), event=event
                 )
+                if len(leased) < max_leased_activities and activity.queue in activity_queues:
+                    leased.append(self._lease_activity(activity, now))
             execution.locked_until = execution.lease_token = None
             execution.sticky_until = now + self.options.sticky
             if state is not InstanceState.ACTIVE:
@@ -343,6 +349,7 @@ class MemoryBackend(BaseBackend):
                     del self._executions[(execution.instance.instance_id, execution.instance.execution_id)]
             self._deliver_workflow_events(execution.instance, workflow_events, now)
             self._cond.notify_all()
+        return leased
 
     def _deliver_workflow_events(
         self, sender: WorkflowInstance, workflow_events: Sequence[WorkflowEvent], now: datetime
@@ -384,20 +391,23 @@ class MemoryBackend(BaseBackend):
                         self._deliver(activity.instance, abandoned_activity_result(activity.event, activity.lease_count, now))
                         self._cond.notify_all()
                         continue
-                    activity.locked_until = now + self.options.activity_lock
-                    activity.lease_token = uuid.uuid4().hex
-                    activity.lease_count += 1
-                    return ActivityTask(
-                        id=activity.id,
-                        activity_id=activity.event.id,
-                        queue=activity.queue,
-                        instance=activity.instance,
-                        event=activity.event,
-                        lease_token=activity.lease_token,
-                        lease_count=activity.lease_count,
-                    )
+                    return self._lease_activity(activity, now)
                 if not self._wait(deadline, now):
                     return None
+
+    def _lease_activity(self, activity: _Activity, now: datetime) -> ActivityTask:
+        activity.locked_until = now + self.options.activity_lock
+        activity.lease_token = uuid.uuid4().hex
+        activity.lease_count += 1
+        return ActivityTask(
+            id=activity.id,
+            activity_id=activity.event.id,
+            queue=activity.queue,
+            instance=activity.instance,
+            event=activity.event,
+            lease_token=activity.lease_token,
+            lease_count=activity.lease_count,
+        )
 
     def _leased_activity(self, task: ActivityTask) -> _Activity:
         activity = self._activities.get(task.id)
@@ -415,12 +425,32 @@ class MemoryBackend(BaseBackend):
             activity = self._leased_activity(task)
             activity.locked_until = self._clock.now() + self.options.activity_lock
 
-    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
+    def complete_activity_task(
+        self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
+    ) -> WorkflowTask | None:
         with self._cond:
             self._leased_activity(task)
             del self._activities[task.id]
             self._deliver(task.instance, result)
             self._cond.notify_all()
+            execution = self._executions.get((task.instance.instance_id, task.instance.execution_id))
+            if execution is None or not self._workflow_task_free(execution, workflow_queues):
+                return None
+            return self._lease_workflow_task(execution, self._clock.now())
+
+    def _workflow_task_free(self, execution: _Execution, queues: Sequence[str]) -> bool:
+        """Whether this worker may lease the execution's workflow task now."""
+        now = self._clock.now()
+        return (
+            execution.state is InstanceState.ACTIVE
+            and execution.queue in queues
+            and (execution.locked_until is None or execution.locked_until <= now)
+            and (
+                execution.sticky_until is None
+                or execution.sticky_until <= now
+                or execution.worker == self.options.worker_name
+            )
+        )
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
         with self._cond:

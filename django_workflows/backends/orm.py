@@ -74,6 +74,7 @@ from .orm_db import (
 from .orm_rows import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
+    TASK_COLUMNS,
     RowBatch,
     event_from,
     instance_from,
@@ -93,7 +94,7 @@ class _NothingToClaim(Exception):
 
 
 class OrmBackend(BaseBackend):
-    features = frozenset({Feature.REMOVE_INSTANCES})
+    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION})
 
     def __init__(
         self,
@@ -400,49 +401,61 @@ class OrmBackend(BaseBackend):
             candidates = self._locking(
                 self._instances().filter(free, not_sticky, has_events, state=ACTIVE, queue__in=queues)
             )
-            row = first(
-                candidates.order_by("id").values_list(
-                    "pk", "queue", "workflow_name", "metadata", "last_sequence_id", *INSTANCE_COLUMNS
-                )
-            )
+            row = first(candidates.order_by("id").values_list(*TASK_COLUMNS))
             if row is None:
                 return None
-            row_id, queue, name, metadata, last_sequence_id, *identity = row
-            token = uuid.uuid4().hex
-            claimed = (
-                self._instances()
-                .filter(free, pk=row_id)
-                .update(locked_until=DbNow(self.options.workflow_lock), lease_token=token, worker=me)
-            )
-            pending = list(
-                PendingEvent.objects.using(self.using)
-                .filter(visible(), instance_id=row_id)
-                .order_by("id")
-                .values_list("pk", "payload_id", *EVENT_COLUMNS)
-            )
-            if claimed != 1 or not pending:
+            task = self._lease_workflow_task(row, free)
+            if task is None:
                 raise _NothingToClaim()
-            return WorkflowTask(
-                id=identity[0],
-                queue=queue,
-                instance=instance_from(*identity),
-                state=InstanceState.ACTIVE,
-                metadata=dict(metadata or {}),
-                last_sequence_id=last_sequence_id,
-                new_events=[event_from(*values[2:]) for values in pending],
-                lease_token=token,
-                workflow_name=name,
-                custom_data=WorkflowTaskData(
-                    row_id=row_id,
-                    pending_ids=tuple(values[0] for values in pending),
-                    payload_ids={values[2]: values[1] for values in pending},
-                ),
-            )
+            return task
 
         try:
             return self._db.run(claim, reconnect=True)
         except _NothingToClaim:
             return None
+
+    def _lease_workflow_task(self, row: Sequence[Any], condition: Q) -> WorkflowTask | None:
+        """Lease the execution ``row`` (``TASK_COLUMNS``) to this worker if ``condition`` still
+        holds for it, with all its visible pending events; inside the caller's transaction."""
+        row_id, queue, name, metadata, last_sequence_id, *identity = row
+        token = uuid.uuid4().hex
+        claimed = (
+            self._instances()
+            .filter(condition, pk=row_id)
+            .update(locked_until=DbNow(self.options.workflow_lock), lease_token=token, worker=self.options.worker_name)
+        )
+        if claimed != 1:
+            return None
+        pending = list(
+            PendingEvent.objects.using(self.using)
+            .filter(visible(), instance_id=row_id)
+            .order_by("id")
+            .values_list("pk", "payload_id", *EVENT_COLUMNS)
+        )
+        if not pending:
+            raise _NothingToClaim()  # rolls back the lease: nothing to execute
+        return WorkflowTask(
+            id=identity[0],
+            queue=queue,
+            instance=instance_from(*identity),
+            state=InstanceState.ACTIVE,
+            metadata=dict(metadata or {}),
+            last_sequence_id=last_sequence_id,
+            new_events=[event_from(*values[2:]) for values in pending],
+            lease_token=token,
+            workflow_name=name,
+            custom_data=WorkflowTaskData(
+                row_id=row_id,
+                pending_ids=tuple(values[0] for values in pending),
+                payload_ids={values[2]: values[1] for values in pending},
+            ),
+        )
+
+    def free_workflow_task(self) -> Q:
+        """Executions whose workflow task this worker may lease: not leased, not sticky to another."""
+        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
+        not_sticky = Q(sticky_until__isnull=True) | Q(sticky_until__lte=DbNow()) | Q(worker=self.options.worker_name)
+        return free & not_sticky & Q(state=ACTIVE)
 
     def _leased_instance(self, task: WorkflowTask) -> Any:
         data: WorkflowTaskData = task.custom_data
@@ -475,7 +488,9 @@ class OrmBackend(BaseBackend):
         activity_events: Sequence[Event],
         timer_events: Sequence[Event],
         workflow_events: Sequence[WorkflowEvent],
-    ) -> None:
+        activity_queues: Sequence[str] = (),
+        max_leased_activities: int = 0,
+    ) -> list[ActivityTask]:
         if not isinstance(task.custom_data, WorkflowTaskData):
             raise LeaseLost("this workflow task was not leased from the ORM backend")
         completion = Completion(
@@ -489,6 +504,8 @@ class OrmBackend(BaseBackend):
             timer_events=timer_events,
             workflow_events=workflow_events,
             now=system_clock.now(),
+            activity_queues=activity_queues,
+            max_leased_activities=max_leased_activities,
         )
 
         def complete() -> Any:
@@ -502,6 +519,7 @@ class OrmBackend(BaseBackend):
         result = self._db.run(complete, reconnect=True, integrity_attempts=3)
         if result.rejected:
             raise CompletionRejected()
+        return result.leased
 
     # -- activity tasks (orm_activities) ----------------------------------------------------
 
@@ -512,8 +530,10 @@ class OrmBackend(BaseBackend):
     def extend_activity_task(self, task: ActivityTask) -> None:
         self._activity_tasks.extend(task)
 
-    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
-        self._activity_tasks.complete(task, result)
+    def complete_activity_task(
+        self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
+    ) -> WorkflowTask | None:
+        return self._activity_tasks.complete(task, result, workflow_queues)
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
         self._activity_tasks.abandon(task)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
-from ..engine.backend import ActivityTask
+from ..engine.backend import ActivityTask, WorkflowTask
 from ..engine.clock import system_clock
 from ..engine.core import InstanceState
 from ..engine.errors import LeaseLost
@@ -26,7 +27,13 @@ from ..engine.history import Event
 from ..models import Payload
 from .common import abandoned_activity_result
 from .orm_db import DbNow, first, raw_delete
-from .orm_rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from
+from .orm_rows import (
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    TASK_COLUMNS,
+    event_from,
+    instance_from,
+)
 
 if TYPE_CHECKING:
     from .orm import OrmBackend
@@ -142,22 +149,33 @@ class ActivityTasks:
         if extended != 1:
             raise LeaseLost()
 
-    def complete(self, task: ActivityTask, result: Event) -> None:
+    def complete(self, task: ActivityTask, result: Event, workflow_queues: Sequence[str] = ()) -> WorkflowTask | None:
         _, instance_row_id = _activity_keys(task)
 
-        def complete() -> None:
+        def complete() -> WorkflowTask | None:
             # The execution first (the lock order of every writer), so that it cannot finish
             # between our check and our insert.
-            state = (
-                first(self.backend._instances().filter(pk=instance_row_id).select_for_update().values_list("state", flat=True))
+            execution = first(
+                self.backend._instances()
+                .filter(pk=instance_row_id)
+                .select_for_update()
+                .values_list("state", *TASK_COLUMNS)
             )
             if raw_delete(self._leased(task)) != 1:
                 raise LeaseLost()
-            if state == ACTIVE:
-                self.backend._insert_event(instance_row_id, result)
-                self.backend._notify_on_commit("workflow")
+            if execution is None or execution[0] != ACTIVE:
+                return None
+            self.backend._insert_event(instance_row_id, result)
+            _, *row = execution
+            if row[1] in workflow_queues:
+                # Continue the workflow here, in this transaction, if its task is free for us.
+                next_task = self.backend._lease_workflow_task(row, self.backend.free_workflow_task())
+                if next_task is not None:
+                    return next_task
+            self.backend._notify_on_commit("workflow")
+            return None
 
-        self.backend._db.run(complete, reconnect=True)
+        return self.backend._db.run(complete, reconnect=True)
 
     def abandon(self, task: ActivityTask) -> None:
         # A graceful release is not a crash: it does not count against max_activity_leases.

@@ -18,6 +18,7 @@ the fenced UPDATE, one DELETE and three multi-row INSERTs):
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any
 
 from django.db.models import Q, Subquery
 
-from ..engine.backend import BackendOptions
+from ..engine.backend import ActivityTask, BackendOptions
 from ..engine.core import InstanceState
 from ..engine.errors import LeaseLost
 from ..engine.history import (
@@ -57,8 +58,11 @@ class WorkflowTaskData:
 @dataclass
 class CompletionResult:
     rejected: bool = False
+    #: Activity tasks were queued for pollers (not all leased by the completion).
     activities: bool = False
     timers: list[datetime] = field(default_factory=list)
+    #: Activity tasks the completion leased to the completing worker.
+    leased: list[ActivityTask] = field(default_factory=list)
 
 
 def visible() -> Q:
@@ -110,6 +114,8 @@ class Completion:
         timer_events: Sequence[Event],
         workflow_events: Sequence[WorkflowEvent],
         now: datetime,
+        activity_queues: Sequence[str] = (),
+        max_leased_activities: int = 0,
     ) -> None:
         self.using = using
         self.options = options
@@ -122,6 +128,9 @@ class Completion:
         self.timer_events = timer_events
         self.workflow_events = workflow_events
         self.now = now
+        self.activity_queues = activity_queues
+        self.max_leased_activities = max_leased_activities
+        self._leased_rows: list[tuple[ActivityRow, Event]] = []
 
     def _leased(self) -> Any:
         return InstanceRow.objects.using(self.using).filter(
@@ -158,6 +167,7 @@ class Completion:
         batch.save(self.using)
         if removing:
             delete_execution_rows(self.using, [self.data.row_id])
+        result.leased = self._leased_tasks()
         return result
 
     def _unseen_events(self) -> bool:
@@ -207,11 +217,45 @@ class Completion:
                 payload_id = payload_ids[event.id] = batch.payload(row_id, event)
             batch.add_history(row_id, event, payload_id)
         for event in self.activity_events:
-            batch.add_activity(row_id, event, activity_queue(event, self.task.queue), payload_ids.get(event.id))
-            result.activities = True
+            row = batch.add_activity(row_id, event, activity_queue(event, self.task.queue), payload_ids.get(event.id))
+            if len(self._leased_rows) < self.max_leased_activities and row.queue in self.activity_queues:
+                # Leased in the INSERT itself, on the database clock, to the completing worker.
+                row.locked_until = DbNow(self.options.activity_lock)
+                row.lease_token = uuid.uuid4().hex
+                row.worker = self.options.worker_name
+                row.lease_count = 1
+                self._leased_rows.append((row, event))
+            else:
+                result.activities = True
         if finishing:
             return  # timers of an ended execution never fire
         for event in self.timer_events:
             batch.add_pending(row_id, event)
             if event.visible_at is not None:
                 result.timers.append(event.visible_at)
+
+    def _leased_tasks(self) -> list[ActivityTask]:
+        if not self._leased_rows:
+            return []
+        if any(row.pk is None for row, _ in self._leased_rows):
+            # No RETURNING from the bulk INSERT (MySQL): one SELECT finds the new ids.
+            ids = dict(
+                ActivityRow.objects.using(self.using)
+                .filter(instance_id=self.data.row_id, event_id__in=[row.event_id for row, _ in self._leased_rows])
+                .values_list("event_id", "pk")
+            )
+            for row, _ in self._leased_rows:
+                row.pk = ids[row.event_id]
+        return [
+            ActivityTask(
+                id=str(row.pk),
+                activity_id=event.id,
+                queue=row.queue,
+                instance=self.task.instance,
+                event=event,
+                lease_token=row.lease_token,
+                lease_count=1,
+                custom_data=(row.pk, self.data.row_id),
+            )
+            for row, event in self._leased_rows
+        ]

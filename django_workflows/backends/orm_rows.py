@@ -34,6 +34,9 @@ INSTANCE_COLUMNS = (
     "parent_schedule_event_id",
 )
 
+#: Columns of an execution that a workflow task needs (see ``OrmBackend._lease_workflow_task``).
+TASK_COLUMNS = ("pk", "queue", "workflow_name", "metadata", "last_sequence_id", *INSTANCE_COLUMNS)
+
 #: Columns that make an event (see ``event_from``), attributes read through the payload.
 EVENT_COLUMNS = ("event_id", "event_type", "timestamp", "schedule_event_id", "sequence_id", "visible_at", "payload__data")
 
@@ -112,10 +115,11 @@ class RowBatch:
     def add_history(self, instance_row_id: int, event: Event, payload_id: str | None = None) -> None:
         self.history.append(self._row(HistoryEvent, instance_row_id, event, payload_id))
 
-    def add_activity(self, instance_row_id: int, event: Event, queue: str, payload_id: str | None = None) -> None:
+    def add_activity(self, instance_row_id: int, event: Event, queue: str, payload_id: str | None = None) -> ActivityRow:
         row = self._row(ActivityRow, instance_row_id, event, payload_id)
         row.queue = queue
         self.activities.append(row)
+        return row
 
     def _row(self, model: type[EventRow], instance_row_id: int, event: Event, payload_id: str | None) -> Any:
         if payload_id is None:

@@ -32,6 +32,9 @@ class Feature(enum.Enum):
     REMOVE_INSTANCES = "remove-instances"
     #: Finished instances expire by themselves after a configured time.
     AUTO_EXPIRATION = "auto-expiration"
+    #: Completions lease follow-up tasks to the completing worker (``max_leased_activities``
+    #: of ``complete_workflow_task``, ``workflow_queues`` of ``complete_activity_task``).
+    LEASE_ON_COMPLETION = "lease-on-completion"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,10 +207,16 @@ class Backend(Protocol):
         activity_events: Sequence[Event],
         timer_events: Sequence[Event],
         workflow_events: Sequence[WorkflowEvent],
-    ) -> None:
+        activity_queues: Sequence[str] = (),
+        max_leased_activities: int = 0,
+    ) -> list[ActivityTask]:
         """Commit the result of a workflow task in one transaction (see go-workflows'
         ``CompleteWorkflowTask``). ``LeaseLost`` if the lease is gone; ``CompletionRejected`` if
-        the task ends the execution while new events wait for it (the lease is released)."""
+        the task ends the execution while new events wait for it (the lease is released).
+
+        The same transaction may lease to this worker up to ``max_leased_activities`` of the
+        activities it schedules whose queue is in ``activity_queues``, and return them: the
+        worker runs them without polling for them. A backend may return fewer (or none)."""
 
     def abandon_workflow_task(self, task: WorkflowTask) -> None:
         """Release the lease without committing anything, so another poll can take the task."""
@@ -220,9 +229,15 @@ class Backend(Protocol):
 
     def extend_activity_task(self, task: ActivityTask) -> None: ...
 
-    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
+    def complete_activity_task(
+        self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
+    ) -> WorkflowTask | None:
         """Delete the activity task and queue its result for the workflow; ``LeaseLost`` if
-        the lease is gone (the result is discarded: another attempt owns the task now)."""
+        the lease is gone (the result is discarded: another attempt owns the task now).
+
+        If ``workflow_queues`` holds the workflow's queue and its workflow task is free (not
+        leased, not sticky to another worker), the same transaction may lease it to this worker
+        and return it, so the workflow continues without a poll. A backend may return None."""
 
     def abandon_activity_task(self, task: ActivityTask) -> None: ...
 

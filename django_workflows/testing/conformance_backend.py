@@ -476,6 +476,75 @@ class BackendConformance:
         assert [event_to_dict(e) for e in workflow_task.new_events] == [event_to_dict(result)]
         assert backend.get_activity_task(["default"], QUICK) is None
 
+    # -- leases handed out by completions (Feature.LEASE_ON_COMPLETION) ------------------------
+
+    def test_completion_leases_the_activities_it_schedules(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory()
+        if not backend.feature_supported(Feature.LEASE_ON_COMPLETION):
+            pytest.skip("this backend does not lease tasks on completion (optional feature)")
+        instance = new_instance()
+        backend.create_workflow_instance(instance, started_event())
+        task = poll_workflow_task(backend)
+        activities = [_activity_event(1), _activity_event(2), _activity_event(3, queue="other")]
+        leased: list[Any] = []
+        complete(
+            backend, task, extra=activities, activity_events=activities, leased=leased,
+            activity_queues=["default"], max_leased_activities=1,
+        )
+        # One at most, and only from the queues asked for.
+        assert [t.activity_id for t in leased] == [activities[0].id]
+        [mine] = leased
+        assert mine.instance == instance and mine.lease_count == 1 and mine.lease_token
+        assert event_to_dict(mine.event) == event_to_dict(activities[0])
+        # The leased one is not handed out again; the others are there for pollers.
+        other = backend.get_activity_task(["default"], 5)
+        assert other is not None and other.activity_id == activities[1].id
+        assert backend.get_activity_task(["default"], QUICK) is None
+        third = backend.get_activity_task(["other"], 5)
+        assert third is not None and third.activity_id == activities[2].id
+        # It is a real, fenced lease.
+        backend.extend_activity_task(mine)
+        result = new_event(ActivityCompletedAttributes(result="1"), utcnow(), schedule_event_id=1)
+        backend.complete_activity_task(mine, result)
+        with pytest.raises(LeaseLost):
+            backend.complete_activity_task(mine, result)
+
+    def test_activity_completion_leases_the_workflow_task(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory()
+        if not backend.feature_supported(Feature.LEASE_ON_COMPLETION):
+            pytest.skip("this backend does not lease tasks on completion (optional feature)")
+        instance, scheduled = _schedule_activity(backend)
+        activity = backend.get_activity_task(["default"], 5)
+        assert activity is not None
+        result = new_event(ActivityCompletedAttributes(result="7"), utcnow(), schedule_event_id=scheduled.schedule_event_id)
+        task = backend.complete_activity_task(activity, result, workflow_queues=["default"])
+        assert task is not None and task.instance == instance
+        assert [event_to_dict(e) for e in task.new_events] == [event_to_dict(result)]
+        # Leased: no poller gets it, and it completes like any workflow task.
+        assert backend.get_workflow_task(["default"], QUICK) is None
+        complete(backend, task, finish=True)
+        assert backend.get_workflow_instance_state(instance) is InstanceState.FINISHED
+
+    def test_activity_completion_leaves_a_task_it_may_not_take(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory(sticky_timeout=60)
+        if not backend.feature_supported(Feature.LEASE_ON_COMPLETION):
+            pytest.skip("this backend does not lease tasks on completion (optional feature)")
+        instance, scheduled = _schedule_activity(backend)  # sticky to `backend`'s worker
+        other_worker = backend_factory(sticky_timeout=60, worker_name="other-worker")
+        activity = other_worker.get_activity_task(["default"], 5)
+        assert activity is not None
+        result = new_event(ActivityCompletedAttributes(result="7"), utcnow(), schedule_event_id=scheduled.schedule_event_id)
+        # Another worker's sticky instance, then a queue this worker does not poll: no lease.
+        assert other_worker.complete_activity_task(activity, result, workflow_queues=["default"]) is None
+        task = poll_workflow_task(backend)
+        assert task.instance == instance and [e.id for e in task.new_events] == [result.id]
+        complete(backend, task, extra=[_activity_event(2)], activity_events=[_activity_event(2)])
+        second = backend.get_activity_task(["default"], 5)
+        assert second is not None
+        result2 = new_event(ActivityCompletedAttributes(result="8"), utcnow(), schedule_event_id=2)
+        assert backend.complete_activity_task(second, result2, workflow_queues=["elsewhere"]) is None
+        assert poll_workflow_task(backend).instance == instance
+
     def test_stale_activity_lease_is_fenced_off(self, backend_factory: BackendFactory) -> None:
         backend = backend_factory(activity_lock_timeout=1)
         instance, scheduled = _schedule_activity(backend)

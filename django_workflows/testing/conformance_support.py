@@ -91,25 +91,32 @@ def complete(
     timer_events: Sequence[Event] = (),
     workflow_events: Sequence[Any] = (),
     finish: bool = False,
+    leased: list[Any] | None = None,
+    **lease_options: Any,
 ) -> list[Event]:
     """Complete ``task`` the way a worker would: a task-started event, the task's new events,
     then ``extra`` (and a finished event when ``finish``), numbered after the history.
 
-    Returns the executed events as stored.
+    Returns the executed events as stored. ``lease_options`` (``activity_queues``,
+    ``max_leased_activities``) go to the backend; the activity tasks it leases are appended to
+    ``leased``.
     """
     events = [task_started_event(), *task.new_events, *extra]
     if finish:
         events.append(finished_event())
         state = InstanceState.FINISHED
     executed = numbered(events, task.last_sequence_id)
-    backend.complete_workflow_task(
+    tasks = backend.complete_workflow_task(
         task,
         state=state,
         executed_events=executed,
         activity_events=activity_events,
         timer_events=timer_events,
         workflow_events=workflow_events,
+        **lease_options,
     )
+    if leased is not None:
+        leased.extend(tasks or ())
     return executed
 
 
