@@ -74,12 +74,12 @@ from .orm_db import (
 from .orm_rows import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
-    TASK_COLUMNS,
     RowBatch,
     event_from,
     instance_from,
     new_execution,
 )
+from .orm_sql import HotSql
 from .orm_wakeup import Kind, waker_for
 
 T = TypeVar("T")
@@ -131,6 +131,7 @@ class OrmBackend(BaseBackend):
         self.using = using
         self.poll_interval = interval
         self._db = Transactions(using, retry_timeout)
+        self._sql = HotSql(using)
         self._waker = waker_for(using)
         self._activity_tasks = ActivityTasks(self)
 
@@ -392,19 +393,11 @@ class OrmBackend(BaseBackend):
         return self._poll("workflow", lambda: self._claim_workflow_task(queues), timeout)
 
     def _claim_workflow_task(self, queues: list[str]) -> WorkflowTask | None:
-        me = self.options.worker_name
-        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
-
         def claim() -> WorkflowTask | None:
-            has_events = Exists(PendingEvent.objects.filter(visible(), instance_id=OuterRef("pk")))
-            not_sticky = Q(sticky_until__isnull=True) | Q(sticky_until__lte=DbNow()) | Q(worker=me)
-            candidates = self._locking(
-                self._instances().filter(free, not_sticky, has_events, state=ACTIVE, queue__in=queues)
-            )
-            row = first(candidates.order_by("id").values_list(*TASK_COLUMNS))
+            row = self._sql.claim_candidate(queues, self.options.worker_name)
             if row is None:
                 return None
-            task = self._lease_workflow_task(row, free)
+            task = self._lease_workflow_task(row, require_not_sticky=False)
             if task is None:
                 raise _NothingToClaim()
             return task
@@ -414,24 +407,18 @@ class OrmBackend(BaseBackend):
         except _NothingToClaim:
             return None
 
-    def _lease_workflow_task(self, row: Sequence[Any], condition: Q) -> WorkflowTask | None:
-        """Lease the execution ``row`` (``TASK_COLUMNS``) to this worker if ``condition`` still
-        holds for it, with all its visible pending events; inside the caller's transaction."""
+    def _lease_workflow_task(self, row: Sequence[Any], *, require_not_sticky: bool) -> WorkflowTask | None:
+        """Lease the execution ``row`` (``TASK_COLUMNS``) to this worker if its task is free
+        (and, with ``require_not_sticky``, not sticky to another worker), with all its visible
+        pending events; inside the caller's transaction."""
         row_id, queue, name, metadata, last_sequence_id, *identity = row
         token = uuid.uuid4().hex
-        claimed = (
-            self._instances()
-            .filter(condition, pk=row_id)
-            .update(locked_until=DbNow(self.options.workflow_lock), lease_token=token, worker=self.options.worker_name)
-        )
-        if claimed != 1:
+        sql = self._sql
+        if not sql.lease_execution(
+            row_id, token, self.options.worker_name, self.options.workflow_lock, require_not_sticky=require_not_sticky
+        ):
             return None
-        pending = list(
-            PendingEvent.objects.using(self.using)
-            .filter(visible(), instance_id=row_id)
-            .order_by("id")
-            .values_list("pk", "payload_id", *EVENT_COLUMNS)
-        )
+        pending = sql.visible_pending(row_id)
         if not pending:
             raise _NothingToClaim()  # rolls back the lease: nothing to execute
         return WorkflowTask(
@@ -439,7 +426,7 @@ class OrmBackend(BaseBackend):
             queue=queue,
             instance=instance_from(*identity),
             state=InstanceState.ACTIVE,
-            metadata=dict(metadata or {}),
+            metadata=dict(sql.read_json(metadata) or {}),
             last_sequence_id=last_sequence_id,
             new_events=[event_from(*values[2:]) for values in pending],
             lease_token=token,
@@ -450,12 +437,6 @@ class OrmBackend(BaseBackend):
                 payload_ids={values[2]: values[1] for values in pending},
             ),
         )
-
-    def free_workflow_task(self) -> Q:
-        """Executions whose workflow task this worker may lease: not leased, not sticky to another."""
-        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
-        not_sticky = Q(sticky_until__isnull=True) | Q(sticky_until__lte=DbNow()) | Q(worker=self.options.worker_name)
-        return free & not_sticky & Q(state=ACTIVE)
 
     def _leased_instance(self, task: WorkflowTask) -> Any:
         data: WorkflowTaskData = task.custom_data
@@ -506,6 +487,7 @@ class OrmBackend(BaseBackend):
             now=system_clock.now(),
             activity_queues=activity_queues,
             max_leased_activities=max_leased_activities,
+            sql=self._sql,
         )
 
         def complete() -> Any:

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
@@ -24,23 +23,15 @@ from ..engine.clock import system_clock
 from ..engine.core import InstanceState
 from ..engine.errors import LeaseLost
 from ..engine.history import Event
-from ..models import Payload
 from .common import abandoned_activity_result
 from .orm_db import DbNow, first, raw_delete
-from .orm_rows import (
-    EVENT_COLUMNS,
-    INSTANCE_COLUMNS,
-    TASK_COLUMNS,
-    event_from,
-    instance_from,
-)
+from .orm_rows import EVENT_COLUMNS, event_from, instance_from
+from .orm_sql import payload_json
 
 if TYPE_CHECKING:
     from .orm import OrmBackend
 
 ACTIVE = InstanceState.ACTIVE.value
-
-_ACTIVITY_COLUMNS = ("id", "instance_id", "lease_count", "queue", *EVENT_COLUMNS[:-1], "payload_id")
 
 
 class ActivityTasks:
@@ -59,46 +50,17 @@ class ActivityTasks:
             self.backend._db.run(functools.partial(self._fail_exhausted, task))
 
     def _lease(self, queues: list[str]) -> ActivityTask | _Exhausted | None:
-        free = Q(locked_until__isnull=True) | Q(locked_until__lte=DbNow())
-        features = connections[self.using].features
-        candidates = self.backend._activities().filter(free, queue__in=queues).order_by("id")
-        # Join the payload and the execution into the locking SELECT only where FOR UPDATE OF
-        # keeps the lock on the activity row; MariaDB would lock the joined rows too.
-        joined = not features.has_select_for_update or features.has_select_for_update_of
-        columns = _ACTIVITY_COLUMNS + (("payload__data", *(f"instance__{c}" for c in INSTANCE_COLUMNS)) if joined else ())
-        locking = candidates.select_for_update(
-            skip_locked=bool(features.has_select_for_update_skip_locked),
-            of=("self",) if joined and features.has_select_for_update else (),
-        )
-        row = first(locking.values_list(*columns))
-        if row is None:
+        sql = self.backend._sql
+        claimed = sql.claim_activity(queues)
+        if claimed is None:
             return None
-        row_id, instance_row_id, lease_count, queue, *event_columns = row[: len(_ACTIVITY_COLUMNS)]
-        payload_id = event_columns.pop()
+        row, joined = claimed
+        row_id, instance_row_id, lease_count, queue, payload_id, *event_columns = row
         if lease_count >= self.options.max_activity_leases:
             return _Exhausted(row_id, instance_row_id, lease_count)
-        if joined:
-            data, *identity = row[len(_ACTIVITY_COLUMNS) :]
-        else:
-            # The payload row points at the execution: one more SELECT fetches both.
-            data, *identity = (
-                Payload.objects.using(self.using)
-                .filter(pk=payload_id)
-                .values_list("data", *(f"instance__{c}" for c in INSTANCE_COLUMNS))
-                .get()
-            )
+        data, *identity = joined or sql.activity_payload(payload_id)
         token = uuid.uuid4().hex
-        claimed = (
-            self.backend._activities()
-            .filter(free, pk=row_id)
-            .update(
-                locked_until=DbNow(self.options.activity_lock),
-                lease_token=token,
-                worker=self.options.worker_name,
-                lease_count=F("lease_count") + 1,
-            )
-        )
-        if claimed != 1:
+        if not sql.lease_activity(row_id, token, self.options.worker_name, self.options.activity_lock):
             return None
         event = event_from(*event_columns, data)  # type: ignore[call-arg]  # (six columns, then the data)
         return ActivityTask(
@@ -150,26 +112,24 @@ class ActivityTasks:
             raise LeaseLost()
 
     def complete(self, task: ActivityTask, result: Event, workflow_queues: Sequence[str] = ()) -> WorkflowTask | None:
-        _, instance_row_id = _activity_keys(task)
+        row_id, instance_row_id = _activity_keys(task)
+        sql = self.backend._sql
 
         def complete() -> WorkflowTask | None:
             # The execution first (the lock order of every writer), so that it cannot finish
             # between our check and our insert.
-            execution = first(
-                self.backend._instances()
-                .filter(pk=instance_row_id)
-                .select_for_update()
-                .values_list("state", *TASK_COLUMNS)
-            )
-            if raw_delete(self._leased(task)) != 1:
+            execution = sql.lock_execution(instance_row_id)
+            if not sql.delete_leased_activity(row_id, task.lease_token):
                 raise LeaseLost()
             if execution is None or execution[0] != ACTIVE:
                 return None
-            self.backend._insert_event(instance_row_id, result)
+            payload_id = uuid.uuid4().hex
+            sql.insert_payloads([(payload_id, instance_row_id, payload_json(result))])
+            sql.insert_events(sql.pending, [(instance_row_id, payload_id, result)])
             _, *row = execution
             if row[1] in workflow_queues:
                 # Continue the workflow here, in this transaction, if its task is free for us.
-                next_task = self.backend._lease_workflow_task(row, self.backend.free_workflow_task())
+                next_task = self.backend._lease_workflow_task(row, require_not_sticky=True)
                 if next_task is not None:
                     return next_task
             self.backend._notify_on_commit("workflow")

@@ -42,6 +42,7 @@ from .common import activity_queue
 from .orm_db import DbNow, raw_delete
 from .orm_delivery import resolve_deliveries
 from .orm_rows import RowBatch
+from .orm_sql import HotSql, payload_json
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Completion:
         now: datetime,
         activity_queues: Sequence[str] = (),
         max_leased_activities: int = 0,
+        sql: HotSql | None = None,
     ) -> None:
         self.using = using
         self.options = options
@@ -130,6 +132,7 @@ class Completion:
         self.now = now
         self.activity_queues = activity_queues
         self.max_leased_activities = max_leased_activities
+        self.sql = sql
         self._leased_rows: list[tuple[ActivityRow, Event]] = []
 
     def _leased(self) -> Any:
@@ -138,6 +141,8 @@ class Completion:
         )
 
     def run(self) -> CompletionResult:
+        if self._is_plain_step():
+            return self._run_plain_step()
         finishing = self.state is not InstanceState.ACTIVE
         if finishing:
             if not list(self._leased().select_for_update().values_list("pk")):
@@ -168,6 +173,69 @@ class Completion:
         if removing:
             delete_execution_rows(self.using, [self.data.row_id])
         result.leased = self._leased_tasks()
+        return result
+
+    def _is_plain_step(self) -> bool:
+        """The common task: the execution goes on, nothing is delivered elsewhere, no timer is
+        canceled. It runs on precompiled SQL (``orm_sql``); everything else on the ORM below."""
+        return (
+            self.sql is not None
+            and self.state is InstanceState.ACTIVE
+            and not self.workflow_events
+            and not any(e.type is EventType.TIMER_CANCELED for e in self.executed_events)
+        )
+
+    def _run_plain_step(self) -> CompletionResult:
+        sql = self.sql
+        assert sql is not None
+        row_id = self.data.row_id
+        last = max((e.sequence_id for e in self.executed_events), default=None)
+        if not sql.fenced_release(row_id, self.task.lease_token, self.options.sticky, last):
+            raise LeaseLost()
+        sql.delete_pending(self.data.pending_ids)
+        payload_ids = dict(self.data.payload_ids)
+        payloads: list[tuple[str, int, str]] = []
+
+        def payload_for(event: Event) -> str:
+            payload_id = payload_ids.get(event.id)
+            if payload_id is None:
+                payload_id = payload_ids[event.id] = uuid.uuid4().hex
+                payloads.append((payload_id, row_id, payload_json(event)))
+            return payload_id
+
+        history = [(row_id, payload_for(event), event) for event in self.executed_events]
+        activities = [
+            (row_id, payload_for(event), event, activity_queue(event, self.task.queue)) for event in self.activity_events
+        ]
+        timers = [(row_id, payload_for(event), event) for event in self.timer_events]
+        leases = {
+            event.id: uuid.uuid4().hex
+            for _, _, event, queue in activities
+            if queue in self.activity_queues
+        }
+        leases = dict(list(leases.items())[: self.max_leased_activities])
+        sql.insert_payloads(payloads)
+        sql.insert_events(sql.history, history)
+        leased_ids = sql.insert_activities(activities, leases, self.options.worker_name, self.options.activity_lock)
+        sql.insert_events(sql.pending, timers)
+        result = CompletionResult(
+            activities=len(leases) < len(activities),
+            timers=[event.visible_at for event in self.timer_events if event.visible_at is not None],
+        )
+        result.leased = [
+            ActivityTask(
+                id=str(leased_ids[event.id]),
+                activity_id=event.id,
+                queue=queue,
+                instance=self.task.instance,
+                event=event,
+                lease_token=leases[event.id],
+                lease_count=1,
+                custom_data=(leased_ids[event.id], row_id),
+            )
+            for _, _, event, queue in activities
+            if event.id in leases
+        ]
         return result
 
     def _unseen_events(self) -> bool:
