@@ -178,9 +178,10 @@ class Completion:
     def _is_plain_step(self) -> bool:
         """The common task: the execution goes on, nothing is delivered elsewhere, no timer is
         canceled. It runs on precompiled SQL (``orm_sql``); everything else on the ORM below."""
+        removing = self.state is InstanceState.CONTINUED_AS_NEW and self.options.remove_continued_as_new_instances
         return (
             self.sql is not None
-            and self.state is InstanceState.ACTIVE
+            and not removing
             and not self.workflow_events
             and not any(e.type is EventType.TIMER_CANCELED for e in self.executed_events)
         )
@@ -189,10 +190,26 @@ class Completion:
         sql = self.sql
         assert sql is not None
         row_id = self.data.row_id
+        token = self.task.lease_token
         last = max((e.sequence_id for e in self.executed_events), default=None)
-        if not sql.fenced_release(row_id, self.task.lease_token, self.options.sticky, last):
-            raise LeaseLost()
-        sql.delete_pending(self.data.pending_ids)
+        finishing = self.state is not InstanceState.ACTIVE
+        if finishing:
+            if not sql.lock_leased(row_id, token):
+                raise LeaseLost()
+            if sql.has_unseen_pending(row_id, self.data.pending_ids):
+                sql.release_lease(row_id, token)
+                return CompletionResult(rejected=True)
+            outcome = outcome_of(self.state, self.executed_events)
+            if not sql.finish(
+                row_id, token, state=self.state.value, outcome=outcome, last_sequence_id=last, sticky=self.options.sticky
+            ):
+                raise LeaseLost()
+            # Whatever is left (future timers) dies with the execution.
+            sql.drop_pending(row_id, keep_payloads_of=self.data.pending_ids)
+        else:
+            if not sql.fenced_release(row_id, token, self.options.sticky, last):
+                raise LeaseLost()
+            sql.delete_pending(self.data.pending_ids)
         payload_ids = dict(self.data.payload_ids)
         payloads: list[tuple[str, int, str]] = []
 
@@ -207,20 +224,17 @@ class Completion:
         activities = [
             (row_id, payload_for(event), event, activity_queue(event, self.task.queue)) for event in self.activity_events
         ]
-        timers = [(row_id, payload_for(event), event) for event in self.timer_events]
-        leases = {
-            event.id: uuid.uuid4().hex
-            for _, _, event, queue in activities
-            if queue in self.activity_queues
-        }
-        leases = dict(list(leases.items())[: self.max_leased_activities])
+        # Timers of an ended execution never fire; nothing is leased for it either.
+        timers = [] if finishing else [(row_id, payload_for(event), event) for event in self.timer_events]
+        leasable = [] if finishing else [event.id for _, _, event, queue in activities if queue in self.activity_queues]
+        leases = {event_id: uuid.uuid4().hex for event_id in leasable[: self.max_leased_activities]}
         sql.insert_payloads(payloads)
         sql.insert_events(sql.history, history)
         leased_ids = sql.insert_activities(activities, leases, self.options.worker_name, self.options.activity_lock)
         sql.insert_events(sql.pending, timers)
         result = CompletionResult(
             activities=len(leases) < len(activities),
-            timers=[event.visible_at for event in self.timer_events if event.visible_at is not None],
+            timers=[event.visible_at for _, _, event in timers if event.visible_at is not None],
         )
         result.leased = [
             ActivityTask(

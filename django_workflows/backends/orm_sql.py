@@ -182,6 +182,68 @@ class HotSql:
             cursor.execute(sql, [*params, row_id, token, *now_params])
             return cursor.rowcount == 1
 
+    def lock_leased(self, row_id: int, token: str) -> bool:
+        """Lock the execution if this lease still holds it."""
+        now, now_params = self.now()
+        sql = f"SELECT id FROM {self.instance} WHERE id = %s AND lease_token = %s AND locked_until > {now}{self.for_update}"
+        with self.cursor() as cursor:
+            cursor.execute(sql, [row_id, token, *now_params])
+            return cursor.fetchone() is not None
+
+    def has_unseen_pending(self, row_id: int, seen: Sequence[int]) -> bool:
+        """Whether a visible pending event arrived that is not in ``seen``."""
+        now, now_params = self.now()
+        sql = f"SELECT 1 FROM {self.pending} WHERE instance_id = %s AND (visible_at IS NULL OR visible_at <= {now})"
+        params: list[Any] = [row_id, *now_params]
+        if seen:
+            sql += f" AND id NOT IN ({self.placeholders(len(seen))})"
+            params += list(seen)
+        with self.cursor() as cursor:
+            cursor.execute(sql + " LIMIT 1", params)
+            return cursor.fetchone() is not None
+
+    def release_lease(self, row_id: int, token: str) -> None:
+        with self.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {self.instance} SET locked_until = NULL, lease_token = '', sticky_until = NULL"
+                " WHERE id = %s AND lease_token = %s",
+                [row_id, token],
+            )
+
+    def finish(
+        self, row_id: int, token: str, *, state: int, outcome: str, last_sequence_id: int | None, sticky: timedelta
+    ) -> bool:
+        """End an execution (fenced): state, outcome, completion time; no longer the active one."""
+        now, now_params = self.now()
+        until, until_params = self.now(sticky)
+        sets = (
+            f"locked_until = NULL, lease_token = '', sticky_until = {until}, state = %s, outcome = %s,"
+            f" completed_at = {now}, active_instance_id = NULL"
+        )
+        params: list[Any] = [*until_params, state, outcome, *now_params]
+        if last_sequence_id is not None:
+            sets += ", last_sequence_id = %s"
+            params.append(last_sequence_id)
+        sql = f"UPDATE {self.instance} SET {sets} WHERE id = %s AND lease_token = %s AND locked_until > {now}"
+        with self.cursor() as cursor:
+            cursor.execute(sql, [*params, row_id, token, *now_params])
+            return cursor.rowcount == 1
+
+    def drop_pending(self, row_id: int, keep_payloads_of: Sequence[int]) -> None:
+        """Delete every pending event of an ended execution, and the payloads of those not in
+        ``keep_payloads_of`` (consumed events, whose payloads their history rows now share)."""
+        sql = f"SELECT payload_id FROM {self.pending} WHERE instance_id = %s"
+        params: list[Any] = [row_id]
+        if keep_payloads_of:
+            sql += f" AND id NOT IN ({self.placeholders(len(keep_payloads_of))})"
+            params += list(keep_payloads_of)
+        with self.cursor() as cursor:
+            cursor.execute(sql, params)
+            orphaned = [row[0] for row in cursor.fetchall()]
+            if orphaned:
+                cursor.execute(f"DELETE FROM {self.payload} WHERE id IN ({self.placeholders(len(orphaned))})", orphaned)
+            cursor.execute(f"DELETE FROM {self.pending} WHERE instance_id = %s", [row_id])
+
     def delete_pending(self, ids: Sequence[int]) -> None:
         if ids:
             with self.cursor() as cursor:

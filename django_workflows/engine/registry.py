@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import threading
 import typing
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -147,7 +148,23 @@ class Registry:
 # Argument checks (go-workflows internal/args). Messages follow go-workflows.
 
 
+# Weak: a workflow defined inside a function (tests do that) must not live forever here.
+_SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
+
+
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    # Cached: every scheduled activity and started workflow checks its arguments.
+    try:
+        return _SIGNATURES[fn]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable callable
+        return _compute_signature(fn)
+    signature = _SIGNATURES[fn] = _compute_signature(fn)
+    return signature
+
+
+def _compute_signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(fn)
     except (TypeError, ValueError):
@@ -198,9 +215,8 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...] | list[Any], *
         if var_positional:
             expected = f"at least {required}"
         raise ArgumentMismatch(f"mismatched argument count: expected {expected}, got {got}")
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable annotations are not ours to judge
+    hints = _type_hints(fn)
+    if not hints:
         return
     for param, value in zip(params, args):
         expected_type = hints.get(param.name)
@@ -215,3 +231,22 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...] | list[Any], *
             raise ArgumentMismatch(
                 f"mismatched argument type: expected {_TYPE_NAMES[expected_type]}, got {type(value).__name__}"
             )
+
+
+_HINTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return _HINTS[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations are not ours to judge
+        hints = {}
+    try:
+        _HINTS[fn] = hints
+    except TypeError:  # unhashable callable
+        pass
+    return hints
