@@ -243,7 +243,7 @@ def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         pass
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable annotations are not ours to judge
+    except Exception:  # noqa: BLE001 - unresolvable annotations are not ours to judge
         hints = {}
     try:
         _HINTS[fn] = hints
