@@ -393,8 +393,14 @@ class OrmBackend(BaseBackend):
         return self._poll("workflow", lambda: self._claim_workflow_task(queues), timeout)
 
     def _claim_workflow_task(self, queues: list[str]) -> WorkflowTask | None:
+        me = self.options.worker_name
+        # Look first without locking: an idle poll must not queue for SQLite's write lock (or
+        # open a transaction at all elsewhere).
+        if not self._db.run(lambda: self._sql.has_candidate(queues, me), atomic=False, reconnect=True):
+            return None
+
         def claim() -> WorkflowTask | None:
-            row = self._sql.claim_candidate(queues, self.options.worker_name)
+            row = self._sql.claim_candidate(queues, me)
             if row is None:
                 return None
             task = self._lease_workflow_task(row, require_not_sticky=False)

@@ -43,6 +43,9 @@ class ActivityTasks:
         self.options = backend.options
 
     def claim(self, queues: list[str]) -> ActivityTask | None:
+        # Look first without locking, as workflow claims do.
+        if not self.backend._db.run(lambda: self.backend._sql.has_free_activity(queues), atomic=False, reconnect=True):
+            return None
         while True:
             task = self.backend._db.run(lambda: self._lease(queues), reconnect=True)
             if not isinstance(task, _Exhausted):
