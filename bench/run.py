@@ -266,7 +266,7 @@ def render(report: dict[str, Any]) -> str:
             ))
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
         for r in rows:
-            lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+            lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
         what = next((row["ours"]["transactions_what"] for row in entry["workloads"].values() if row["ours"]), "")
         lines.append(f"tx/act: {what} per completed activity; CPU: worker processes' CPU time per activity")
     return "\n".join(lines)

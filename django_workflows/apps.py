@@ -19,7 +19,9 @@ class WorkflowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from . import signal_handlers  # noqa: F401  (setting_changed, logging)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            signal_handlers,  # noqa: F401  (setting_changed, logging)
+        )
 
         autodiscover_modules("workflows")

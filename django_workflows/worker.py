@@ -39,6 +39,8 @@ logger = logging.getLogger("django_workflows.worker")
 
 # Longest a poller blocks in the backend; bounds how long stop() waits for pollers.
 _POLL_TIMEOUT = 1.0
+# Most activity tasks one poll claims (the free slots bound it too).
+_ACTIVITY_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,12 +242,23 @@ class Worker:
             queues = _with_system_queue(options.workflow_queues)
             self.backend.prepare_workflow_queues(queues)
             lane = self._add_lane("workflow", queues, options.max_parallel_workflow_tasks, self._run_workflow_task)
-            self._start_pollers(lane, options.workflow_pollers, self.backend.get_workflow_task)
+            self._start_pollers(lane, options.workflow_pollers, self._poll_workflow_tasks)
         if options.run_activities and options.activity_pollers:
             queues = _with_system_queue(options.activity_queues)
             self.backend.prepare_activity_queues(queues)
             lane = self._add_lane("activity", queues, options.max_parallel_activity_tasks, self._run_activity_task)
-            self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_task)
+            self._start_pollers(lane, options.activity_pollers, self._poll_activity_tasks)
+
+    def _poll_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
+        task = self.backend.get_workflow_task(queues, timeout)
+        return [] if task is None else [task]
+
+    def _poll_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
+        batch = getattr(self.backend, "get_activity_tasks", None)
+        if batch is not None:
+            return list(batch(queues, timeout, max_tasks))
+        task = self.backend.get_activity_task(queues, timeout)  # a backend without batches
+        return [] if task is None else [task]
 
     def _add_lane(self, kind: str, queues: tuple[str, ...], parallel: int, run: Callable[[Any], None]) -> _Lane:
         pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
@@ -263,25 +276,27 @@ class Worker:
             self._pollers.append(thread)
             thread.start()
 
-    def _poll_loop(self, lane: _Lane, poll: Callable[[Sequence[str], float], Any]) -> None:
+    def _poll_loop(self, lane: _Lane, poll: Callable[[Sequence[str], float, int], list[Any]]) -> None:
         failures = 0
         while not self._stop.is_set():
             if not lane.slots.acquire(self._stop):
                 return
+            # Activities are claimed in batches, as many as there are free slots (bounded).
+            slots = 1 + (lane.slots.try_acquire(_ACTIVITY_BATCH - 1) if lane.kind == "activity" else 0)
             try:
-                task = poll(lane.queues, _POLL_TIMEOUT)
+                tasks = poll(lane.queues, _POLL_TIMEOUT, slots)
                 failures = 0
             except Exception:
                 # The backend is unreachable (a restarting database...): back off and retry.
-                lane.slots.release()
+                lane.slots.release(slots)
                 failures += 1
                 logger.exception("polling for %s tasks failed", lane.kind)
                 self._stop.wait(min(0.1 * 2**failures, 5.0))
                 continue
-            if task is None:
-                lane.slots.release()
-                continue
-            self._dispatch(lane, task)
+            if len(tasks) < slots:
+                lane.slots.release(slots - len(tasks))
+            for task in tasks:
+                self._dispatch(lane, task)
 
     def _dispatch(self, lane: _Lane, task: Any) -> None:
         """Run a leased task on the lane's pool; the caller holds a slot for it."""

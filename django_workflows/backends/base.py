@@ -13,7 +13,14 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..engine.backend import ActivityTask, BackendOptions, Feature, InstanceInfo, Stats, WorkflowTask
+from ..engine.backend import (
+    ActivityTask,
+    BackendOptions,
+    Feature,
+    InstanceInfo,
+    Stats,
+    WorkflowTask,
+)
 from ..engine.core import InstanceState, WorkflowInstance
 from ..engine.history import Event, WorkflowEvent
 
@@ -49,7 +56,7 @@ class BaseBackend(ABC):
     def release_finished_threads(self) -> None:
         """Free what threads that have ended still hold (a stopped worker calls this): the ORM
         backend closes their database connections, which Django never closes by itself."""
-        return None
+        return
 
     def close(self) -> None:
         return None
@@ -119,6 +126,10 @@ class BaseBackend(ABC):
 
     @abstractmethod
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None: ...
+
+    def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
+        task = self.get_activity_task(queues, timeout)
+        return [] if task is None else [task]
 
     @abstractmethod
     def extend_activity_task(self, task: ActivityTask) -> None: ...

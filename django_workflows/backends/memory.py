@@ -376,11 +376,18 @@ class MemoryBackend(BaseBackend):
     # -- activity tasks ----------------------------------------------------------------------
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        tasks = self.get_activity_tasks(queues, timeout, 1)
+        return tasks[0] if tasks else None
+
+    def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
         deadline = time.monotonic() + timeout
+        leased: list[ActivityTask] = []
         with self._cond:
             while True:
                 now = self._clock.now()
                 for activity in list(self._activities.values()):
+                    if len(leased) >= max_tasks:
+                        break
                     if activity.queue not in queues:
                         continue
                     if activity.locked_until is not None and activity.locked_until > now:
@@ -391,9 +398,9 @@ class MemoryBackend(BaseBackend):
                         self._deliver(activity.instance, abandoned_activity_result(activity.event, activity.lease_count, now))
                         self._cond.notify_all()
                         continue
-                    return self._lease_activity(activity, now)
-                if not self._wait(deadline, now):
-                    return None
+                    leased.append(self._lease_activity(activity, now))
+                if leased or not self._wait(deadline, now):
+                    return leased
 
     def _lease_activity(self, activity: _Activity, now: datetime) -> ActivityTask:
         activity.locked_until = now + self.options.activity_lock

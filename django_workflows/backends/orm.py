@@ -512,8 +512,12 @@ class OrmBackend(BaseBackend):
     # -- activity tasks (orm_activities) ----------------------------------------------------
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        tasks = self.get_activity_tasks(queues, timeout, 1)
+        return tasks[0] if tasks else None
+
+    def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
         queues = list(queues)
-        return self._poll("activity", lambda: self._activity_tasks.claim(queues), timeout)
+        return self._poll("activity", lambda: self._activity_tasks.claim(queues, max_tasks) or None, timeout) or []
 
     def extend_activity_task(self, task: ActivityTask) -> None:
         self._activity_tasks.extend(task)

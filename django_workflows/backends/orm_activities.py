@@ -42,40 +42,56 @@ class ActivityTasks:
         self.using = backend.using
         self.options = backend.options
 
-    def claim(self, queues: list[str]) -> ActivityTask | None:
+    def claim(self, queues: list[str], limit: int = 1) -> list[ActivityTask]:
+        """Lease up to ``limit`` activity tasks in one transaction."""
         # Look first without locking, as workflow claims do.
         if not self.backend._db.run(lambda: self.backend._sql.has_free_activity(queues), atomic=False, reconnect=True):
-            return None
+            return []
         while True:
-            task = self.backend._db.run(lambda: self._lease(queues), reconnect=True)
-            if not isinstance(task, _Exhausted):
-                return task
-            self.backend._db.run(functools.partial(self._fail_exhausted, task))
+            try:
+                tasks, exhausted = self.backend._db.run(lambda: self._lease(queues, limit), reconnect=True)
+            except _ClaimRace:
+                return []
+            for worn_out in exhausted:
+                self.backend._db.run(functools.partial(self._fail_exhausted, worn_out))
+            if tasks or not exhausted:
+                return tasks
 
-    def _lease(self, queues: list[str]) -> ActivityTask | _Exhausted | None:
+    def _lease(self, queues: list[str], limit: int) -> tuple[list[ActivityTask], list[_Exhausted]]:
         sql = self.backend._sql
-        claimed = sql.claim_activity(queues)
-        if claimed is None:
-            return None
-        row, joined = claimed
-        row_id, instance_row_id, lease_count, queue, payload_id, *event_columns = row
-        if lease_count >= self.options.max_activity_leases:
-            return _Exhausted(row_id, instance_row_id, lease_count)
-        data, *identity = joined or sql.activity_payload(payload_id)
+        leasable: list[tuple[tuple[Any, ...], tuple[Any, ...] | None]] = []
+        exhausted: list[_Exhausted] = []
+        for row, joined in sql.claim_activities(queues, limit):
+            row_id, instance_row_id, lease_count = row[:3]
+            if lease_count >= self.options.max_activity_leases:
+                exhausted.append(_Exhausted(row_id, instance_row_id, lease_count))
+            else:
+                leasable.append((row, joined))
+        if not leasable:
+            return [], exhausted
+        # One token for the batch: a lease is fenced by (row id, token), so tasks stay apart.
         token = uuid.uuid4().hex
-        if not sql.lease_activity(row_id, token, self.options.worker_name, self.options.activity_lock):
-            return None
-        event = event_from(*event_columns, data)  # type: ignore[call-arg]  # (six columns, then the data)
-        return ActivityTask(
-            id=str(row_id),
-            activity_id=event.id,
-            queue=queue,
-            instance=instance_from(*identity),
-            event=event,
-            lease_token=token,
-            lease_count=lease_count + 1,
-            custom_data=(row_id, instance_row_id),
-        )
+        leased = sql.lease_activities([row[0] for row, _ in leasable], token, self.options.worker_name, self.options.activity_lock)
+        if leased != len(leasable):  # only possible on a SQLite connection in DEFERRED mode
+            raise _ClaimRace()
+        tasks = []
+        for row, joined in leasable:
+            row_id, instance_row_id, lease_count, queue, payload_id, *event_columns = row
+            data, *identity = joined or sql.activity_payload(payload_id)
+            event = event_from(*event_columns, data)  # type: ignore[call-arg]  # (six columns, then the data)
+            tasks.append(
+                ActivityTask(
+                    id=str(row_id),
+                    activity_id=event.id,
+                    queue=queue,
+                    instance=instance_from(*identity),
+                    event=event,
+                    lease_token=token,
+                    lease_count=lease_count + 1,
+                    custom_data=(row_id, instance_row_id),
+                )
+            )
+        return tasks, exhausted
 
     def _fail_exhausted(self, exhausted: _Exhausted) -> None:
         """Fail an activity whose workers kept dying, instead of leasing it again.
@@ -151,6 +167,10 @@ class ActivityTasks:
         )
         if released:
             self.backend._waker.notify("activity")
+
+
+class _ClaimRace(Exception):
+    """Another connection leased a row between our SELECT and UPDATE; the transaction rolls back."""
 
 
 class _Exhausted:

@@ -148,17 +148,19 @@ class HotSql:
             self._claim_activity = (
                 f"SELECT {activity_select}, pl.data, {identity} FROM {self.activity} a"
                 f" INNER JOIN {self.payload} pl ON pl.id = a.payload_id"
-                f" INNER JOIN {self.instance} i ON i.id = a.instance_id{activity_where} ORDER BY a.id LIMIT 1{lock}"
+                f" INNER JOIN {self.instance} i ON i.id = a.instance_id{activity_where} ORDER BY a.id LIMIT %s{lock}"
             )
         else:
-            self._claim_activity = f"SELECT {activity_select} FROM {self.activity} a{activity_where} ORDER BY a.id LIMIT 1{skip_locked}"
+            self._claim_activity = (
+                f"SELECT {activity_select} FROM {self.activity} a{activity_where} ORDER BY a.id LIMIT %s{skip_locked}"
+            )
         self._activity_payload = (
             f"SELECT pl.data, {identity} FROM {self.payload} pl INNER JOIN {self.instance} i ON i.id = pl.instance_id"
             " WHERE pl.id = %s"
         )
-        self._lease_activity = (
+        self._lease_activities = (
             f"UPDATE {self.activity} SET locked_until = {{until}}, lease_token = %s, worker = %s,"
-            f" lease_count = lease_count + 1 WHERE id = %s AND (locked_until IS NULL OR locked_until <= {now})"
+            f" lease_count = lease_count + 1 WHERE id IN ({{ids}}) AND (locked_until IS NULL OR locked_until <= {now})"
         )
         self._delete_leased_activity = (
             f"DELETE FROM {self.activity} WHERE id = %s AND lease_token = %s AND locked_until > {now}"
@@ -341,25 +343,27 @@ class HotSql:
         sql = self._has_activity.replace("{queues}", _in(len(queues)))
         return self._fetchone(sql, (*queues, *self._now_params)) is not None
 
-    def claim_activity(self, queues: Sequence[str]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None] | None:
-        """The first free activity task of ``queues``, locked: (id, instance row id,
-        lease_count, queue, payload id, event columns), and, where one locking SELECT can join
+    def claim_activities(
+        self, queues: Sequence[str], limit: int
+    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...] | None]]:
+        """Up to ``limit`` free activity tasks of ``queues``, locked: per task (id, instance row
+        id, lease_count, queue, payload id, event columns), and, where one locking SELECT can join
         them, (payload data, execution identity); otherwise None (see ``activity_payload``)."""
         sql = self._claim_activity.replace("{queues}", _in(len(queues)))
-        row = self._fetchone(sql, (*queues, *self._now_params))
-        if row is None:
-            return None
         width = 5 + len(_EVENT_COLUMNS)
-        joined = tuple(row[width:]) if self.activity_joined else None
-        return self._event_row(row[:width], first_event_column=5), joined
+        return [
+            (self._event_row(row[:width], first_event_column=5), tuple(row[width:]) if self.activity_joined else None)
+            for row in self._fetchall(sql, (*queues, *self._now_params, limit))
+        ]
 
     def activity_payload(self, payload_id: str) -> tuple[Any, ...]:
         """The activity's payload and the identity of its execution."""
         return self._fetchone(self._activity_payload, (payload_id,))  # type: ignore[no-any-return]
 
-    def lease_activity(self, row_id: int, token: str, worker: str, lock: timedelta) -> bool:
-        sql, until = self._until(self._lease_activity, lock)
-        return self._rowcount(sql, (*until, token, worker, row_id, *self._now_params)) == 1
+    def lease_activities(self, row_ids: Sequence[int], token: str, worker: str, lock: timedelta) -> int:
+        """Lease the (locked, free) activity rows; return how many were leased."""
+        sql, until = self._until(self._lease_activities.replace("{ids}", _in(len(row_ids))), lock)
+        return self._rowcount(sql, (*until, token, worker, *row_ids, *self._now_params))
 
     def delete_leased_activity(self, row_id: int, token: str) -> bool:
         return self._rowcount(self._delete_leased_activity, (row_id, token, *self._now_params)) == 1

@@ -227,6 +227,11 @@ class Backend(Protocol):
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None: ...
 
+    def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
+        """Lease up to ``max_tasks`` activity tasks at once (each with its own fenced lease);
+        wait up to ``timeout`` seconds for the first. ``BaseBackend`` provides a one-at-a-time
+        version; a backend overrides it to claim a batch in one transaction."""
+
     def extend_activity_task(self, task: ActivityTask) -> None: ...
 
     def complete_activity_task(

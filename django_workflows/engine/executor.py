@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from .clock import Clock, system_clock
 from .commands import (
-    Command,
     CommandResult,
     CommandState,
     CompleteWorkflowCommand,

@@ -218,7 +218,7 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...] | list[Any], *
     hints = _type_hints(fn)
     if not hints:
         return
-    for param, value in zip(params, args):
+    for param, value in zip(params, args, strict=False):  # *args beyond the named parameters go unchecked
         expected_type = hints.get(param.name)
         accepted = _CHECKED_TYPES.get(expected_type)
         if accepted is None or value is None:

@@ -8,7 +8,7 @@ non-deterministic values (a random id, a reading of the clock) that do not deser
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .commands import SideEffectCommand
 from .context import Context

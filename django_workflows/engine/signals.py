@@ -15,8 +15,8 @@ from typing import Any
 
 from .activities import schedule_activity
 from .context import Context
-from .core import SYSTEM_QUEUE, validate_id
 from .converter import PayloadError
+from .core import SYSTEM_QUEUE, validate_id
 from .errors import Canceled, WorkflowError
 from .futures import Channel, Future, resolved
 from .state import state_of

@@ -13,8 +13,8 @@ from typing import Any
 from .commands import Command, CommandState
 from .context import Context, root_context
 from .converter import Converter, Payload
-from .coroutines import Scheduler
 from .core import Metadata, WorkflowInstance
+from .coroutines import Scheduler
 from .futures import Channel
 from .propagation import ContextPropagator
 from .registry import Registry

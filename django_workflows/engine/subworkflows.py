@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .activities import prepare_inputs
 from .commands import CommandState, ScheduleSubWorkflowCommand
 from .context import Context
 from .core import WorkflowInstance, validate_id
@@ -22,7 +23,6 @@ from .errors import Canceled
 from .futures import Future, resolved
 from .retries import DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS, RetryOptions
 from .retrying import with_retries
-from .activities import prepare_inputs
 from .state import state_of
 
 _ID_NAMESPACE = uuid.UUID("0b6d4bde-5c5f-4a43-9c2d-9f6f5b1f6b51")

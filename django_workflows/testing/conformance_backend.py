@@ -49,14 +49,12 @@ from .conformance_support import (
     BackendFactory,
     cancel_event,
     complete,
-    finished_event,
     new_instance,
     poll_workflow_task,
     signal_event,
     sleep_until,
     start_instance,
     started_event,
-    task_started_event,
 )
 
 #: Short poll used where nothing must be returned; long enough for a backend to look.
@@ -476,6 +474,34 @@ class BackendConformance:
         assert [event_to_dict(e) for e in workflow_task.new_events] == [event_to_dict(result)]
         assert backend.get_activity_task(["default"], QUICK) is None
 
+    def test_activity_tasks_claimed_in_a_batch(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory()
+        backend.create_workflow_instance(instance := new_instance(), started_event())
+        task = poll_workflow_task(backend)
+        scheduled = [_activity_event(n, name=f"step-{n}") for n in (1, 2, 3)]
+        complete(backend, task, extra=scheduled, activity_events=scheduled)
+        # A backend may hand out fewer than asked for (one at a time is allowed), never more,
+        # and never the same task twice.
+        first = backend.get_activity_tasks(["default"], 5, 2)
+        assert 1 <= len(first) <= 2
+        claimed = list(first)
+        while len(claimed) < 3:
+            more = backend.get_activity_tasks(["default"], 5, 3)
+            assert more, "a scheduled activity was never handed out"
+            claimed.extend(more)
+        assert sorted(t.activity_id for t in claimed) == sorted(e.id for e in scheduled)
+        assert backend.get_activity_tasks(["default"], QUICK, 3) == []
+        # Each task of a batch is its own lease: completing one leaves the others theirs.
+        for claimed_task in claimed:
+            assert claimed_task.instance == instance and claimed_task.lease_count == 1
+            result = new_event(
+                ActivityCompletedAttributes(result="1"), utcnow(), schedule_event_id=claimed_task.event.schedule_event_id
+            )
+            backend.complete_activity_task(claimed_task, result)
+            with pytest.raises(LeaseLost):
+                backend.complete_activity_task(claimed_task, result)
+        workflow_task = poll_workflow_task(backend)
+        assert sorted(e.schedule_event_id for e in workflow_task.new_events) == [1, 2, 3]
     # -- leases handed out by completions (Feature.LEASE_ON_COMPLETION) ------------------------
 
     def test_completion_leases_the_activities_it_schedules(self, backend_factory: BackendFactory) -> None:

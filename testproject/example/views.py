@@ -3,8 +3,8 @@ and approve or reject them (the approval is a workflow signal)."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 

@@ -6,12 +6,11 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from django_workflows import signals
+from django_workflows import signals, workflow
 from django_workflows.backends import default_backend, workflow_backends
 from django_workflows.backends.memory import MemoryBackend
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.registry import Registry
-from django_workflows import workflow
 from django_workflows.signals import DjangoSignalListener
 from django_workflows.worker import Worker, WorkerOptions
 

@@ -82,7 +82,7 @@ def test_activity_that_kills_every_worker_fails_after_bounded_leases(manage, tmp
 
     # Keep a worker alive: each one dies when it runs the poison activity.
     for expected in range(1, 4):
-        wait_for(lambda: crashes() >= expected, timeout=90, what=f"crash {expected}")
+        wait_for(lambda expected=expected: crashes() >= expected, timeout=90, what=f"crash {expected}")
         workers[-1].wait(30)
         workers.append(manage("runworkflows", workflow_options=options))
     result = client.get_workflow_result(instance, timeout=90)

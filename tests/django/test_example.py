@@ -9,8 +9,8 @@ import pytest
 from django.test import Client as HttpClient
 
 from django_workflows.backends import default_backend
-from django_workflows.worker import Worker, WorkerOptions
 from django_workflows.registration import registry
+from django_workflows.worker import Worker, WorkerOptions
 from tests.conftest import REPO_ROOT, subprocess_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

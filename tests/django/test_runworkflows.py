@@ -9,6 +9,7 @@ import pytest
 
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
+from django_workflows.engine.errors import InstanceNotFound
 from django_workflows.engine.history import EventType
 from tests.conftest import wait_for
 
@@ -47,7 +48,7 @@ def test_startworkflow_rejects_bad_arguments_before_writing_anything(manage):
     starter = manage("startworkflow", "Workflow1", "--instance-id", "bad-args")
     assert starter.wait(60) != 0
     assert "mismatched argument count: expected 1, got 0" in starter.output()
-    with pytest.raises(Exception):
+    with pytest.raises(InstanceNotFound):
         Client().get_workflow_instance_state("bad-args")
 
 
