@@ -21,9 +21,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from .engine.backend import Backend, InstanceInfo, Stats
+from .engine.backend import Backend, Feature, InstanceInfo, Stats
 from .engine.clock import system_clock, to_timedelta
-from .engine.core import DEFAULT_QUEUE, InstanceState, WorkflowInstance, new_execution_id, validate_id
+from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance, new_execution_id, validate_id
 from .engine.errors import (
     InstanceAlreadyExists,
     InstanceFinished,
@@ -34,6 +34,7 @@ from .engine.errors import (
     WorkflowTerminated,
     WorkflowTimeout,
 )
+from .engine.expiration import EXPIRATION_INSTANCE_ID, EXPIRATION_WORKFLOW_NAME, UPDATE_SIGNAL
 from .engine.history import (
     EventType,
     SignalReceivedAttributes,
@@ -161,6 +162,26 @@ class Client:
     def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
         return self.backend.remove_workflow_instances(finished_before=finished_before, batch_size=batch_size)
 
+    def start_auto_expiration(self, delay: float | timedelta) -> WorkflowInstance | None:
+        """Remove finished instances ``delay`` after they finished, from now on.
+
+        Starts the system workflow ``ExpireWorkflowInstances`` (instance id ``expiration``, on
+        the system queue, which every worker polls). When it already runs it gets the new delay
+        instead, and ``None`` is returned. ``NotSupported`` on a backend that cannot remove
+        instances in batches; the Redis backend also offers key TTLs (``auto_expiration=``).
+        """
+        if not self.backend.feature_supported(Feature.REMOVE_INSTANCES):
+            raise NotSupported("this backend cannot remove finished instances")
+        seconds = to_timedelta(delay, what="expiration delay").total_seconds()
+        if seconds <= 0:
+            raise ValueError(f"the expiration delay must be positive, got {delay!r}")
+        options = WorkflowInstanceOptions(instance_id=EXPIRATION_INSTANCE_ID, queue=SYSTEM_QUEUE)
+        try:
+            return self.create_workflow_instance(options, EXPIRATION_WORKFLOW_NAME, seconds)
+        except InstanceAlreadyExists:
+            self.signal_workflow(EXPIRATION_INSTANCE_ID, UPDATE_SIGNAL, seconds)
+            return None
+
     # -- reading -----------------------------------------------------------------------------
 
     def get_workflow_instance_state(self, instance: WorkflowInstance | str) -> InstanceState:
@@ -245,6 +266,9 @@ class Client:
         return await sync_to_async(self.remove_workflow_instances, thread_sensitive=False)(
             finished_before=finished_before, batch_size=batch_size
         )
+
+    async def astart_auto_expiration(self, delay: float | timedelta) -> WorkflowInstance | None:
+        return await sync_to_async(self.start_auto_expiration)(delay)
 
     async def aget_workflow_instance_state(self, instance: WorkflowInstance | str) -> InstanceState:
         return await sync_to_async(self.get_workflow_instance_state, thread_sensitive=False)(instance)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 from .client import Client, WorkflowInstanceOptions
@@ -31,6 +31,7 @@ from .engine.clock import system_clock, to_timedelta
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
 from .engine.errors import CompletionRejected, LeaseLost
 from .engine.executor import ExecutionResult, Executor, StaleExecutor
+from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
 from .engine.history import SignalReceivedAttributes, new_event
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
@@ -213,6 +214,8 @@ class Worker:
         self._started = False
         self._client = Client(backend, registry=self.registry)
         self.registry.register_activity(self._deliver_signal, SIGNAL_ACTIVITY_NAME)
+        self.registry.register_workflow(expire_workflow_instances, EXPIRATION_WORKFLOW_NAME)
+        self.registry.register_activity(self._remove_finished_instances, EXPIRATION_ACTIVITY_NAME)
         backend_options = backend.options
         self._runner = ActivityRunner(self.registry, backend_options.converter, backend_options.context_propagators)
         self._workflow_heartbeat = _interval(self.options.workflow_heartbeat_interval, backend_options.workflow_lock)
@@ -499,6 +502,13 @@ class Worker:
         self.backend.signal_workflow(
             instance_id, new_event(SignalReceivedAttributes(name=name, arg=payload), system_clock.now())
         )
+
+    def _remove_finished_instances(self, finished_before: str) -> int:
+        """The system activity of auto-expiration (``Client.start_auto_expiration``)."""
+        removed = self.backend.remove_workflow_instances(finished_before=datetime.fromisoformat(finished_before))
+        if removed:
+            logger.info("auto-expiration removed %d finished instance(s)", removed)
+        return removed
 
     # -- helpers -----------------------------------------------------------------------------
 

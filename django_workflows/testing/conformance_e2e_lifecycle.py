@@ -307,3 +307,37 @@ class QueueAndRemovalCases(EndToEndFixtures):
             with pytest.raises(InstanceNotFound):
                 h.client.get_workflow_instance_state(instance)
         assert h.client.get_workflow_instance_state(waiting) is InstanceState.ACTIVE
+
+    def test_auto_expiration_removes_instances_once_they_are_old_enough(self, e2e: Any) -> None:
+        async def wf(ctx: workflow.Context, msg: str) -> str:
+            if msg == "wait":
+                await workflow.new_signal_channel(ctx, "go").receive(ctx)
+            return msg
+
+        h = e2e([wf])
+        done = h.run(wf, "done")
+        h.wait_result(done)
+        waiting = h.run(wf, "wait")
+        if not h.backend.feature_supported(Feature.REMOVE_INSTANCES):
+            with pytest.raises(NotSupported):
+                h.client.start_auto_expiration(1)
+            return
+        with pytest.raises(ValueError, match="must be positive"):
+            h.client.start_auto_expiration(0)
+        # A long delay first; starting again updates the running system workflow instead.
+        expiration = h.client.start_auto_expiration(timedelta(days=1))
+        assert expiration is not None and expiration.instance_id == "expiration"
+        assert h.client.start_auto_expiration(0.5) is None
+        wait_until(lambda: _gone(h.client, done), what="the finished instance to expire")
+        assert h.client.get_workflow_instance_state(waiting) is InstanceState.ACTIVE
+        assert h.client.get_workflow_instance_state(expiration) is InstanceState.ACTIVE
+        h.client.signal_workflow(waiting.instance_id, "go", None)
+        assert h.wait_result(waiting) == "wait"
+
+
+def _gone(client: Any, instance: Any) -> bool:
+    try:
+        client.get_workflow_instance_state(instance)
+    except InstanceNotFound:
+        return True
+    return False
