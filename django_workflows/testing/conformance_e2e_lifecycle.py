@@ -286,11 +286,7 @@ class QueueAndRemovalCases(EndToEndFixtures):
         assert h.wait_result(waiting) == "wait world"
 
     def test_remove_workflow_instances_finished_before(self, e2e: Any) -> None:
-        async def wf(ctx: workflow.Context, msg: str) -> str:
-            if msg == "wait":
-                await workflow.new_signal_channel(ctx, "go").receive(ctx)
-            return msg
-
+        wf = _wait_for_go_or_return
         h = e2e([wf])
         done = [h.run(wf, f"done-{n}") for n in range(3)]
         for instance in done:
@@ -309,11 +305,7 @@ class QueueAndRemovalCases(EndToEndFixtures):
         assert h.client.get_workflow_instance_state(waiting) is InstanceState.ACTIVE
 
     def test_auto_expiration_removes_instances_once_they_are_old_enough(self, e2e: Any) -> None:
-        async def wf(ctx: workflow.Context, msg: str) -> str:
-            if msg == "wait":
-                await workflow.new_signal_channel(ctx, "go").receive(ctx)
-            return msg
-
+        wf = _wait_for_go_or_return
         h = e2e([wf])
         done = h.run(wf, "done")
         h.wait_result(done)
@@ -333,6 +325,13 @@ class QueueAndRemovalCases(EndToEndFixtures):
         assert h.client.get_workflow_instance_state(expiration) is InstanceState.ACTIVE
         h.client.signal_workflow(waiting.instance_id, "go", None)
         assert h.wait_result(waiting) == "wait"
+
+
+async def _wait_for_go_or_return(ctx: workflow.Context, msg: str) -> str:
+    """Returns ``msg`` at once, or for ``"wait"`` after the signal ``go``."""
+    if msg == "wait":
+        await workflow.new_signal_channel(ctx, "go").receive(ctx)
+    return msg
 
 
 def _gone(client: Any, instance: Any) -> bool:
