@@ -40,8 +40,8 @@ logger = logging.getLogger("django_workflows.worker")
 
 # Longest a poller blocks in the backend; bounds how long stop() waits for pollers.
 _POLL_TIMEOUT = 1.0
-# Most activity tasks one poll claims (the free slots bound it too).
-_ACTIVITY_BATCH = 8
+# Most tasks one poll claims (the free slots bound it too).
+_CLAIM_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,7 +253,10 @@ class Worker:
             self._start_pollers(lane, options.activity_pollers, self._poll_activity_tasks)
 
     def _poll_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
-        task = self.backend.get_workflow_task(queues, timeout)
+        batch = getattr(self.backend, "get_workflow_tasks", None)
+        if batch is not None:
+            return list(batch(queues, timeout, max_tasks))
+        task = self.backend.get_workflow_task(queues, timeout)  # a backend without batches
         return [] if task is None else [task]
 
     def _poll_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
@@ -284,8 +287,8 @@ class Worker:
         while not self._stop.is_set():
             if not lane.slots.acquire(self._stop):
                 return
-            # Activities are claimed in batches, as many as there are free slots (bounded).
-            slots = 1 + (lane.slots.try_acquire(_ACTIVITY_BATCH - 1) if lane.kind == "activity" else 0)
+            # Tasks are claimed in batches, as many as there are free slots (bounded).
+            slots = 1 + lane.slots.try_acquire(_CLAIM_BATCH - 1)
             try:
                 tasks = poll(lane.queues, _POLL_TIMEOUT, slots)
                 failures = 0

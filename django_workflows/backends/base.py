@@ -127,6 +127,10 @@ class BaseBackend(ABC):
     @abstractmethod
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None: ...
 
+    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
+        task = self.get_workflow_task(queues, timeout)
+        return [] if task is None else [task]
+
     def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
         task = self.get_activity_task(queues, timeout)
         return [] if task is None else [task]

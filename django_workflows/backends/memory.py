@@ -239,18 +239,25 @@ class MemoryBackend(BaseBackend):
         return True
 
     def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
+        tasks = self.get_workflow_tasks(queues, timeout, 1)
+        return tasks[0] if tasks else None
+
+    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
         deadline = time.monotonic() + timeout
+        leased: list[WorkflowTask] = []
         with self._cond:
             while True:
                 now = self._clock.now()
                 for execution in self._executions.values():
+                    if len(leased) >= max_tasks:
+                        break
                     if not self._workflow_task_free(execution, queues):
                         continue
                     task = self._lease_workflow_task(execution, now)
                     if task is not None:
-                        return task
-                if not self._wait(deadline, now):
-                    return None
+                        leased.append(task)
+                if leased or not self._wait(deadline, now):
+                    return leased
 
     def _lease_workflow_task(self, execution: _Execution, now: datetime) -> WorkflowTask | None:
         """Lease the execution's workflow task to this worker, if it has visible events."""

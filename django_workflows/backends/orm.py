@@ -389,35 +389,47 @@ class OrmBackend(BaseBackend):
     # -- workflow tasks ----------------------------------------------------------------------
 
     def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
-        queues = list(queues)
-        return self._poll("workflow", lambda: self._claim_workflow_task(queues), timeout)
+        tasks = self.get_workflow_tasks(queues, timeout, 1)
+        return tasks[0] if tasks else None
 
-    def _claim_workflow_task(self, queues: list[str]) -> WorkflowTask | None:
+    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
+        queues = list(queues)
+        return self._poll("workflow", lambda: self._claim_workflow_tasks(queues, max_tasks) or None, timeout) or []
+
+    def _claim_workflow_tasks(self, queues: list[str], limit: int) -> list[WorkflowTask]:
         me = self.options.worker_name
         # Look first without locking: an idle poll must not queue for SQLite's write lock (or
         # open a transaction at all elsewhere).
         if not self._db.run(lambda: self._sql.has_candidate(queues, me), atomic=False, reconnect=True):
-            return None
+            return []
 
-        def claim() -> WorkflowTask | None:
-            row = self._sql.claim_candidate(queues, me)
-            if row is None:
-                return None
-            task = self._lease_workflow_task(row, require_not_sticky=False)
-            if task is None:
-                raise _NothingToClaim()
-            return task
+        def claim() -> list[WorkflowTask]:
+            # Three statements for the whole batch: lock the candidates, read their visible
+            # pending events, lease those that have some (under one token; a lease is fenced
+            # by row id and token, so the tasks stay apart).
+            sql = self._sql
+            rows = sql.claim_candidates(queues, me, limit)
+            if not rows:
+                return []
+            pending = sql.visible_pending_of([row[0] for row in rows])
+            rows = [row for row in rows if pending.get(row[0])]
+            if not rows:
+                return []
+            token = uuid.uuid4().hex
+            if sql.lease_executions([row[0] for row in rows], token, me, self.options.workflow_lock) != len(rows):
+                raise _NothingToClaim()  # a SQLite connection in DEFERRED mode raced us: roll back
+            return [self._workflow_task(row, pending[row[0]], token) for row in rows]
 
         try:
             return self._db.run(claim, reconnect=True)
         except _NothingToClaim:
-            return None
+            return []
 
     def _lease_workflow_task(self, row: Sequence[Any], *, require_not_sticky: bool) -> WorkflowTask | None:
         """Lease the execution ``row`` (``TASK_COLUMNS``) to this worker if its task is free
         (and, with ``require_not_sticky``, not sticky to another worker), with all its visible
         pending events; inside the caller's transaction."""
-        row_id, queue, name, metadata, last_sequence_id, *identity = row
+        row_id = row[0]
         token = uuid.uuid4().hex
         sql = self._sql
         if not sql.lease_execution(
@@ -427,12 +439,17 @@ class OrmBackend(BaseBackend):
         pending = sql.visible_pending(row_id)
         if not pending:
             raise _NothingToClaim()  # rolls back the lease: nothing to execute
+        return self._workflow_task(row, pending, token)
+
+    def _workflow_task(self, row: Sequence[Any], pending: list[tuple[Any, ...]], token: str) -> WorkflowTask:
+        """The task of the leased execution ``row`` (``TASK_COLUMNS``) with its visible pending events."""
+        row_id, queue, name, metadata, last_sequence_id, *identity = row
         return WorkflowTask(
             id=identity[0],
             queue=queue,
             instance=instance_from(*identity),
             state=InstanceState.ACTIVE,
-            metadata=dict(sql.read_json(metadata) or {}),
+            metadata=dict(self._sql.read_json(metadata) or {}),
             last_sequence_id=last_sequence_id,
             new_events=[event_from(*values[2:]) for values in pending],
             lease_token=token,

@@ -97,10 +97,14 @@ class HotSql:
             f" AND (p.visible_at IS NULL OR p.visible_at <= {now}))"
         )
         self._has_candidate = f"SELECT 1 FROM {self.instance} i{candidate_where} LIMIT 1"
-        self._candidate = f"SELECT {task_columns} FROM {self.instance} i{candidate_where} ORDER BY i.id LIMIT 1{skip_locked}"
+        self._candidate = f"SELECT {task_columns} FROM {self.instance} i{candidate_where} ORDER BY i.id LIMIT %s{skip_locked}"
         self._lease_free = (
             f"UPDATE {self.instance} SET locked_until = {{until}}, lease_token = %s, worker = %s"
             f" WHERE id = %s AND (locked_until IS NULL OR locked_until <= {now})"
+        )
+        self._lease_free_batch = (
+            f"UPDATE {self.instance} SET locked_until = {{until}}, lease_token = %s, worker = %s"
+            f" WHERE id IN ({{ids}}) AND (locked_until IS NULL OR locked_until <= {now})"
         )
         self._lease_free_unsticky = (
             self._lease_free + f" AND state = 0 AND (sticky_until IS NULL OR sticky_until <= {now} OR worker = %s)"
@@ -109,6 +113,11 @@ class HotSql:
             f"SELECT p.id, p.payload_id, {p_event_columns}, pl.data FROM {self.pending} p"
             f" INNER JOIN {self.payload} pl ON pl.id = p.payload_id"
             f" WHERE p.instance_id = %s AND (p.visible_at IS NULL OR p.visible_at <= {now}) ORDER BY p.id"
+        )
+        self._visible_pending_of = (
+            f"SELECT p.instance_id, p.id, p.payload_id, {p_event_columns}, pl.data FROM {self.pending} p"
+            f" INNER JOIN {self.payload} pl ON pl.id = p.payload_id"
+            f" WHERE p.instance_id IN ({{ids}}) AND (p.visible_at IS NULL OR p.visible_at <= {now}) ORDER BY p.id"
         )
         self._lock_execution = (
             f"SELECT state, {', '.join(q(c) for c in _TASK_COLUMNS)} FROM {self.instance} WHERE id = %s{for_update}"
@@ -267,12 +276,25 @@ class HotSql:
         sql = self._has_candidate.replace("{queues}", _in(len(queues)))
         return self._fetchone(sql, (*queues, *now, *now, worker, *now)) is not None
 
-    def claim_candidate(self, queues: Sequence[str], worker: str) -> tuple[Any, ...] | None:
-        """The first execution of ``queues`` whose workflow task this worker may lease now,
-        locked (skipping rows other transactions hold): ``_TASK_COLUMNS``."""
+    def claim_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` executions of ``queues`` whose workflow task this worker may lease
+        now, oldest first, locked (skipping rows other transactions hold): ``_TASK_COLUMNS``."""
         now = self._now_params
         sql = self._candidate.replace("{queues}", _in(len(queues)))
-        return self._fetchone(sql, (*queues, *now, *now, worker, *now))  # type: ignore[no-any-return]
+        return self._fetchall(sql, (*queues, *now, *now, worker, *now, limit))
+
+    def lease_executions(self, row_ids: Sequence[int], token: str, worker: str, lock: timedelta) -> int:
+        """Lease the (locked, free) executions' workflow tasks; return how many were leased."""
+        sql, until = self._until(self._lease_free_batch.replace("{ids}", _in(len(row_ids))), lock)
+        return self._rowcount(sql, (*until, token, worker, *row_ids, *self._now_params))
+
+    def visible_pending_of(self, row_ids: Sequence[int]) -> dict[int, list[tuple[Any, ...]]]:
+        """``visible_pending`` of several executions in one query, by execution row id."""
+        sql = self._visible_pending_of.replace("{ids}", _in(len(row_ids)))
+        pending: dict[int, list[tuple[Any, ...]]] = {}
+        for row in self._fetchall(sql, (*row_ids, *self._now_params)):
+            pending.setdefault(row[0], []).append(self._event_row(row[1:], first_event_column=2))
+        return pending
 
     def lease_execution(
         self, row_id: int, token: str, worker: str, lock: timedelta, *, require_not_sticky: bool

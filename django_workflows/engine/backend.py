@@ -225,6 +225,9 @@ class Backend(Protocol):
 
     def prepare_activity_queues(self, queues: Sequence[str]) -> None: ...
 
+    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
+        """Lease up to ``max_tasks`` workflow tasks at once, as ``get_activity_tasks`` does."""
+
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None: ...
 
     def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:

@@ -166,6 +166,20 @@ class BackendConformance:
         assert poll_workflow_task(backend) is not None
         assert backend.get_workflow_task(["default"], QUICK) is None
 
+    def test_workflow_tasks_claimed_in_a_batch(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory()
+        instances = [new_instance() for _ in range(3)]
+        for instance in instances:
+            backend.create_workflow_instance(instance, started_event())
+        claimed = _claim_in_batches(backend.get_workflow_tasks, 3)
+        assert sorted(t.instance.instance_id for t in claimed) == sorted(i.instance_id for i in instances)
+        assert backend.get_workflow_tasks(["default"], QUICK, 3) == []
+        for task in claimed:
+            assert [e.type for e in task.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED]
+            complete(backend, task)
+            with pytest.raises(LeaseLost):
+                complete(backend, task)
+
     def test_complete_workflow_task_returns_error_if_not_locked(self, backend_factory: BackendFactory) -> None:
         backend = backend_factory()
         instance = new_instance()
@@ -480,15 +494,7 @@ class BackendConformance:
         task = poll_workflow_task(backend)
         scheduled = [_activity_event(n, name=f"step-{n}") for n in (1, 2, 3)]
         complete(backend, task, extra=scheduled, activity_events=scheduled)
-        # A backend may hand out fewer than asked for (one at a time is allowed), never more,
-        # and never the same task twice.
-        first = backend.get_activity_tasks(["default"], 5, 2)
-        assert 1 <= len(first) <= 2
-        claimed = list(first)
-        while len(claimed) < 3:
-            more = backend.get_activity_tasks(["default"], 5, 3)
-            assert more, "a scheduled activity was never handed out"
-            claimed.extend(more)
+        claimed = _claim_in_batches(backend.get_activity_tasks, 3)
         assert sorted(t.activity_id for t in claimed) == sorted(e.id for e in scheduled)
         assert backend.get_activity_tasks(["default"], QUICK, 3) == []
         # Each task of a batch is its own lease: completing one leaves the others theirs.
@@ -793,6 +799,20 @@ class BackendConformance:
         complete(backend, poll_workflow_task(backend, ["default", "reports"]), finish=True)
         complete(backend, poll_workflow_task(backend, ["default", "reports"]), finish=True)
         assert _counts(backend.get_stats()) == (0, {}, {})
+
+
+def _claim_in_batches(claim: Any, total: int) -> list[Any]:
+    """Claim ``total`` tasks with ``claim(queues, timeout, max_tasks)``: a first batch of at most
+    two, then the rest. A backend may hand out fewer than asked for (one at a time is allowed),
+    never more; the callers check that no task comes twice."""
+    first = claim(["default"], 5, 2)
+    assert 1 <= len(first) <= 2
+    claimed = list(first)
+    while len(claimed) < total:
+        more = claim(["default"], 5, total)
+        assert more, f"only {len(claimed)} of {total} tasks were handed out"
+        claimed.extend(more)
+    return claimed
 
 
 def _schedule_timer(backend: Any, delay: float) -> tuple[WorkflowInstance, Any]:
