@@ -267,6 +267,16 @@ def render(report: dict[str, Any]) -> str:
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
         for r in rows:
             lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        for row in entry["workloads"].values():
+            styles = {k: v for k, v in (row.get("dbos_styles") or {}).items() if v}
+            if row["ours"] and len(styles) > 1:
+                lines.append(
+                    f"{row['label']}: ours/DBOS per fan-out style: "
+                    + ", ".join(
+                        f"{style} {m['steps_per_s']:,.0f} st/s = {row['ours']['steps_per_s'] / m['steps_per_s']:.2f}x"
+                        for style, m in styles.items()
+                    )
+                )
         what = next((row["ours"]["transactions_what"] for row in entry["workloads"].values() if row["ours"]), "")
         lines.append(f"tx/act: {what} per completed activity; CPU: worker processes' CPU time per activity")
     return "\n".join(lines)
