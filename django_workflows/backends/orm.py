@@ -131,7 +131,7 @@ class OrmBackend(BaseBackend):
         self.using = using
         self.poll_interval = interval
         self._db = Transactions(using, retry_timeout)
-        self._sql = HotSql(using)
+        self._sql = HotSql(using, pinned=self._db.pinned)
         self._waker = waker_for(using)
         self._activity_tasks = ActivityTasks(self)
 

@@ -135,6 +135,8 @@ class Transactions:
         self.retries = 0
         # The connection each thread used, to close those of threads that ended (see close_orphans).
         self._threads: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
+        #: This thread's connection while ``run`` runs (``pinned.connection``), else unset.
+        self.pinned = threading.local()
 
     @property
     def connection(self) -> Any:
@@ -160,6 +162,16 @@ class Transactions:
         """
         connection = self.connection
         self._track(connection)
+        # Statements run inside fn() reach this connection through ``pinned`` rather than
+        # through ``connections[alias]`` (an asgiref Local lookup) each time.
+        outer = getattr(self.pinned, "connection", None)
+        self.pinned.connection = connection
+        try:
+            return self._run(connection, fn, atomic=atomic, reconnect=reconnect, integrity_attempts=integrity_attempts)
+        finally:
+            self.pinned.connection = outer
+
+    def _run(self, connection: Any, fn: Callable[[], T], *, atomic: bool, reconnect: bool, integrity_attempts: int) -> T:
         if connection.in_atomic_block:
             with transaction.atomic(using=self.using):
                 return fn()

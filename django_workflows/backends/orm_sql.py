@@ -20,6 +20,7 @@ Lease times use the database clock, as ``orm_db.DbNow`` renders it for each data
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -62,9 +63,11 @@ def _in(count: int) -> str:
 class HotSql:
     """The hot-path statements of one database alias."""
 
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, pinned: threading.local | None = None) -> None:
         connection = connections[using]
         self.using = using
+        # Where ``Transactions.run`` leaves the connection of the unit of work it runs.
+        self._pinned = pinned if pinned is not None else threading.local()
         self.vendor = connection.vendor
         features = connection.features
         q = connection.ops.quote_name
@@ -202,8 +205,9 @@ class HotSql:
 
     def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         """Run ``sql`` (Django's ``%s`` placeholders) on the driver's cursor; return the cursor."""
-        db = connections[self.using]
-        db.ensure_connection()
+        db = getattr(self._pinned, "connection", None) or connections[self.using]
+        if db.connection is None:  # what ensure_connection() checks, without its per-call wrappers
+            db.ensure_connection()
         native = self._native.get(sql)
         if native is None:
             # The same rewriting Django's SQLite cursor does on every call, once.
