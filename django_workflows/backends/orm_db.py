@@ -12,6 +12,7 @@ commit, so running it again is safe. After a lost connection, the broken connect
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sqlite3
@@ -37,6 +38,9 @@ logger = logging.getLogger("django_workflows.backends.orm")
 T = TypeVar("T")
 
 SUPPORTED_VENDORS = frozenset({"sqlite", "mysql", "postgresql"})
+
+#: One lock per SQLite alias, shared by every backend of this process (see ``Transactions``).
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
 
 #: Lock conflicts are retried for this many seconds (each attempt may also wait in the database,
 #: up to SQLite's busy timeout or MySQL's innodb_lock_wait_timeout), sleeping a jittered, growing
@@ -137,6 +141,15 @@ class Transactions:
         self._threads: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
         #: This thread's connection while ``run`` runs (``pinned.connection``), else unset.
         self.pinned = threading.local()
+        # SQLite has one write lock per database, and a writer that finds it taken sleeps in
+        # SQLite's busy handler (1, 2, 5, 10... ms) before it looks again. Our threads queue on a
+        # process-wide lock instead, so the write lock passes from one to the next at once and
+        # only one thread per process waits in SQLite. Reentrant: on_commit hooks may start work.
+        self._writers: Any = (
+            _SQLITE_WRITERS.setdefault(using, threading.RLock())
+            if connections[using].vendor == "sqlite"
+            else contextlib.nullcontext()
+        )
 
     @property
     def connection(self) -> Any:
@@ -184,7 +197,7 @@ class Transactions:
             try:
                 if not atomic:
                     return fn()
-                with transaction.atomic(using=self.using):
+                with self._writers, transaction.atomic(using=self.using):
                     return fn()
             except IntegrityError:
                 integrity_failures += 1
