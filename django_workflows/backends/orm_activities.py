@@ -136,8 +136,8 @@ class ActivityTasks:
 
         def complete() -> WorkflowTask | None:
             # The execution first (the lock order of every writer), so that it cannot finish
-            # between our check and our insert.
-            execution = sql.lock_execution(instance_row_id)
+            # between our check and our insert. Other completions may share the lock.
+            execution, exclusive = sql.lock_execution_to_deliver(instance_row_id)
             if not sql.delete_leased_activity(row_id, task.lease_token):
                 raise LeaseLost()
             if execution is None or execution[0] != ACTIVE:
@@ -146,8 +146,9 @@ class ActivityTasks:
             sql.insert_payloads([(payload_id, instance_row_id, payload_json(result))])
             sql.insert_events(sql.pending, [(instance_row_id, payload_id, result)])
             _, *row = execution
-            if row[1] in workflow_queues:
-                # Continue the workflow here, in this transaction, if its task is free for us.
+            if exclusive and row[1] in workflow_queues:
+                # Continue the workflow here, in this transaction, if its task is free for us
+                # (leasing writes the execution row: only with the exclusive lock).
                 next_task = self.backend._lease_workflow_task(row, require_not_sticky=True)
                 if next_task is not None:
                     return next_task

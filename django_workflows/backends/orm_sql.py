@@ -125,6 +125,16 @@ class HotSql:
         self._lock_execution = (
             f"SELECT state, {', '.join(q(c) for c in _TASK_COLUMNS)} FROM {self.instance} WHERE id = %s{for_update}"
         )
+        # Activity completions only add to an execution's inbox; they need the execution not to
+        # end under them, not to exclude each other. They try for the exclusive lock without
+        # waiting (with it they may also lease the workflow's next task) and otherwise share the
+        # lock, so the completions of a fan-out no longer queue behind one another.
+        lock_columns = f"state, {', '.join(q(c) for c in _TASK_COLUMNS)}"
+        self.shares_execution_locks = bool(features.has_select_for_update_skip_locked)
+        if self.shares_execution_locks:
+            share = " FOR SHARE" if self.vendor == "postgresql" else " LOCK IN SHARE MODE"
+            self._try_lock_execution = f"SELECT {lock_columns} FROM {self.instance} WHERE id = %s{skip_locked}"
+            self._share_execution = f"SELECT {lock_columns} FROM {self.instance} WHERE id = %s{share}"
         self._lock_leased = (
             f"SELECT id FROM {self.instance} WHERE id = %s AND lease_token = %s AND locked_until > {now}{for_update}"
         )
@@ -321,6 +331,17 @@ class HotSql:
     def lock_execution(self, row_id: int) -> tuple[Any, ...] | None:
         """Lock an execution row (the first lock of every writer): (state, ``_TASK_COLUMNS``)."""
         return self._fetchone(self._lock_execution, (row_id,))  # type: ignore[no-any-return]
+
+    def lock_execution_to_deliver(self, row_id: int) -> tuple[tuple[Any, ...] | None, bool]:
+        """Lock an execution to add an event to its inbox: (``lock_execution``'s row, whether the
+        lock is exclusive). Where the database has shared row locks, take the exclusive lock only
+        if it is free at once, else a shared one (see ``_try_lock_execution``)."""
+        if not self.shares_execution_locks:
+            return self.lock_execution(row_id), True
+        row = self._fetchone(self._try_lock_execution, (row_id,))
+        if row is not None:
+            return row, True
+        return self._fetchone(self._share_execution, (row_id,)), False
 
     def lock_leased(self, row_id: int, token: str) -> bool:
         """Lock the execution if this lease still holds it."""

@@ -304,6 +304,69 @@ def _complete_into_each_other(backend: OrmBackend) -> None:
         assert PendingEvent.objects.filter(instance=row(child.instance), event_type="WorkflowExecutionCanceled").exists()
 
 
+def test_concurrent_completions_of_a_fan_out_all_reach_the_workflow(orm: BackendMaker) -> None:
+    """Activity completions of one execution share its lock where the database can (PostgreSQL,
+    MariaDB): none may be lost, and the workflow task sees every result."""
+    backend = orm()
+    instance = schedule_activities(backend, 24)
+    tasks = []
+    while len(tasks) < 24:
+        claimed = backend.get_activity_tasks(["default"], 5, 24)
+        assert claimed, f"only {len(tasks)} of 24 activities were handed out"
+        tasks.extend(claimed)
+
+    def finish(index: int) -> str:
+        backend.complete_activity_task(tasks[index], _result(tasks[index].event.schedule_event_id))
+        return "completed"
+
+    outcomes = run_in_threads(len(tasks), finish)
+    assert outcomes == ["completed"] * len(tasks), outcomes
+    delivered: list[int] = []
+    while len(delivered) < len(tasks):
+        workflow_task = poll_workflow_task(backend)
+        assert workflow_task.instance == instance
+        delivered += [event.schedule_event_id for event in workflow_task.new_events]
+        complete(backend, workflow_task)
+    assert sorted(delivered) == list(range(1, 25))
+
+
+def test_a_finishing_completion_waits_for_completions_that_share_the_lock(orm: BackendMaker) -> None:
+    """A workflow that finishes while activity results arrive either sees them (the completion
+    is rejected while unseen events wait) or they find it finished: nothing is half-applied."""
+    backend = orm()
+    schedule_activities(backend, 12)
+    activity_tasks = backend.get_activity_tasks(["default"], 5, 12)
+    workflow_task = None
+
+    def act(index: int) -> str:
+        nonlocal workflow_task
+        if index == len(activity_tasks):
+            try:
+                complete(backend, workflow_task, finish=True)
+            except CompletionRejected:
+                return "rejected"
+            return "finished"
+        backend.complete_activity_task(activity_tasks[index], _result(activity_tasks[index].event.schedule_event_id))
+        return "completed"
+
+    # Hold the workflow task first, so the finishing completion runs among the activity completions.
+    backend.complete_activity_task(activity_tasks[0], _result(activity_tasks[0].event.schedule_event_id))
+    activity_tasks = activity_tasks[1:]
+    workflow_task = poll_workflow_task(backend)
+    outcomes = run_in_threads(len(activity_tasks) + 1, act)
+    pending = PendingEvent.objects.filter(instance__instance_id=workflow_task.instance.instance_id)
+    if outcomes[-1] == "finished":
+        # No result had arrived when it finished; the later ones find it finished (their
+        # activity rows went with it: LeaseLost) and add nothing.
+        assert all(o == "completed" or isinstance(o, LeaseLost) for o in outcomes[:-1]), outcomes
+        assert row(workflow_task.instance).state == InstanceState.FINISHED
+        assert not pending.exists()
+    else:
+        assert outcomes == ["completed"] * len(activity_tasks) + ["rejected"], outcomes
+        assert row(workflow_task.instance).state == InstanceState.ACTIVE
+        assert pending.count() == len(activity_tasks) + 1  # a rejected completion consumes nothing
+
+
 def test_parent_and_child_completing_into_each_other(orm: BackendMaker) -> None:
     """Each completion locks its own execution, then the other's: a deadlock the database breaks
     by aborting one transaction, which the backend retries. Neither caller sees it."""
