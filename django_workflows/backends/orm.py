@@ -294,11 +294,13 @@ class OrmBackend(BaseBackend):
                 delete_execution_rows(self.using, ids)
             return len(ids)
 
+        # Until a batch comes back empty, not merely short: rows another transaction held for a
+        # moment (SKIP LOCKED) are picked up by the next batch.
         removed = 0
         while True:
             count = self._db.run(remove_batch)
             removed += count
-            if count < batch_size:
+            if count == 0:
                 return removed
 
     def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:

@@ -298,7 +298,8 @@ class QueueAndRemovalCases(EndToEndFixtures):
                 h.client.remove_workflow_instances(finished_before=cutoff)
             return
         assert h.client.remove_workflow_instances(finished_before=utcnow() - timedelta(days=1)) == 0
-        assert h.client.remove_workflow_instances(finished_before=cutoff, batch_size=2) == 3
+        removed = h.client.remove_workflow_instances(finished_before=cutoff, batch_size=2)
+        assert removed == 3, f"removed {removed} finished instances, expected the 3 of this test"
         for instance in done:
             with pytest.raises(InstanceNotFound):
                 h.client.get_workflow_instance_state(instance)
