@@ -253,18 +253,10 @@ class Worker:
             self._start_pollers(lane, options.activity_pollers, self._poll_activity_tasks)
 
     def _poll_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
-        batch = getattr(self.backend, "get_workflow_tasks", None)
-        if batch is not None:
-            return list(batch(queues, timeout, max_tasks))
-        task = self.backend.get_workflow_task(queues, timeout)  # a backend without batches
-        return [] if task is None else [task]
+        return _poll_batch(self.backend, "workflow", queues, timeout, max_tasks)
 
     def _poll_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
-        batch = getattr(self.backend, "get_activity_tasks", None)
-        if batch is not None:
-            return list(batch(queues, timeout, max_tasks))
-        task = self.backend.get_activity_task(queues, timeout)  # a backend without batches
-        return [] if task is None else [task]
+        return _poll_batch(self.backend, "activity", queues, timeout, max_tasks)
 
     def _add_lane(self, kind: str, queues: tuple[str, ...], parallel: int, run: Callable[[Any], None]) -> _Lane:
         pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
@@ -530,6 +522,16 @@ class Worker:
                 method(backend=self.backend, **kwargs)
             except Exception:
                 logger.exception("worker listener %r failed in %s", listener, hook)
+
+
+def _poll_batch(backend: Backend, kind: str, queues: Sequence[str], timeout: float, max_tasks: int) -> list[Any]:
+    """``get_<kind>_tasks``; one at a time with a backend that has no batch method (one that
+    implements the protocol without deriving from ``BaseBackend``)."""
+    batch = getattr(backend, f"get_{kind}_tasks", None)
+    if batch is not None:
+        return list(batch(queues, timeout, max_tasks))
+    task = getattr(backend, f"get_{kind}_task")(queues, timeout)
+    return [] if task is None else [task]
 
 
 def _with_system_queue(queues: Sequence[str]) -> tuple[str, ...]:

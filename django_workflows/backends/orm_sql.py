@@ -63,11 +63,11 @@ def _in(count: int) -> str:
 class HotSql:
     """The hot-path statements of one database alias."""
 
-    def __init__(self, using: str, pinned: threading.local | None = None) -> None:
+    def __init__(self, using: str, pinned: threading.local) -> None:
         connection = connections[using]
         self.using = using
         # Where ``Transactions.run`` leaves the connection of the unit of work it runs.
-        self._pinned = pinned if pinned is not None else threading.local()
+        self._pinned = pinned
         self.vendor = connection.vendor
         features = connection.features
         q = connection.ops.quote_name
@@ -101,21 +101,13 @@ class HotSql:
         )
         self._has_candidate = f"SELECT 1 FROM {self.instance} i{candidate_where} LIMIT 1"
         self._candidate = f"SELECT {task_columns} FROM {self.instance} i{candidate_where} ORDER BY i.id LIMIT %s{skip_locked}"
-        self._lease_free = (
-            f"UPDATE {self.instance} SET locked_until = {{until}}, lease_token = %s, worker = %s"
-            f" WHERE id = %s AND (locked_until IS NULL OR locked_until <= {now})"
-        )
         self._lease_free_batch = (
             f"UPDATE {self.instance} SET locked_until = {{until}}, lease_token = %s, worker = %s"
             f" WHERE id IN ({{ids}}) AND (locked_until IS NULL OR locked_until <= {now})"
         )
+        self._lease_free = self._lease_free_batch.replace("{ids}", "%s")
         self._lease_free_unsticky = (
             self._lease_free + f" AND state = 0 AND (sticky_until IS NULL OR sticky_until <= {now} OR worker = %s)"
-        )
-        self._visible_pending = (
-            f"SELECT p.id, p.payload_id, {p_event_columns}, pl.data FROM {self.pending} p"
-            f" INNER JOIN {self.payload} pl ON pl.id = p.payload_id"
-            f" WHERE p.instance_id = %s AND (p.visible_at IS NULL OR p.visible_at <= {now}) ORDER BY p.id"
         )
         self._visible_pending_of = (
             f"SELECT p.instance_id, p.id, p.payload_id, {p_event_columns}, pl.data FROM {self.pending} p"
@@ -325,8 +317,7 @@ class HotSql:
 
     def visible_pending(self, row_id: int) -> list[tuple[Any, ...]]:
         """The execution's visible pending events, oldest first: (id, payload id, event columns, data)."""
-        rows = self._fetchall(self._visible_pending, (row_id, *self._now_params))
-        return [self._event_row(row, first_event_column=2) for row in rows]
+        return self.visible_pending_of([row_id]).get(row_id, [])
 
     def lock_execution(self, row_id: int) -> tuple[Any, ...] | None:
         """Lock an execution row (the first lock of every writer): (state, ``_TASK_COLUMNS``)."""
