@@ -33,14 +33,13 @@ from django.db import (
 )
 from django.db.models import DateTimeField, Expression, QuerySet
 
+from .orm_writers import sqlite_writers
+
 logger = logging.getLogger("django_workflows.backends.orm")
 
 T = TypeVar("T")
 
 SUPPORTED_VENDORS = frozenset({"sqlite", "mysql", "postgresql"})
-
-#: One lock per SQLite alias, shared by every backend of this process (see ``Transactions``).
-_SQLITE_WRITERS: dict[str, threading.RLock] = {}
 
 #: Lock conflicts are retried for this many seconds (each attempt may also wait in the database,
 #: up to SQLite's busy timeout or MySQL's innodb_lock_wait_timeout), sleeping a jittered, growing
@@ -127,6 +126,10 @@ def backoff(attempt: int) -> float:
     return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
 
+def _no_queue(connection: Any) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
 class Transactions:
     """Runs units of work on one database alias, each in its own transaction, with retries."""
 
@@ -141,15 +144,10 @@ class Transactions:
         self._threads: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
         #: This thread's connection while ``run`` runs (``pinned.connection``), else unset.
         self.pinned = threading.local()
-        # SQLite has one write lock per database, and a writer that finds it taken sleeps in
-        # SQLite's busy handler (1, 2, 5, 10... ms) before it looks again. Our threads queue on a
-        # process-wide lock instead, so the write lock passes from one to the next at once and
-        # only one thread per process waits in SQLite. Reentrant: on_commit hooks may start work.
-        self._writers: Any = (
-            _SQLITE_WRITERS.setdefault(using, threading.RLock())
-            if connections[using].vendor == "sqlite"
-            else contextlib.nullcontext()
-        )
+        # SQLite has one write lock per database; its writers queue in front of it (orm_writers).
+        # Reentrant: on_commit hooks may start work.
+        writers = sqlite_writers(using) if connections[using].vendor == "sqlite" else None
+        self._write_queue: Callable[[Any], Any] = writers.hold if writers else _no_queue
 
     @property
     def connection(self) -> Any:
@@ -197,7 +195,7 @@ class Transactions:
             try:
                 if not atomic:
                     return fn()
-                with self._writers, transaction.atomic(using=self.using):
+                with self._write_queue(connection), transaction.atomic(using=self.using):
                     return fn()
             except IntegrityError:
                 integrity_failures += 1
