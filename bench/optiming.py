@@ -20,10 +20,12 @@ from bench import counting
 ENV = "BENCH_TIME_OPS"
 BACKEND_METHODS = (
     "get_workflow_task",
+    "get_workflow_tasks",
     "complete_workflow_task",
     "extend_workflow_task",
     "abandon_workflow_task",
     "get_activity_task",
+    "get_activity_tasks",
     "complete_activity_task",
     "extend_activity_task",
     "abandon_activity_task",
@@ -44,7 +46,8 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             result = fn(*args, **kwargs)
             return result
         finally:
-            label = f"{name}:empty" if name.startswith("get_") and name.endswith("_task") and result is None else name
+            empty = result is None or (name.endswith("_tasks") and not result)
+            label = f"{name}:empty" if name.startswith("get_") and "_task" in name and empty else name
             counting.bump(f"op_calls: {label}")
             counting.bump(f"op_wall_us: {label}", int((time.perf_counter() - wall) * 1e6))
             counting.bump(f"op_cpu_us: {label}", int((time.thread_time() - cpu) * 1e6))

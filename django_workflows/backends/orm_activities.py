@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import F, Q
@@ -24,6 +25,7 @@ from ..engine.core import InstanceState
 from ..engine.errors import LeaseLost
 from ..engine.history import Event
 from .common import abandoned_activity_result
+from .group_commit import GroupCommit
 from .orm_db import DbNow, first, raw_delete
 from .orm_rows import EVENT_COLUMNS, event_from, instance_from
 from .orm_sql import payload_json
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 
 ACTIVE = InstanceState.ACTIVE.value
 
+#: Most activity completions one transaction writes (GroupCommit).
+_MAX_COMPLETIONS_PER_TRANSACTION = 32
+
 
 class ActivityTasks:
     """The activity half of one ``OrmBackend`` (its database alias, options and wake-ups)."""
@@ -41,6 +46,13 @@ class ActivityTasks:
         self.backend = backend
         self.using = backend.using
         self.options = backend.options
+        # Concurrent completions share a transaction where that cannot make them wait for
+        # locks while holding others (see _write_batch).
+        self._group: GroupCommit[_Completion, _Outcome] | None = (
+            GroupCommit(self._complete_batch, max_batch=_MAX_COMPLETIONS_PER_TRANSACTION)
+            if backend._sql.locks_executions_without_waiting
+            else None
+        )
 
     def claim(self, queues: list[str], limit: int = 1) -> list[ActivityTask]:
         """Lease up to ``limit`` activity tasks in one transaction."""
@@ -132,23 +144,94 @@ class ActivityTasks:
 
     def complete(self, task: ActivityTask, result: Event, workflow_queues: Sequence[str] = ()) -> WorkflowTask | None:
         row_id, instance_row_id = _activity_keys(task)
+        # Serialised here, in the caller's thread, not in the shared transaction.
+        completion = _Completion(
+            row_id, instance_row_id, task.lease_token, result, uuid.uuid4().hex, payload_json(result), workflow_queues
+        )
+        if self._group is None or self.backend._db.connection.in_atomic_block:
+            # In a transaction the caller opened, a batch would commit or roll back with it,
+            # taking other callers' completions along: those go alone.
+            outcome = self._complete_alone(completion)
+        else:
+            outcome = self._group.submit(completion)
+        if isinstance(outcome, LeaseLost):
+            raise LeaseLost()
+        return outcome
+
+    def _complete_batch(self, completions: Sequence[_Completion]) -> list[_Outcome]:
+        """Complete several activities in one transaction, or a few where a lock was taken
+        (``GroupCommit``'s write)."""
+        outcomes: dict[int, _Outcome] = {}
+        todo = list(completions)
+        while todo:
+            try:
+                done, todo = self.backend._db.run(functools.partial(self._write_batch, todo), reconnect=True)
+            except _LeaseLostInBatch:
+                # Rare: some lease ran out. One by one, so each gets its own answer.
+                done = {id(c): self._complete_alone(c) for c in todo}
+                todo = []
+            outcomes.update(done)
+        return [outcomes[id(c)] for c in completions]
+
+    def _write_batch(self, completions: list[_Completion]) -> tuple[dict[int, _Outcome], list[_Completion]]:
+        """Inside the transaction: complete what can be without waiting for a lock after the
+        first; return the outcomes (by ``id`` of the completion) and the completions left over."""
+        sql = self.backend._sql
+        by_execution: dict[int, list[_Completion]] = {}
+        for completion in completions:
+            by_execution.setdefault(completion.instance_row_id, []).append(completion)
+        # Executions first (the lock order of every writer), in id order. Only the first lock
+        # may wait: a transaction that waited while holding locks could deadlock with one that
+        # completes a workflow task and delivers to several executions. The rest are taken if
+        # free at once, else their completions go to the next transaction.
+        locked: dict[int, tuple[tuple[Any, ...] | None, bool]] = {}
+        left: list[_Completion] = []
+        for position, instance_row_id in enumerate(sorted(by_execution)):
+            lock = sql.lock_execution_to_deliver(instance_row_id) if position == 0 else sql.try_lock_execution_to_deliver(instance_row_id)
+            if lock is None:
+                left += by_execution.pop(instance_row_id)
+            else:
+                locked[instance_row_id] = lock
+        taken = [c for group in by_execution.values() for c in group]
+        if sql.delete_leased_activities([(c.row_id, c.lease_token) for c in taken]) != len(taken):
+            raise _LeaseLostInBatch()  # rolls back; the caller completes them one by one
+        outcomes: dict[int, _Outcome] = {id(c): None for c in taken}
+        active = {row_id for row_id, (execution, _) in locked.items() if execution is not None and execution[0] == ACTIVE}
+        delivered = [c for c in taken if c.instance_row_id in active]
+        sql.insert_payloads([(c.payload_id, c.instance_row_id, c.payload) for c in delivered])
+        sql.insert_events(sql.pending, [(c.instance_row_id, c.payload_id, c.result) for c in delivered])
+        notify = False
+        for instance_row_id in sorted(active):
+            execution, exclusive = locked[instance_row_id]
+            _, *row = execution  # type: ignore[misc]  # active: not None
+            # Continue the workflow here, in this transaction, if its task is free for one of
+            # these callers (leasing writes the execution row: only with the exclusive lock).
+            taker = next((c for c in by_execution[instance_row_id] if row[1] in c.workflow_queues), None)
+            next_task = None
+            if exclusive and taker is not None:
+                next_task = self.backend._lease_workflow_task(row, require_not_sticky=True)
+            if next_task is None:
+                notify = True
+            else:
+                outcomes[id(taker)] = next_task
+        if notify:
+            self.backend._notify_on_commit("workflow")
+        return outcomes, left
+
+    def _complete_alone(self, completion: _Completion) -> _Outcome:
+        """Complete one activity in its own transaction, waiting for its execution's lock."""
         sql = self.backend._sql
 
-        def complete() -> WorkflowTask | None:
-            # The execution first (the lock order of every writer), so that it cannot finish
-            # between our check and our insert. Other completions may share the lock.
-            execution, exclusive = sql.lock_execution_to_deliver(instance_row_id)
-            if not sql.delete_leased_activity(row_id, task.lease_token):
-                raise LeaseLost()
+        def complete() -> _Outcome:
+            execution, exclusive = sql.lock_execution_to_deliver(completion.instance_row_id)
+            if not sql.delete_leased_activity(completion.row_id, completion.lease_token):
+                return LeaseLost()
             if execution is None or execution[0] != ACTIVE:
                 return None
-            payload_id = uuid.uuid4().hex
-            sql.insert_payloads([(payload_id, instance_row_id, payload_json(result))])
-            sql.insert_events(sql.pending, [(instance_row_id, payload_id, result)])
+            sql.insert_payloads([(completion.payload_id, completion.instance_row_id, completion.payload)])
+            sql.insert_events(sql.pending, [(completion.instance_row_id, completion.payload_id, completion.result)])
             _, *row = execution
-            if exclusive and row[1] in workflow_queues:
-                # Continue the workflow here, in this transaction, if its task is free for us
-                # (leasing writes the execution row: only with the exclusive lock).
+            if exclusive and row[1] in completion.workflow_queues:
                 next_task = self.backend._lease_workflow_task(row, require_not_sticky=True)
                 if next_task is not None:
                     return next_task
@@ -168,6 +251,28 @@ class ActivityTasks:
         )
         if released:
             self.backend._waker.notify("activity")
+
+
+@dataclass(slots=True, eq=False)
+class _Completion:
+    """One activity's result on its way into its execution's inbox."""
+
+    row_id: int
+    instance_row_id: int
+    lease_token: str
+    result: Event
+    payload_id: str
+    payload: str
+    workflow_queues: Sequence[str]
+
+
+#: What completing one activity came to: the workflow's next task (leased to the caller), None,
+#: or LeaseLost (returned, not raised, so that one lost lease does not fail a whole batch).
+_Outcome = WorkflowTask | LeaseLost | None
+
+
+class _LeaseLostInBatch(Exception):
+    """A batch found a lease that ran out; the transaction rolls back."""
 
 
 class _ClaimRace(Exception):

@@ -127,6 +127,10 @@ class HotSql:
             share = " FOR SHARE" if self.vendor == "postgresql" else " LOCK IN SHARE MODE"
             self._try_lock_execution = f"SELECT {lock_columns} FROM {self.instance} WHERE id = %s{skip_locked}"
             self._share_execution = f"SELECT {lock_columns} FROM {self.instance} WHERE id = %s{share}"
+            self._try_share_execution = self._share_execution + " SKIP LOCKED"
+        # Only where a transaction can lock further executions without waiting (no row locks at
+        # all, or SKIP LOCKED) may it complete activities of several executions at once.
+        self.locks_executions_without_waiting = self.shares_execution_locks or not features.has_select_for_update
         self._lock_leased = (
             f"SELECT id FROM {self.instance} WHERE id = %s AND lease_token = %s AND locked_until > {now}{for_update}"
         )
@@ -179,6 +183,7 @@ class HotSql:
         self._delete_leased_activity = (
             f"DELETE FROM {self.activity} WHERE id = %s AND lease_token = %s AND locked_until > {now}"
         )
+        self._delete_leased_activities = f"DELETE FROM {self.activity} WHERE locked_until > {now}"
 
         # Inserts. {rows} is filled with one group of placeholders per row.
         self._insert_payloads = f"INSERT INTO {self.payload} (id, instance_id, data) VALUES {{rows}}"
@@ -334,6 +339,18 @@ class HotSql:
             return row, True
         return self._fetchone(self._share_execution, (row_id,)), False
 
+    def try_lock_execution_to_deliver(self, row_id: int) -> tuple[tuple[Any, ...] | None, bool] | None:
+        """``lock_execution_to_deliver`` without waiting: None if it would have to wait. Only
+        where ``locks_executions_without_waiting``."""
+        if not self.shares_execution_locks:
+            return self.lock_execution(row_id), True  # no row locks (SQLite): nothing to wait for
+        row = self._fetchone(self._try_lock_execution, (row_id,))
+        if row is not None:
+            return row, True
+        row = self._fetchone(self._try_share_execution, (row_id,))
+        # None: held exclusively by another transaction (or gone; the waiting lock tells).
+        return None if row is None else (row, False)
+
     def lock_leased(self, row_id: int, token: str) -> bool:
         """Lock the execution if this lease still holds it."""
         return self._fetchone(self._lock_leased, (row_id, token, *self._now_params)) is not None
@@ -405,6 +422,13 @@ class HotSql:
 
     def delete_leased_activity(self, row_id: int, token: str) -> bool:
         return self._rowcount(self._delete_leased_activity, (row_id, token, *self._now_params)) == 1
+
+    def delete_leased_activities(self, leases: Sequence[tuple[int, str]]) -> int:
+        """Delete the activity rows still leased with these (row id, token) pairs; return how
+        many were."""
+        fenced = " OR ".join(["(id = %s AND lease_token = %s)"] * len(leases))
+        sql = f"{self._delete_leased_activities} AND ({fenced})"
+        return self._rowcount(sql, (*self._now_params, *(value for lease in leases for value in lease)))
 
     # -- inserts -----------------------------------------------------------------------------
 
