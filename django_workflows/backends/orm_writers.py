@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,10 @@ class SqliteWriters:
     """A reentrant writer lock for one SQLite database alias: per thread, then per process."""
 
     def __init__(self) -> None:
+        self._reset()
+        _all.add(self)
+
+    def _reset(self) -> None:
         self._threads = threading.RLock()
         self._depth = 0
         # Descriptors by database file, opened at the first write (the file may not exist
@@ -72,6 +77,18 @@ class SqliteWriters:
                 # Not created yet (the connection creates it): queue threads only, look again next time.
                 logger.debug("not queueing SQLite writers across processes (%s): %s", path, exc)
         return fd
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a preforking server) shares its parent's open file descriptions, and with
+    # them the flock: it needs descriptors of its own, and a thread lock no other thread holds.
+    # The inherited descriptors are left open (closing them would drop POSIX locks).
+    for writers in list(_all):
+        writers._reset()
+
+
+_all: weakref.WeakSet[SqliteWriters] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def sqlite_writers(alias: str) -> SqliteWriters:

@@ -106,3 +106,29 @@ def test_a_file_created_after_the_first_write_is_locked_from_then_on(tmp_path: P
     path.write_bytes(b"")
     with writers.hold(_connection(str(path))):
         assert _locked_by_someone(path)
+
+
+def test_a_forked_child_queues_against_its_parent(db_file: Path) -> None:
+    """A child of a preforking server shares the parent's open file descriptions; it must open
+    its own descriptor, or the two would share one flock and never exclude each other."""
+    writers = SqliteWriters()
+    connection = _connection(str(db_file))
+    with writers.hold(connection):
+        pass
+    read_end, write_end = os.pipe()
+    with writers.hold(connection):
+        pid = os.fork()
+        if pid == 0:  # the child: would block if it queued against the parent; report instead
+            try:
+                fd = writers._descriptor(str(db_file))
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    os.write(write_end, b"got the lock")
+                except BlockingIOError:
+                    os.write(write_end, b"waited")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    assert os.read(read_end, 64) == b"waited"
+    os.close(read_end)
+    os.close(write_end)
