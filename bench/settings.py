@@ -47,7 +47,7 @@ if STORE not in STORES:
     raise ValueError(f"BENCH_STORE must be one of {', '.join(STORES)}, not {STORE!r}")
 DB_NAME = os.environ.get("BENCH_DB_NAME", "wfbench")
 
-# Workers keep their connections: runworkflows calls close_old_connections() around every task,
+# Workers keep their connections: runworkflows calls close_old_connections() before every task,
 # which with the default CONN_MAX_AGE=0 would reconnect for every task.
 _PERSISTENT = {"CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": False}
 

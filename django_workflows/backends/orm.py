@@ -376,13 +376,12 @@ class OrmBackend(BaseBackend):
 
     @contextlib.contextmanager
     def task_scope(self) -> Iterator[None]:
-        """Close stale or broken connections around every task, as Django does around requests:
-        a worker thread lives for days, longer than the server keeps an idle connection."""
+        """Close stale or broken connections before every task, as Django does around requests:
+        a worker thread lives for days, longer than the server keeps an idle connection. Once
+        per task is enough: the pool's threads take task after task, so a connection a task
+        broke or outlived is closed before the next one uses it."""
         self._close_old_connections()
-        try:
-            yield
-        finally:
-            self._close_old_connections()
+        yield
 
     def _close_old_connections(self) -> None:
         if not connections[self.using].in_atomic_block:

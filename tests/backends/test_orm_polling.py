@@ -149,6 +149,8 @@ def test_queues_filter_workflow_and_activity_tasks(orm: BackendMaker) -> None:
 
 
 def test_task_scope_closes_connections_that_outlived_their_age(orm: BackendMaker) -> None:
+    """Before every task: a connection that aged out (or broke) during one task is closed
+    before the next task on the same thread uses it."""
     backend = orm()
 
     def inside_a_worker_thread() -> bool:
@@ -158,7 +160,9 @@ def test_task_scope_closes_connections_that_outlived_their_age(orm: BackendMaker
         with backend.task_scope():
             closed_before_the_task = connection.connection is None
             connection.ensure_connection()
-            connection.close_at = 0
-        return closed_before_the_task and connection.connection is None
+            connection.close_at = 0  # this task's connection ages out in turn
+        with backend.task_scope():
+            closed_before_the_next_task = connection.connection is None
+        return closed_before_the_task and closed_before_the_next_task
 
     assert _in_thread(inside_a_worker_thread)() is True
