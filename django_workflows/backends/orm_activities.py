@@ -187,7 +187,8 @@ class ActivityTasks:
         locked: dict[int, tuple[tuple[Any, ...] | None, bool]] = {}
         left: list[_Completion] = []
         for position, instance_row_id in enumerate(sorted(by_execution)):
-            lock = sql.lock_execution_to_deliver(instance_row_id) if position == 0 else sql.try_lock_execution_to_deliver(instance_row_id)
+            take = sql.lock_execution_to_deliver if position == 0 else sql.try_lock_execution_to_deliver
+            lock = take(instance_row_id)
             if lock is None:
                 left += by_execution.pop(instance_row_id)
             else:

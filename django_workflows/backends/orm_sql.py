@@ -426,9 +426,11 @@ class HotSql:
     def delete_leased_activities(self, leases: Sequence[tuple[int, str]]) -> int:
         """Delete the activity rows still leased with these (row id, token) pairs; return how
         many were."""
+        # The IN list leads every planner to the primary key; the pairs are the fence.
         fenced = " OR ".join(["(id = %s AND lease_token = %s)"] * len(leases))
-        sql = f"{self._delete_leased_activities} AND ({fenced})"
-        return self._rowcount(sql, (*self._now_params, *(value for lease in leases for value in lease)))
+        sql = f"{self._delete_leased_activities} AND id IN ({_in(len(leases))}) AND ({fenced})"
+        params = (*self._now_params, *(row_id for row_id, _ in leases), *(value for lease in leases for value in lease))
+        return self._rowcount(sql, params)
 
     # -- inserts -----------------------------------------------------------------------------
 
