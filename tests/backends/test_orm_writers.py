@@ -108,6 +108,9 @@ def test_a_file_created_after_the_first_write_is_locked_from_then_on(tmp_path: P
         assert _locked_by_someone(path)
 
 
+# The child only makes system calls and exits with os._exit, so the threads pytest-xdist runs
+# beside this test cannot leave it a lock it would wait for.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_queues_against_its_parent(db_file: Path) -> None:
     """A child of a preforking server shares the parent's open file descriptions; it must open
     its own descriptor, or the two would share one flock and never exclude each other."""
