@@ -195,7 +195,7 @@ class ActivityTasks:
                 locked[instance_row_id] = lock
         taken = [c for group in by_execution.values() for c in group]
         if sql.delete_leased_activities([(c.row_id, c.lease_token) for c in taken]) != len(taken):
-            raise _LeaseLostInBatch()  # rolls back; the caller completes them one by one
+            raise _LeaseLostInBatch()  # rolls back: a batch is redone one by one, one alone is LeaseLost
         outcomes: dict[int, _Outcome] = {id(c): None for c in taken}
         active = {row_id for row_id, (execution, _) in locked.items() if execution is not None and execution[0] == ACTIVE}
         delivered = [c for c in taken if c.instance_row_id in active]
@@ -220,26 +220,13 @@ class ActivityTasks:
         return outcomes, left
 
     def _complete_alone(self, completion: _Completion) -> _Outcome:
-        """Complete one activity in its own transaction, waiting for its execution's lock."""
-        sql = self.backend._sql
-
-        def complete() -> _Outcome:
-            execution, exclusive = sql.lock_execution_to_deliver(completion.instance_row_id)
-            if not sql.delete_leased_activity(completion.row_id, completion.lease_token):
-                return LeaseLost()
-            if execution is None or execution[0] != ACTIVE:
-                return None
-            sql.insert_payloads([(completion.payload_id, completion.instance_row_id, completion.payload)])
-            sql.insert_events(sql.pending, [(completion.instance_row_id, completion.payload_id, completion.result)])
-            _, *row = execution
-            if exclusive and row[1] in completion.workflow_queues:
-                next_task = self.backend._lease_workflow_task(row, require_not_sticky=True)
-                if next_task is not None:
-                    return next_task
-            self.backend._notify_on_commit("workflow")
-            return None
-
-        return self.backend._db.run(complete, reconnect=True)
+        """Complete one activity in its own transaction, waiting for its execution's lock (a
+        batch of one: its only lock is the first, which may wait)."""
+        try:
+            done, _ = self.backend._db.run(functools.partial(self._write_batch, [completion]), reconnect=True)
+        except _LeaseLostInBatch:
+            return LeaseLost()
+        return done[id(completion)]
 
     def abandon(self, task: ActivityTask) -> None:
         # A graceful release is not a crash: it does not count against max_activity_leases.

@@ -180,9 +180,6 @@ class HotSql:
             f"UPDATE {self.activity} SET locked_until = {{until}}, lease_token = %s, worker = %s,"
             f" lease_count = lease_count + 1 WHERE id IN ({{ids}}) AND (locked_until IS NULL OR locked_until <= {now})"
         )
-        self._delete_leased_activity = (
-            f"DELETE FROM {self.activity} WHERE id = %s AND lease_token = %s AND locked_until > {now}"
-        )
         self._delete_leased_activities = f"DELETE FROM {self.activity} WHERE locked_until > {now}"
 
         # Inserts. {rows} is filled with one group of placeholders per row.
@@ -419,9 +416,6 @@ class HotSql:
         """Lease the (locked, free) activity rows; return how many were leased."""
         sql, until = self._until(self._lease_activities.replace("{ids}", _in(len(row_ids))), lock)
         return self._rowcount(sql, (*until, token, worker, *row_ids, *self._now_params))
-
-    def delete_leased_activity(self, row_id: int, token: str) -> bool:
-        return self._rowcount(self._delete_leased_activity, (row_id, token, *self._now_params)) == 1
 
     def delete_leased_activities(self, leases: Sequence[tuple[int, str]]) -> int:
         """Delete the activity rows still leased with these (row id, token) pairs; return how
