@@ -47,8 +47,7 @@ from .engine.info import (
     replaying,
     workflow_instance,
 )
-from .engine.retries import DEFAULT_RETRY_OPTIONS, RetryOptions
-from .engine.retrying import with_retries
+from .engine.retries import DEFAULT_RETRY_OPTIONS, RetryOptions, with_retries
 from .engine.side_effects import side_effect
 from .engine.signals import new_signal_channel, signal_workflow
 from .engine.subworkflows import SubWorkflowOptions, create_sub_workflow_instance

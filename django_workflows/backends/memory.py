@@ -35,7 +35,7 @@ from ..engine.history import (
     WorkflowExecutionStartedAttributes,
 )
 from .base import BaseBackend
-from .common import (
+from .rules import (
     FOLLOW_ACTIVE_EXECUTION,
     abandoned_activity_result,
     activity_queue,

@@ -18,8 +18,7 @@ from .converter import PayloadError
 from .errors import Canceled, WorkflowError
 from .futures import Future, resolved
 from .registry import ArgumentMismatch, check_arguments
-from .retries import DEFAULT_RETRY_OPTIONS, RetryOptions
-from .retrying import with_retries
+from .retries import DEFAULT_RETRY_OPTIONS, RetryOptions, with_retries
 from .state import WorkflowState, state_of
 
 

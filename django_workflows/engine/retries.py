@@ -1,14 +1,28 @@
-"""Retry policies (port of go-workflows ``workflow/retries.go``).
+"""Retry policies and ``with_retries`` (port of go-workflows ``workflow/retries.go``).
 
 Retries are driven by the workflow, not the worker: every attempt is its own activity or
-sub-workflow in history, and the backoff between attempts is a durable timer, so a retry
-schedule survives restarts.
+sub-workflow in history, and the backoff between attempts is a durable timer named
+``Retry-Backoff``, so a retry schedule survives restarts. ``with_retries`` runs in a coroutine
+that calls ``fn(ctx, attempt)`` until it succeeds, the error is permanent or ``Canceled``, the
+attempts are used up, or the retry timeout would pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, TypeVar
+
+from .clock import to_timedelta
+from .concurrency import go
+from .context import Context
+from .errors import Canceled, can_retry
+from .futures import Future, resolved
+from .state import state_of
+from .timers import schedule_timer
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,8 +42,6 @@ class RetryOptions:
     retry_timeout: timedelta | float = field(default=timedelta(0))
 
     def __post_init__(self) -> None:
-        from .clock import to_timedelta
-
         if not isinstance(self.max_attempts, int) or self.max_attempts < 0:
             raise ValueError(f"max_attempts must be a non-negative int, got {self.max_attempts!r}")
         if self.backoff_coefficient < 0:
@@ -51,3 +63,45 @@ class RetryOptions:
 DEFAULT_RETRY_OPTIONS = RetryOptions(max_attempts=3, backoff_coefficient=1.0)
 #: Sub-workflows are not retried unless asked to (go-workflows ``DefaultSubWorkflowRetryOptions``).
 DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS = RetryOptions(max_attempts=1)
+
+
+def with_retries(
+    ctx: Context, retry_options: RetryOptions, fn: Callable[[Context, int], Future[T]]
+) -> Future[T]:
+    """Call ``fn(ctx, attempt)`` (``attempt`` counts from 0) and retry it as ``retry_options`` says."""
+    if ctx.err() is not None:
+        return resolved(error=Canceled())
+    if retry_options.max_attempts <= 1:
+        return fn(ctx, 0)
+
+    state = state_of(ctx)
+    result: Future[T] = Future()
+
+    async def retry_loop(ctx: Context) -> None:
+        first_attempt_at = state.time
+        retry_timeout: timedelta = retry_options.retry_timeout  # type: ignore[assignment]
+        attempt = 0
+        while True:
+            try:
+                value: Any = await fn(ctx, attempt)
+            except Exception as err:  # every error is judged below; GeneratorExit (close) is not one
+                attempt += 1
+                if attempt >= retry_options.max_attempts or isinstance(err, Canceled) or not can_retry(err):
+                    result.set_error(err)
+                    return
+                backoff = retry_options.backoff(attempt - 1)
+                if retry_timeout > timedelta(0) and state.time + backoff > first_attempt_at + retry_timeout:
+                    result.set_error(err)
+                    return
+                if backoff > timedelta(0):
+                    try:
+                        await schedule_timer(ctx, backoff, name="Retry-Backoff")
+                    except Canceled as canceled:
+                        result.set_error(canceled)
+                        return
+                continue
+            result.set_result(value)
+            return
+
+    go(ctx, retry_loop, name="retries")
+    return result

@@ -21,8 +21,7 @@ from .context import Context
 from .core import WorkflowInstance, validate_id
 from .errors import Canceled
 from .futures import Future, resolved
-from .retries import DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS, RetryOptions
-from .retrying import with_retries
+from .retries import DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS, RetryOptions, with_retries
 from .state import state_of
 
 _ID_NAMESPACE = uuid.UUID("0b6d4bde-5c5f-4a43-9c2d-9f6f5b1f6b51")

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..backends.common import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
+from ..backends.rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
 from ..engine.activity_runner import ActivityRunner
 from ..engine.clock import system_clock, to_timedelta
 from ..engine.converter import Converter, PayloadError, default_converter

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from django_workflows.backends.group_commit import GroupCommit
-from django_workflows.testing.conformance_support import wait_until
+from django_workflows.backends.orm.group_commit import GroupCommit
+from django_workflows.testing.conformance.support import wait_until
 
 
 class BlockingWrites:

@@ -14,9 +14,9 @@ import pytest
 from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_workflows.backends import orm_delivery
 from django_workflows.backends.handler import InvalidWorkflowBackend
 from django_workflows.backends.orm import OrmBackend
+from django_workflows.backends.orm import delivery as orm_delivery
 from django_workflows.engine import clock as engine_clock
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
@@ -33,7 +33,7 @@ from django_workflows.engine.history import (
 )
 from django_workflows.models import HistoryEvent, Payload, PendingEvent
 from django_workflows.models import WorkflowInstance as InstanceRow
-from django_workflows.testing.conformance_support import (
+from django_workflows.testing.conformance.support import (
     cancel_event,
     complete,
     new_instance,

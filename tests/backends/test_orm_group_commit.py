@@ -19,7 +19,7 @@ from django_workflows.engine.history import ActivityCompletedAttributes, Event, 
 from django_workflows.models import ActivityTask as ActivityRow
 from django_workflows.models import PendingEvent
 from django_workflows.models import WorkflowInstance as InstanceRow
-from django_workflows.testing.conformance_support import complete, poll_workflow_task, wait_until
+from django_workflows.testing.conformance.support import complete, poll_workflow_task, wait_until
 
 from . import test_orm_support
 from .test_orm_support import VENDOR, BackendMaker, row, schedule_activities

@@ -19,7 +19,7 @@ from django_workflows.engine.history import (
     TimerScheduledAttributes,
     new_event,
 )
-from django_workflows.testing.conformance_support import (
+from django_workflows.testing.conformance.support import (
     complete,
     new_instance,
     poll_workflow_task,

@@ -15,7 +15,7 @@ from django.db import connections
 from django_workflows.engine.history import EventType
 from django_workflows.models import ActivityTask as ActivityRow
 from django_workflows.models import HistoryEvent, PendingEvent
-from django_workflows.testing.conformance_support import (
+from django_workflows.testing.conformance.support import (
     complete,
     new_instance,
     signal_event,

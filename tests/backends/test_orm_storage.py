@@ -35,7 +35,7 @@ from django_workflows.engine.history import (
 from django_workflows.models import ActivityTask as ActivityRow
 from django_workflows.models import HistoryEvent, Outcome, Payload, PendingEvent
 from django_workflows.models import WorkflowInstance as InstanceRow
-from django_workflows.testing.conformance_support import (
+from django_workflows.testing.conformance.support import (
     complete,
     new_instance,
     numbered,

@@ -18,7 +18,7 @@ from django.db.models.sql import Query
 from django.utils.dateparse import parse_datetime
 
 from django_workflows.backends.orm import OrmBackend
-from django_workflows.backends.orm_db import DbNow
+from django_workflows.backends.orm.transactions import DbNow
 from django_workflows.engine.backend import WorkflowTask
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState, WorkflowInstance
@@ -30,7 +30,7 @@ from django_workflows.engine.history import (
     new_event,
 )
 from django_workflows.models import WorkflowInstance as InstanceRow
-from django_workflows.testing.conformance_support import (
+from django_workflows.testing.conformance.support import (
     complete,
     new_instance,
     numbered,

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from django_workflows.backends.orm_writers import SqliteWriters
+from django_workflows.backends.orm.sqlite_writers import SqliteWriters
 
 
 def _connection(name: object) -> SimpleNamespace:

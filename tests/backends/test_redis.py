@@ -41,7 +41,7 @@ from django_workflows.engine.history import (
     WorkflowExecutionContinuedAsNewAttributes,
     new_event,
 )
-from django_workflows.testing.conformance_support import (
+from django_workflows.testing.conformance.support import (
     WAIT,
     complete,
     new_instance,

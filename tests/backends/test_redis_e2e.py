@@ -18,7 +18,7 @@ from django_workflows.backends.redis import RedisBackend
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.history import EventType
-from django_workflows.testing.conformance_support import WAIT, wait_until
+from django_workflows.testing.conformance.support import WAIT, wait_until
 from django_workflows.worker import Worker, WorkerOptions
 
 from .test_redis import redis_prefix  # noqa: F401  (a fixture)

@@ -22,7 +22,7 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 
 from django_workflows import workflow
-from django_workflows.admin_display import MAX_SHOWN_CHARS, format_duration, pretty_json
+from django_workflows.admin.display import MAX_SHOWN_CHARS, format_duration, pretty_json
 from django_workflows.backends import default_backend
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
@@ -388,7 +388,7 @@ def test_long_history_is_paginated(
 def test_bounded_parts_say_when_they_are_cut(
     world: World, admin_client: HttpClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from django_workflows import admin_detail
+    from django_workflows.admin import detail as admin_detail
 
     monkeypatch.setattr(admin_detail, "TIMELINE_LIMIT", 1)
     monkeypatch.setattr(admin_detail, "TREE_MAX_NODES", 0)

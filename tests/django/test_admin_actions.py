@@ -18,8 +18,8 @@ from django.test import Client as HttpClient
 from django.test import RequestFactory
 from django.urls import reverse
 
-from django_workflows import admin_actions
-from django_workflows.admin_actions import (
+from django_workflows.admin import actions as admin_actions
+from django_workflows.admin.actions import (
     Result,
     engine_instance,
     report,

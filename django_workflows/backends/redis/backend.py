@@ -49,7 +49,7 @@ from ...engine.history import (
     event_to_json,
 )
 from ..base import BaseBackend
-from ..common import abandoned_activity_result, terminated_events
+from ..rules import abandoned_activity_result, terminated_events
 from . import codec, keys
 from .checks import persistence_messages
 from .codec import instance_from, instance_json, ms, text

@@ -23,7 +23,7 @@ from ...engine.history import (
     event_from_json,
     event_to_json,
 )
-from ..common import (
+from ..rules import (
     FOLLOW_ACTIVE_EXECUTION,
     activity_queue,
     duplicate_sub_workflow_result,

@@ -34,15 +34,15 @@ from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
-from .admin_display import status_key, status_label
-from .client import Client
-from .engine.converter import Converter
-from .engine.core import WorkflowInstance as EngineInstance
-from .engine.errors import InstanceFinished, InstanceNotFinished, InstanceNotFound
-from .models import WorkflowInstance
+from ..client import Client
+from ..engine.converter import Converter
+from ..engine.core import WorkflowInstance as EngineInstance
+from ..engine.errors import InstanceFinished, InstanceNotFinished, InstanceNotFound
+from ..models import WorkflowInstance
+from .display import status_key, status_label
 
 if TYPE_CHECKING:
-    from .admin import WorkflowInstanceAdmin
+    from . import WorkflowInstanceAdmin
 
 logger = logging.getLogger("django_workflows.admin")
 

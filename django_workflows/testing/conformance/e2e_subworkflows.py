@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from .. import workflow
-from ..engine.core import InstanceState
-from ..engine.errors import InstanceNotFound
-from ..engine.history import EventType, SubWorkflowScheduledAttributes
-from .conformance_support import EndToEndFixtures, wait_until
+from ... import workflow
+from ...engine.core import InstanceState
+from ...engine.errors import InstanceNotFound
+from ...engine.history import EventType, SubWorkflowScheduledAttributes
+from .support import EndToEndFixtures, wait_until
 
 
 def _unique(prefix: str) -> str:

@@ -11,7 +11,7 @@ the fenced UPDATE, one DELETE and three multi-row INSERTs):
    rejected, so a signal is never accepted and then lost (C4).
 2. The consumed pending events are deleted (all of them if the execution ended, with the
    payloads of leftover timers); ``TimerCanceled`` deletes the canceled timer's future event.
-3. Workflow events are delivered (``orm_delivery``), creating sub-workflow executions.
+3. Workflow events are delivered (``delivery``), creating sub-workflow executions.
 4. Payloads, history, activity tasks and pending events (timers and deliveries) are inserted with
    one multi-row INSERT per table. Payloads of consumed events are reused by their history rows.
 """
@@ -26,23 +26,23 @@ from typing import Any
 
 from django.db.models import Q, Subquery
 
-from ..engine.backend import ActivityTask, BackendOptions
-from ..engine.core import InstanceState
-from ..engine.errors import LeaseLost
-from ..engine.history import (
+from ...engine.backend import ActivityTask, BackendOptions
+from ...engine.core import InstanceState
+from ...engine.errors import LeaseLost
+from ...engine.history import (
     Event,
     EventType,
     WorkflowEvent,
     WorkflowExecutionFinishedAttributes,
 )
-from ..models import ActivityTask as ActivityRow
-from ..models import HistoryEvent, Outcome, Payload, PendingEvent
-from ..models import WorkflowInstance as InstanceRow
-from .common import activity_queue
-from .orm_db import DbNow, raw_delete
-from .orm_delivery import resolve_deliveries
-from .orm_rows import RowBatch
-from .orm_sql import HotSql, payload_json
+from ...models import ActivityTask as ActivityRow
+from ...models import HistoryEvent, Outcome, Payload, PendingEvent
+from ...models import WorkflowInstance as InstanceRow
+from ..rules import activity_queue
+from .delivery import resolve_deliveries
+from .rows import RowBatch
+from .sql import HotSql, payload_json
+from .transactions import DbNow, raw_delete
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class Completion:
 
     def _is_plain_step(self) -> bool:
         """The common task: the execution goes on, nothing is delivered elsewhere, no timer is
-        canceled. It runs on precompiled SQL (``orm_sql``); everything else on the ORM below."""
+        canceled. It runs on precompiled SQL (``sql``); everything else on the ORM below."""
         removing = self.state is InstanceState.CONTINUED_AS_NEW and self.options.remove_continued_as_new_instances
         return (
             self.sql is not None

@@ -33,7 +33,7 @@ from django.db import (
 )
 from django.db.models import DateTimeField, Expression, QuerySet
 
-from .orm_writers import sqlite_writers
+from .sqlite_writers import sqlite_writers
 
 logger = logging.getLogger("django_workflows.backends.orm")
 
@@ -144,7 +144,7 @@ class Transactions:
         self._threads: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
         #: This thread's connection while ``run`` runs (``pinned.connection``), else unset.
         self.pinned = threading.local()
-        # SQLite has one write lock per database; its writers queue in front of it (orm_writers).
+        # SQLite has one write lock per database; its writers queue in front of it (sqlite_writers).
         # Reentrant: on_commit hooks may start work.
         writers = sqlite_writers(using) if connections[using].vendor == "sqlite" else None
         self._write_queue: Callable[[Any], Any] = writers.hold if writers else _no_queue

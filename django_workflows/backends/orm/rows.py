@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.core import WorkflowInstance
-from ..engine.history import (
+from ...engine.core import WorkflowInstance
+from ...engine.history import (
     Event,
     EventType,
     WorkflowExecutionStartedAttributes,
     attributes_from_json,
     attributes_to_json,
 )
-from ..models import ActivityTask as ActivityRow
-from ..models import EventRow, HistoryEvent, Payload, PendingEvent
-from ..models import WorkflowInstance as InstanceRow
+from ...models import ActivityTask as ActivityRow
+from ...models import EventRow, HistoryEvent, Payload, PendingEvent
+from ...models import WorkflowInstance as InstanceRow
 
 #: Columns that identify an execution and its parent (see ``instance_from``).
 INSTANCE_COLUMNS = (
@@ -140,7 +140,7 @@ class RowBatch:
 
 def new_execution(instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes) -> InstanceRow:
     """The row of a new, active execution (not saved); its times come from the database clock."""
-    from .orm_db import DbNow
+    from .transactions import DbNow
 
     return InstanceRow(
         instance_id=instance.instance_id,

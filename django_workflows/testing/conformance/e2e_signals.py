@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from .. import workflow
-from ..engine.errors import InstanceNotFound
-from ..engine.history import EventType
-from .conformance_support import EndToEndFixtures
+from ... import workflow
+from ...engine.errors import InstanceNotFound
+from ...engine.history import EventType
+from .support import EndToEndFixtures
 
 _ONCE = workflow.ActivityOptions()
 

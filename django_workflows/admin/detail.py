@@ -18,7 +18,19 @@ from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 
-from .admin_display import (
+from ..engine.converter import Converter
+from ..engine.history import (
+    ActivityScheduledAttributes,
+    EventType,
+    SubWorkflowScheduledAttributes,
+    TimerScheduledAttributes,
+    WorkflowExecutionContinuedAsNewAttributes,
+    WorkflowExecutionFinishedAttributes,
+    WorkflowExecutionStartedAttributes,
+    WorkflowExecutionTerminatedAttributes,
+)
+from ..models import ActivityTask, HistoryEvent, PendingEvent, WorkflowInstance
+from .display import (
     ErrorView,
     EventView,
     Field,
@@ -30,18 +42,6 @@ from .admin_display import (
     status_key,
     status_label,
 )
-from .engine.converter import Converter
-from .engine.history import (
-    ActivityScheduledAttributes,
-    EventType,
-    SubWorkflowScheduledAttributes,
-    TimerScheduledAttributes,
-    WorkflowExecutionContinuedAsNewAttributes,
-    WorkflowExecutionFinishedAttributes,
-    WorkflowExecutionStartedAttributes,
-    WorkflowExecutionTerminatedAttributes,
-)
-from .models import ActivityTask, HistoryEvent, PendingEvent, WorkflowInstance
 
 #: History events per page of the instance page.
 HISTORY_PAGE_SIZE = 100

@@ -23,16 +23,16 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from ..engine.core import InstanceState, WorkflowInstance
-from ..engine.history import (
+from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.history import (
     Event,
     EventType,
     WorkflowEvent,
     WorkflowExecutionStartedAttributes,
 )
-from ..models import WorkflowInstance as InstanceRow
-from .common import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
-from .orm_rows import execution_rows, new_execution
+from ...models import WorkflowInstance as InstanceRow
+from ..rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
+from .rows import execution_rows, new_execution
 
 _Key = tuple[str, str]
 

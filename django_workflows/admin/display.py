@@ -20,10 +20,10 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from .engine.converter import Converter
-from .engine.core import InstanceState, WorkflowInstance
-from .engine.errors import ErrorInfo
-from .engine.history import Attributes, attributes_from_json
+from ..engine.converter import Converter
+from ..engine.core import InstanceState, WorkflowInstance
+from ..engine.errors import ErrorInfo
+from ..engine.history import Attributes, attributes_from_json
 
 #: Longest JSON text shown for one value; a bigger payload is cut (the page must stay usable).
 MAX_SHOWN_CHARS = 20_000

@@ -12,9 +12,9 @@ logged like Django's own when query logging is on (``DEBUG``, ``CaptureQueriesCo
 Only the frequent paths use it: claiming a workflow or activity task, reading an execution's
 pending events, completing an activity, and completing a workflow task that delivers nothing to
 other executions. Rarer work (starts, signals, sub-workflows, continue-as-new, canceled timers)
-stays on the QuerySet API in ``orm``, ``orm_complete`` and ``orm_delivery``.
+stays on the QuerySet API in ``backend``, ``completion`` and ``delivery``.
 
-Lease times use the database clock, as ``orm_db.DbNow`` renders it for each database.
+Lease times use the database clock, as ``transactions.DbNow`` renders it for each database.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from typing import Any
 from django.db import connections
 from django.utils.dateparse import parse_datetime
 
-from ..engine.history import Event, attributes_to_json
-from ..models import ActivityTask as ActivityRow
-from ..models import HistoryEvent, Payload, PendingEvent
-from ..models import WorkflowInstance as InstanceRow
-from .orm_db import DbNow
+from ...engine.history import Event, attributes_to_json
+from ...models import ActivityTask as ActivityRow
+from ...models import HistoryEvent, Payload, PendingEvent
+from ...models import WorkflowInstance as InstanceRow
+from .transactions import DbNow
 
-#: Columns of an execution that a workflow task needs, in ``orm_rows.TASK_COLUMNS`` order.
+#: Columns of an execution that a workflow task needs, in ``rows.TASK_COLUMNS`` order.
 _TASK_COLUMNS = (
     "id",
     "queue",

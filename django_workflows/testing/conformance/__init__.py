@@ -68,13 +68,13 @@ This project runs the suite over its own backends in ``tests/backends/test_confo
 
 from __future__ import annotations
 
-from .conformance_backend import BackendConformance
-from .conformance_e2e_basics import BasicCases, TenantPropagator
-from .conformance_e2e_errors import ErrorCases
-from .conformance_e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
-from .conformance_e2e_signals import ConcurrencyCases, SignalCases
-from .conformance_e2e_subworkflows import SubWorkflowCases
-from .conformance_e2e_timers import TimerCases
+from .backend import BackendConformance
+from .e2e_basics import BasicCases, TenantPropagator
+from .e2e_errors import ErrorCases
+from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
+from .e2e_signals import ConcurrencyCases, SignalCases
+from .e2e_subworkflows import SubWorkflowCases
+from .e2e_timers import TimerCases
 
 
 class EndToEndConformance(

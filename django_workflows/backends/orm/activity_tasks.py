@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
-from ..engine.backend import ActivityTask, WorkflowTask
-from ..engine.clock import system_clock
-from ..engine.core import InstanceState
-from ..engine.errors import LeaseLost
-from ..engine.history import Event
-from .common import abandoned_activity_result
+from ...engine.backend import ActivityTask, WorkflowTask
+from ...engine.clock import system_clock
+from ...engine.core import InstanceState
+from ...engine.errors import LeaseLost
+from ...engine.history import Event
+from ..rules import abandoned_activity_result
 from .group_commit import GroupCommit
-from .orm_db import DbNow, first, raw_delete
-from .orm_rows import EVENT_COLUMNS, event_from, instance_from
-from .orm_sql import payload_json
+from .rows import EVENT_COLUMNS, event_from, instance_from
+from .sql import payload_json
+from .transactions import DbNow, first, raw_delete
 
 if TYPE_CHECKING:
-    from .orm import OrmBackend
+    from .backend import OrmBackend
 
 ACTIVE = InstanceState.ACTIVE.value
 

@@ -5,7 +5,7 @@ payloads), except that it sits behind the admin's login and permissions (``diag`
 authentication; see reference/reliability.md §4.1). Only ``WorkflowInstance`` is registered:
 history events, payloads, pending events and activity tasks are shown inside the instance page.
 Nothing can be added, edited or deleted here; the only way to change an instance is an action
-(``admin_actions``), which goes through the ``Client`` like any other caller.
+(``admin.actions``), which goes through the ``Client`` like any other caller.
 
 - List: status, workflow name, queue, created, completed, duration; filters by status, name and
   queue; search by instance id (prefix) or execution id; a date hierarchy on creation.
@@ -33,11 +33,11 @@ from django.utils.html import format_html
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
-from .admin_actions import ACTIONS
-from .admin_detail import HISTORY_PAGE_SIZE, InstanceDetail
-from .admin_display import STATUS_LABELS, describe_duration, status_key, status_label
-from .engine.core import InstanceState
-from .models import WorkflowInstance
+from ..engine.core import InstanceState
+from ..models import WorkflowInstance
+from .actions import ACTIONS
+from .detail import HISTORY_PAGE_SIZE, InstanceDetail
+from .display import STATUS_LABELS, describe_duration, status_key, status_label
 
 #: The permissions behind the actions, as ``app_label.codename``.
 PERMISSIONS = {
@@ -120,12 +120,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def get_backend(self) -> Any:
         """The backend whose tables this admin shows: the first ORM backend of ``WORKFLOWS``
         (the ``default`` alias first), else the default backend."""
-        from .backends.handler import (
+        from ..backends.handler import (
             DEFAULT_BACKEND,
             DEFAULT_WORKFLOWS_ALIAS,
             workflow_backends,
         )
-        from .backends.orm import OrmBackend
+        from ..backends.orm import OrmBackend
 
         for alias in sorted(workflow_backends, key=lambda alias: alias != DEFAULT_WORKFLOWS_ALIAS):
             backend_class = import_string(workflow_backends.settings[alias].get("BACKEND", DEFAULT_BACKEND))

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from ..engine.backend import Feature, Stats
-from ..engine.clock import utcnow
-from ..engine.core import InstanceState, WorkflowInstance
-from ..engine.errors import (
+from ...engine.backend import Feature, Stats
+from ...engine.clock import utcnow
+from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.errors import (
     CompletionRejected,
     InstanceAlreadyExists,
     InstanceFinished,
@@ -29,7 +29,7 @@ from ..engine.errors import (
     LeaseLost,
     NotSupported,
 )
-from ..engine.history import (
+from ...engine.history import (
     ActivityCompletedAttributes,
     ActivityFailedAttributes,
     ActivityScheduledAttributes,
@@ -45,7 +45,7 @@ from ..engine.history import (
     event_to_dict,
     new_event,
 )
-from .conformance_support import (
+from .support import (
     BackendFactory,
     cancel_event,
     complete,

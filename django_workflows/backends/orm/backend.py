@@ -6,17 +6,17 @@ Semantics are those of ``backends.memory`` (the reference). What the database ad
 
 * Leases carry a token; extend, complete and abandon are fenced UPDATE/DELETEs
   (``... WHERE id=? AND lease_token=? AND locked_until > <db now>``), and every lease time comes
-  from the database clock (``orm_db.DbNow``), never from this process.
+  from the database clock (``transactions.DbNow``), never from this process.
 * Claims lock the candidate row with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and
   MySQL/MariaDB (concurrent pollers skip each other's rows instead of queueing); SQLite has one
   writer at a time (IMMEDIATE transactions in WAL mode), and the claim UPDATE repeats the
   "lease is free" condition, so a connection left in DEFERRED mode stays correct too.
 * Lock conflicts ("database is locked", deadlocks) are retried inside the backend, bounded and
-  with jitter (``orm_db.Transactions``); they do not reach callers.
+  with jitter (``transactions.Transactions``); they do not reach callers.
 * Uniqueness is the database's job: one active execution per instance id, one history event per
   (execution, sequence id).
 
-Pollers in this process wake as soon as this process commits work for them (``orm_wakeup``),
+Pollers in this process wake as soon as this process commits work for them (``wakeup``),
 and otherwise look every ``poll_interval`` seconds for work committed by other processes.
 """
 
@@ -38,10 +38,10 @@ from django.db import (
 )
 from django.db.models import Count, Exists, OuterRef, Q
 
-from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
-from ..engine.clock import system_clock, to_timedelta
-from ..engine.core import InstanceState, WorkflowInstance, validate_id
-from ..engine.errors import (
+from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ...engine.clock import system_clock, to_timedelta
+from ...engine.core import InstanceState, WorkflowInstance, validate_id
+from ...engine.errors import (
     CompletionRejected,
     InstanceAlreadyExists,
     InstanceFinished,
@@ -49,29 +49,21 @@ from ..engine.errors import (
     InstanceNotFound,
     LeaseLost,
 )
-from ..engine.history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
-from ..models import ActivityTask as ActivityRow
-from ..models import HistoryEvent, Outcome, PendingEvent
-from ..models import WorkflowInstance as InstanceRow
-from .base import BaseBackend
-from .common import terminated_events
-from .orm_activities import ActivityTasks
-from .orm_complete import (
+from ...engine.history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
+from ...models import ActivityTask as ActivityRow
+from ...models import HistoryEvent, Outcome, PendingEvent
+from ...models import WorkflowInstance as InstanceRow
+from ..base import BaseBackend
+from ..rules import terminated_events
+from .activity_tasks import ActivityTasks
+from .completion import (
     Completion,
     WorkflowTaskData,
     delete_execution_rows,
     delete_pending,
     visible,
 )
-from .orm_db import (
-    DEFAULT_LOCK_RETRY_TIMEOUT,
-    SUPPORTED_VENDORS,
-    DbNow,
-    Transactions,
-    first,
-    raw_delete,
-)
-from .orm_rows import (
+from .rows import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
     RowBatch,
@@ -79,8 +71,16 @@ from .orm_rows import (
     instance_from,
     new_execution,
 )
-from .orm_sql import HotSql
-from .orm_wakeup import Kind, waker_for
+from .sql import HotSql
+from .transactions import (
+    DEFAULT_LOCK_RETRY_TIMEOUT,
+    SUPPORTED_VENDORS,
+    DbNow,
+    Transactions,
+    first,
+    raw_delete,
+)
+from .wakeup import Kind, waker_for
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ class OrmBackend(BaseBackend):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        from .handler import InvalidWorkflowBackend
+        from ..handler import InvalidWorkflowBackend
 
         if using not in connections.settings:
             raise InvalidWorkflowBackend(f"OrmBackend: the database alias {using!r} is not in DATABASES")
@@ -116,7 +116,7 @@ class OrmBackend(BaseBackend):
             )
         time_zone = connections.settings[using].get("TIME_ZONE")
         if vendor != "postgresql" and time_zone not in (None, "UTC"):
-            # Lease times come from the database clock in UTC (orm_db.DbNow); Django would store
+            # Lease times come from the database clock in UTC (transactions.DbNow); Django would store
             # this database's datetimes in another zone.
             raise InvalidWorkflowBackend(
                 f"OrmBackend: DATABASES[{using!r}]['TIME_ZONE'] is {time_zone!r}; the workflow tables need "
@@ -527,7 +527,7 @@ class OrmBackend(BaseBackend):
             raise CompletionRejected()
         return result.leased
 
-    # -- activity tasks (orm_activities) ----------------------------------------------------
+    # -- activity tasks (activity_tasks) ----------------------------------------------------
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
         tasks = self.get_activity_tasks(queues, timeout, 1)

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from .. import activity, workflow
-from ..engine.converter import PayloadError
-from ..engine.errors import InstanceNotFound
-from ..engine.history import EventType
-from ..engine.registry import ArgumentMismatch
-from .conformance_support import WAIT, EndToEndFixtures
+from ... import activity, workflow
+from ...engine.converter import PayloadError
+from ...engine.errors import InstanceNotFound
+from ...engine.history import EventType
+from ...engine.registry import ArgumentMismatch
+from .support import WAIT, EndToEndFixtures
 
 _ONCE = workflow.ActivityOptions()
 

@@ -9,9 +9,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from .. import workflow
-from ..engine.history import EventType
-from .conformance_support import EndToEndFixtures, contains_in_order
+from ... import workflow
+from ...engine.history import EventType
+from .support import EndToEndFixtures, contains_in_order
 
 
 def _noop() -> None:

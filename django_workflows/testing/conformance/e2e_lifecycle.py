@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from .. import workflow
-from ..engine.backend import Feature
-from ..engine.clock import utcnow
-from ..engine.core import InstanceState
-from ..engine.errors import InstanceFinished, InstanceNotFinished, InstanceNotFound, NotSupported, WorkflowTerminated
-from ..engine.history import EventType
-from .conformance_support import WAIT, EndToEndFixtures, wait_until
+from ... import workflow
+from ...engine.backend import Feature
+from ...engine.clock import utcnow
+from ...engine.core import InstanceState
+from ...engine.errors import InstanceFinished, InstanceNotFinished, InstanceNotFound, NotSupported, WorkflowTerminated
+from ...engine.history import EventType
+from .support import WAIT, EndToEndFixtures, wait_until
 
 _ONCE = workflow.ActivityOptions()
 
@@ -240,7 +240,7 @@ class QueueAndRemovalCases(EndToEndFixtures):
         assert ran == []
 
     def test_activity_queues(self, e2e: Any) -> None:
-        from .. import activity
+        from ... import activity
 
         def where() -> str:
             return activity.info().queue

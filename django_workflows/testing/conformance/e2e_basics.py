@@ -10,10 +10,10 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from .. import activity, workflow
-from ..engine.core import Metadata
-from ..engine.history import ActivityScheduledAttributes, EventType, TimerScheduledAttributes
-from .conformance_support import WAIT, EndToEndFixtures
+from ... import activity, workflow
+from ...engine.core import Metadata
+from ...engine.history import ActivityScheduledAttributes, EventType, TimerScheduledAttributes
+from .support import WAIT, EndToEndFixtures
 
 _tenant: ContextVar[str | None] = ContextVar("conformance_tenant", default=None)
 _TENANT_KEY = "conformance-tenant"

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from ..client import Client, WorkflowInstanceOptions
-from ..engine.backend import Backend, WorkflowTask
-from ..engine.clock import utcnow
-from ..engine.core import DEFAULT_QUEUE, InstanceState, WorkflowInstance, new_execution_id
-from ..engine.history import (
+from ...client import Client, WorkflowInstanceOptions
+from ...engine.backend import Backend, WorkflowTask
+from ...engine.clock import utcnow
+from ...engine.core import DEFAULT_QUEUE, InstanceState, WorkflowInstance, new_execution_id
+from ...engine.history import (
     Event,
     EventType,
     SignalReceivedAttributes,
@@ -30,7 +30,7 @@ from ..engine.history import (
     WorkflowTaskStartedAttributes,
     new_event,
 )
-from ..worker import Worker, WorkerOptions
+from ...worker import Worker, WorkerOptions
 
 #: A callable ``**backend_options -> backend``; see the ``backend_factory`` fixture contract.
 BackendFactory = Callable[..., Backend]
@@ -318,7 +318,7 @@ class EndToEndFixtures:
 
     @pytest.fixture
     def e2e(self, backend_factory: BackendFactory, executor_cache: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
-        from .. import worker as worker_module
+        from ... import worker as worker_module
 
         # Pollers block in the backend for this long; stopping a worker waits for them. The
         # production value (1 s) would make every case's teardown that slow.
