@@ -29,7 +29,7 @@ def attempt() -> int:
     return current_activity().attempt
 
 
-def logger() -> logging.LoggerAdapter:  # type: ignore[type-arg]
+def logger() -> logging.LoggerAdapter:
     """A logger tagged with the activity and its workflow instance."""
     return current_activity().logger
 

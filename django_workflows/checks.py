@@ -3,8 +3,10 @@
 Ids: ``django_workflows.E001`` a ``WORKFLOWS`` alias cannot be loaded; ``E002`` ``USE_TZ`` is
 off; ``W001`` an ORM backend on SQLite without IMMEDIATE transactions; ``W002`` an ORM backend on
 SQLite without WAL (needs ``check --database``); ``W020``/``W021`` come from the Redis backend
-(no persistence, evicting memory policy). Each backend adds its own through ``backend.check()``,
-the way ``django.tasks`` delegates checks to its backends.
+(no persistence, evicting memory policy). Each backend adds its own through ``backend.check()``
+(``backends/orm/checks.py``, ``backends/redis/checks.py``), the way ``django.tasks`` delegates
+checks to its backends: with ``alias`` (its ``WORKFLOWS`` alias), and ``databases`` in database
+checks only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.db import connections
 
 
 @checks.register(checks.Tags.compatibility)
@@ -51,63 +52,19 @@ def _backends() -> Iterable[tuple[str, Any, checks.CheckMessage | None]]:
 def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
     for alias, backend, error in _backends():
-        if error is not None:
-            messages.append(error)
-            continue
-        messages.extend(_sqlite_settings(alias, backend))
-        check = getattr(backend, "check", None)
-        if check is not None:
-            messages.extend(check())
+        messages.extend([error] if error is not None else backend.check(alias=alias))
     return messages
 
 
-def _sqlite_alias(backend: Any) -> str | None:
-    using = getattr(backend, "using", None)
-    if using is None or using not in connections.settings:
-        return None
-    return using if connections.settings[using]["ENGINE"] == "django.db.backends.sqlite3" else None
-
-
-def _sqlite_settings(alias: str, backend: Any) -> list[checks.CheckMessage]:
-    using = _sqlite_alias(backend)
-    if using is None:
-        return []
-    options = connections.settings[using].get("OPTIONS", {})
-    if str(options.get("transaction_mode", "")).upper() != "IMMEDIATE":
-        return [
-            checks.Warning(
-                f"The workflow backend {alias!r} uses SQLite database {using!r} without IMMEDIATE transactions.",
-                hint=(
-                    f'Add "transaction_mode": "IMMEDIATE" to DATABASES[{using!r}]["OPTIONS"], so that concurrent '
-                    "workers wait for the write lock instead of failing on it."
-                ),
-                id="django_workflows.W001",
-            )
-        ]
-    return []
-
-
 @checks.register(checks.Tags.database)
-def check_sqlite_wal(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if databases is None:  # database checks run only when asked for (check --database, migrate)
+def check_backend_databases(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """The backends' checks that read their database (``check --database``, ``migrate``)."""
+    if databases is None:  # database checks run only when asked for
         return []
     messages: list[checks.CheckMessage] = []
     for alias, backend, error in _backends():
-        using = None if error is not None else _sqlite_alias(backend)
-        if using is None or using not in databases:
-            continue
-        with connections[using].cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode")
-            mode = str(cursor.fetchone()[0]).lower()
-        if mode != "wal":
-            messages.append(
-                checks.Warning(
-                    f"The workflow backend {alias!r} uses SQLite database {using!r} in journal mode {mode!r}.",
-                    hint=(
-                        'Add "init_command": "PRAGMA journal_mode=WAL;" to its OPTIONS: in WAL mode readers do not '
-                        "block the writer, which workers and web requests need."
-                    ),
-                    id="django_workflows.W002",
-                )
-            )
+        if error is None:
+            messages.extend(backend.check(alias=alias, databases=databases))
     return messages

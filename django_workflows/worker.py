@@ -25,12 +25,21 @@ from typing import Any, Self
 
 from .client import Client, WorkflowInstanceOptions
 from .engine.activity_runner import ActivityLeaseLost, ActivityRunner
-from .engine.backend import ActivityTask, Backend, Feature, WorkflowTask
+from .engine.backend import (
+    NO_LEASES,
+    ActivityTask,
+    Backend,
+    ExecutionResult,
+    Feature,
+    LeaseRequest,
+    WorkflowTask,
+    WorkflowTaskCompletion,
+)
 from .engine.cache import ExecutorCache
 from .engine.clock import system_clock, to_timedelta
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
 from .engine.errors import CompletionRejected, LeaseLost
-from .engine.executor import ExecutionResult, Executor, StaleExecutor
+from .engine.executor import Executor, StaleExecutor
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
 from .engine.history import SignalReceivedAttributes, new_event
 from .engine.registry import Registry
@@ -205,7 +214,7 @@ class Worker:
             self.registry.update(registry)
         self.cache = ExecutorCache(
             self.options.workflow_executor_cache_size,
-            self.options.workflow_executor_cache_ttl,  # type: ignore[arg-type]
+            self.options.workflow_executor_cache_ttl,
         )
         self._stop = threading.Event()
         self._pollers: list[threading.Thread] = []
@@ -245,25 +254,19 @@ class Worker:
             queues = _with_system_queue(options.workflow_queues)
             self.backend.prepare_workflow_queues(queues)
             lane = self._add_lane("workflow", queues, options.max_parallel_workflow_tasks, self._run_workflow_task)
-            self._start_pollers(lane, options.workflow_pollers, self._poll_workflow_tasks)
+            self._start_pollers(lane, options.workflow_pollers, self.backend.get_workflow_tasks)
         if options.run_activities and options.activity_pollers:
             queues = _with_system_queue(options.activity_queues)
             self.backend.prepare_activity_queues(queues)
             lane = self._add_lane("activity", queues, options.max_parallel_activity_tasks, self._run_activity_task)
-            self._start_pollers(lane, options.activity_pollers, self._poll_activity_tasks)
-
-    def _poll_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
-        return _poll_batch(self.backend, "workflow", queues, timeout, max_tasks)
-
-    def _poll_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
-        return _poll_batch(self.backend, "activity", queues, timeout, max_tasks)
+            self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_tasks)
 
     def _add_lane(self, kind: str, queues: tuple[str, ...], parallel: int, run: Callable[[Any], None]) -> _Lane:
         pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
         lane = self._lanes[kind] = _Lane(kind, queues, _Slots(parallel), pool, run)
         return lane
 
-    def _start_pollers(self, lane: _Lane, count: int, poll: Callable[[Sequence[str], float], Any]) -> None:
+    def _start_pollers(self, lane: _Lane, count: int, poll: Callable[[Sequence[str], float, int], list[Any]]) -> None:
         for index in range(count):
             thread = threading.Thread(
                 target=self._poll_loop,
@@ -304,7 +307,7 @@ class Worker:
 
     def _run_and_release(self, lane: _Lane, task: Any) -> None:
         try:
-            with self.backend.task_scope():  # type: ignore[attr-defined]
+            with self.backend.task_scope():
                 lane.run(task)
         except Exception:
             logger.exception("running task %s failed", getattr(task, "id", task))
@@ -345,9 +348,7 @@ class Worker:
             lane.pool.shutdown(wait=True)
         self._heartbeats.stop()
         self.cache.clear()
-        release = getattr(self.backend, "release_finished_threads", None)
-        if release is not None:
-            release()  # e.g. the database connections of the pollers and task threads
+        self.backend.release_finished_threads()  # e.g. the database connections of pollers and tasks
         return True
 
     def __enter__(self) -> Self:
@@ -427,20 +428,8 @@ class Worker:
     def _complete_workflow_task(
         self, task: WorkflowTask, result: ExecutionResult, activities: _Lane | None, slots: int
     ) -> list[ActivityTask]:
-        kwargs: dict[str, Any] = {}
-        if slots:
-            assert activities is not None
-            kwargs = {"activity_queues": activities.queues, "max_leased_activities": slots}
-        leased = self.backend.complete_workflow_task(
-            task,
-            state=result.state,
-            executed_events=result.executed,
-            activity_events=result.activity_events,
-            timer_events=result.timer_events,
-            workflow_events=result.workflow_events,
-            **kwargs,
-        )
-        return list(leased or ())
+        leases = NO_LEASES if activities is None or not slots else LeaseRequest(activities.queues, slots)
+        return list(self.backend.complete_workflow_task(task, WorkflowTaskCompletion(result, leases)) or ())
 
     def _discard(self, key: tuple[str, str], executor: Executor) -> None:
         """Drop an executor whose task was not committed (it is ahead of the stored history)."""
@@ -522,16 +511,6 @@ class Worker:
                 method(backend=self.backend, **kwargs)
             except Exception:
                 logger.exception("worker listener %r failed in %s", listener, hook)
-
-
-def _poll_batch(backend: Backend, kind: str, queues: Sequence[str], timeout: float, max_tasks: int) -> list[Any]:
-    """``get_<kind>_tasks``; one at a time with a backend that has no batch method (one that
-    implements the protocol without deriving from ``BaseBackend``)."""
-    batch = getattr(backend, f"get_{kind}_tasks", None)
-    if batch is not None:
-        return list(batch(queues, timeout, max_tasks))
-    task = getattr(backend, f"get_{kind}_task")(queues, timeout)
-    return [] if task is None else [task]
 
 
 def _with_system_queue(queues: Sequence[str]) -> tuple[str, ...]:

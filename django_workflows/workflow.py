@@ -54,12 +54,12 @@ from .engine.subworkflows import SubWorkflowOptions, create_sub_workflow_instanc
 from .engine.timers import schedule_timer, sleep
 
 
-def new_channel() -> Channel:  # type: ignore[type-arg]
+def new_channel() -> Channel:
     """An unbuffered channel: a send waits for a receiver."""
     return Channel(0)
 
 
-def new_buffered_channel(size: int) -> Channel:  # type: ignore[type-arg]
+def new_buffered_channel(size: int) -> Channel:
     """A channel that holds up to ``size`` values before a send waits."""
     if size < 0:
         raise ValueError("channel size must not be negative")

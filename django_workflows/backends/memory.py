@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
 from ..engine.clock import Clock, system_clock
 from ..engine.core import InstanceState, Metadata, WorkflowInstance, validate_id
 from ..engine.errors import (
@@ -305,18 +305,9 @@ class MemoryBackend(BaseBackend):
             execution.sticky_until = None
             self._cond.notify_all()
 
-    def complete_workflow_task(
-        self,
-        task: WorkflowTask,
-        *,
-        state: InstanceState,
-        executed_events: Sequence[Event],
-        activity_events: Sequence[Event],
-        timer_events: Sequence[Event],
-        workflow_events: Sequence[WorkflowEvent],
-        activity_queues: Sequence[str] = (),
-        max_leased_activities: int = 0,
-    ) -> list[ActivityTask]:
+    def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+        result, leases = completion.result, completion.lease_activities
+        state = result.state
         leased: list[ActivityTask] = []
         with self._cond:
             execution = self._leased(task)
@@ -330,20 +321,20 @@ class MemoryBackend(BaseBackend):
                 self._cond.notify_all()
                 raise CompletionRejected()
             execution.pending = [e for e in execution.pending if e.id not in consumed]
-            execution.history.extend(executed_events)
-            canceled_timers = {e.schedule_event_id for e in executed_events if e.type is EventType.TIMER_CANCELED}
+            execution.history.extend(result.executed)
+            canceled_timers = {e.schedule_event_id for e in result.executed if e.type is EventType.TIMER_CANCELED}
             if canceled_timers:
                 execution.pending = [
                     e
                     for e in execution.pending
                     if not (e.type is EventType.TIMER_FIRED and e.schedule_event_id in canceled_timers)
                 ]
-            execution.pending.extend(timer_events)
-            for event in activity_events:
+            execution.pending.extend(result.timer_events)
+            for event in result.activity_events:
                 activity = self._activities[event.id] = _Activity(
                     id=event.id, instance=execution.instance, queue=activity_queue(event, task.queue), event=event
                 )
-                if len(leased) < max_leased_activities and activity.queue in activity_queues:
+                if len(leased) < leases.max_tasks and activity.queue in leases.queues:
                     leased.append(self._lease_activity(activity, now))
             execution.locked_until = execution.lease_token = None
             execution.sticky_until = now + self.options.sticky
@@ -354,7 +345,7 @@ class MemoryBackend(BaseBackend):
                 self._finish(execution, state, now)
                 if state is InstanceState.CONTINUED_AS_NEW and self.options.remove_continued_as_new_instances:
                     del self._executions[(execution.instance.instance_id, execution.instance.execution_id)]
-            self._deliver_workflow_events(execution.instance, workflow_events, now)
+            self._deliver_workflow_events(execution.instance, result.workflow_events, now)
             self._cond.notify_all()
         return leased
 

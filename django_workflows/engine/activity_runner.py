@@ -42,7 +42,7 @@ class ActivityInfo:
     queue: str
     instance: WorkflowInstance
     heartbeat: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
-    logger: logging.LoggerAdapter = field(repr=False, compare=False)  # type: ignore[type-arg]
+    logger: logging.LoggerAdapter = field(repr=False, compare=False)
 
 
 _current: ContextVar[ActivityInfo | None] = ContextVar("django_workflows_activity", default=None)

@@ -7,22 +7,28 @@ lease carries a token; extending or completing a task succeeds only for the hold
 current token while the lease has not expired, so a worker that stalled past its lease is
 fenced off and cannot overwrite the work of the worker that took over.
 
-Implementations: ``django_workflows.backends.memory``, ``.orm`` and ``.redis``. They all pass the
-conformance suite in ``django_workflows.testing``.
+``Backend`` is the one declaration of that contract: an abstract base class with the error
+contract of every method, the optional features as ``Feature`` flags, and defaults for what a
+backend may leave out. Implementations subclass it (``django_workflows.backends.base.BaseBackend``
+is the same class under the name backend authors import): ``backends.memory``, ``.orm`` and
+``.redis``. They all pass the conformance suite in ``django_workflows.testing.conformance``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import uuid
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from .clock import to_timedelta
 from .converter import Converter, default_converter
 from .core import InstanceState, Metadata, WorkflowInstance
+from .errors import WorkflowError
 from .history import Event, WorkflowEvent
 from .propagation import ContextPropagator
 
@@ -32,8 +38,8 @@ class Feature(enum.Enum):
     REMOVE_INSTANCES = "remove-instances"
     #: Finished instances expire by themselves after a configured time.
     AUTO_EXPIRATION = "auto-expiration"
-    #: Completions lease follow-up tasks to the completing worker (``max_leased_activities``
-    #: of ``complete_workflow_task``, ``workflow_queues`` of ``complete_activity_task``).
+    #: Completions lease follow-up tasks to the completing worker (``lease_activities`` of a
+    #: ``WorkflowTaskCompletion``, ``workflow_queues`` of ``complete_activity_task``).
     LEASE_ON_COMPLETION = "lease-on-completion"
 
 
@@ -118,6 +124,56 @@ class ActivityTask:
     custom_data: Any = None
 
 
+@dataclass(slots=True)
+class ExecutionResult:
+    """What executing one workflow task produced (``engine.executor.Executor.execute_task``)."""
+
+    state: InstanceState
+    #: The task's history events, numbered after the stored history.
+    executed: list[Event]
+    #: ``ActivityScheduled`` events to enqueue as activity tasks.
+    activity_events: list[Event] = field(default_factory=list)
+    #: ``TimerFired`` events to store as future pending events.
+    timer_events: list[Event] = field(default_factory=list)
+    #: Events for other executions (sub-workflow starts, signals, cancellations, results).
+    workflow_events: list[WorkflowEvent] = field(default_factory=list)
+    workflow_name: str = ""
+    #: The workflow's error when it finished with one.
+    error: WorkflowError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    """Follow-up tasks a completion may lease to the completing worker, which then runs them
+    without polling: up to ``max_tasks`` of those whose queue is in ``queues``."""
+
+    queues: tuple[str, ...] = ()
+    max_tasks: int = 0
+
+
+#: Lease nothing on completion.
+NO_LEASES = LeaseRequest()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTaskCompletion:
+    """What ``Backend.complete_workflow_task`` commits: the executor's result, and which of
+    the activities it schedules the completing worker can take at once."""
+
+    result: ExecutionResult
+    lease_activities: LeaseRequest = NO_LEASES
+
+    @property
+    def finishing(self) -> bool:
+        """The task ends its execution (finished or continued as new)."""
+        return self.result.state is not InstanceState.ACTIVE
+
+    @property
+    def last_sequence_id(self) -> int | None:
+        """Sequence id of the task's last history event (None if it recorded none)."""
+        return max((event.sequence_id for event in self.result.executed), default=None)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stats:
     active_workflow_instances: int
@@ -138,15 +194,35 @@ class InstanceInfo:
     metadata: Metadata
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What the engine needs from storage. Every method is synchronous and thread-safe."""
+class Backend(ABC):
+    """What the engine needs from storage. Every method is synchronous and thread-safe.
+
+    Subclasses get ``BackendOptions`` parsing from keyword arguments (so a ``WORKFLOWS``
+    setting's ``OPTIONS`` map straight onto them) and defaults for the optional methods.
+    Errors named below come from ``engine.errors``.
+    """
+
+    #: Optional features this backend supports (see ``Feature``).
+    features: frozenset[Feature] = frozenset()
+
+    def __init__(self, options: BackendOptions | None = None, **option_kwargs: Any) -> None:
+        if options is not None and option_kwargs:
+            raise TypeError("pass either options= or keyword options, not both")
+        try:
+            self._options = options or BackendOptions(**option_kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}: {exc}") from None
 
     @property
-    def options(self) -> BackendOptions: ...
+    def options(self) -> BackendOptions:
+        return self._options
+
+    def feature_supported(self, feature: Feature) -> bool:
+        return feature in self.features
 
     # -- instances -----------------------------------------------------------------------
 
+    @abstractmethod
     def create_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         """Create an execution with its pending ``WorkflowExecutionStarted`` event.
 
@@ -154,105 +230,151 @@ class Backend(Protocol):
         check is atomic, so of concurrent starts of one id exactly one succeeds.
         """
 
+    @abstractmethod
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         """Queue a ``WorkflowExecutionCanceled`` event for the execution.
 
         Raises ``InstanceNotFound`` if it does not exist, ``InstanceFinished`` if it ended.
         """
 
+    @abstractmethod
     def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None:
         """End the execution at once with a ``WorkflowExecutionTerminated`` event, without running
-        workflow code; its pending work is dropped and a parent receives ``SubWorkflowFailed``."""
+        workflow code; its pending work is dropped and a parent receives ``SubWorkflowFailed``.
 
+        Raises ``InstanceNotFound`` if it does not exist, ``InstanceFinished`` if it ended."""
+
+    @abstractmethod
     def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
         """Queue a ``SignalReceived`` event for the active execution of ``instance_id`` and
-        return that execution. Raises ``InstanceNotFound`` when no execution is active."""
+        return that execution. Raises ``InstanceNotFound`` when no execution of the id exists,
+        ``InstanceFinished`` when none is active."""
 
+    @abstractmethod
     def remove_workflow_instance(self, instance: WorkflowInstance) -> None:
-        """Delete a finished execution and everything stored for it (``InstanceNotFinished``
-        if it is active)."""
+        """Delete a finished execution and everything stored for it (``InstanceNotFound``,
+        ``InstanceNotFinished`` if it is active)."""
 
+    @abstractmethod
     def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
-        """Delete executions that finished before ``finished_before``; return how many."""
+        """Delete executions that finished before ``finished_before``, ``batch_size`` per
+        transaction; return how many. ``NotSupported`` without ``Feature.REMOVE_INSTANCES``."""
 
-    def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState: ...
+    @abstractmethod
+    def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:
+        """The execution's state (``InstanceNotFound``)."""
 
-    def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo: ...
+    @abstractmethod
+    def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
+        """What is stored about the execution besides its history (``InstanceNotFound``)."""
 
+    @abstractmethod
     def get_workflow_instance_history(
         self, instance: WorkflowInstance, last_sequence_id: int | None = None
     ) -> list[Event]:
-        """History events in order; only those after ``last_sequence_id`` when it is given."""
+        """History events in order; only those after ``last_sequence_id`` when it is given
+        (``InstanceNotFound``)."""
 
+    @abstractmethod
     def get_latest_execution(self, instance_id: str) -> WorkflowInstance:
         """The newest execution of ``instance_id`` (``InstanceNotFound`` if none)."""
 
     # -- workflow tasks ------------------------------------------------------------------
 
-    def prepare_workflow_queues(self, queues: Sequence[str]) -> None: ...
+    def prepare_workflow_queues(self, queues: Sequence[str]) -> None:
+        """Called once by a worker before it polls ``queues`` (Redis creates consumer groups)."""
+        return None
 
+    @abstractmethod
     def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
         """Lease an instance in ``queues`` that has visible pending events, is not leased, and
         is not sticky to another worker; wait up to ``timeout`` seconds for one."""
 
+    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
+        """Lease up to ``max_tasks`` workflow tasks at once (each with its own fenced lease);
+        wait up to ``timeout`` seconds for the first. By default one at a time; a backend
+        overrides it to claim a batch in one transaction."""
+        task = self.get_workflow_task(queues, timeout)
+        return [] if task is None else [task]
+
+    @abstractmethod
     def extend_workflow_task(self, task: WorkflowTask) -> None:
         """Extend the lease; ``LeaseLost`` if this worker no longer holds it."""
 
-    def complete_workflow_task(
-        self,
-        task: WorkflowTask,
-        *,
-        state: InstanceState,
-        executed_events: Sequence[Event],
-        activity_events: Sequence[Event],
-        timer_events: Sequence[Event],
-        workflow_events: Sequence[WorkflowEvent],
-        activity_queues: Sequence[str] = (),
-        max_leased_activities: int = 0,
-    ) -> list[ActivityTask]:
+    @abstractmethod
+    def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         """Commit the result of a workflow task in one transaction (see go-workflows'
         ``CompleteWorkflowTask``). ``LeaseLost`` if the lease is gone; ``CompletionRejected`` if
         the task ends the execution while new events wait for it (the lease is released).
 
-        The same transaction may lease to this worker up to ``max_leased_activities`` of the
-        activities it schedules whose queue is in ``activity_queues``, and return them: the
-        worker runs them without polling for them. A backend may return fewer (or none)."""
+        With ``Feature.LEASE_ON_COMPLETION`` the same transaction may lease to this worker the
+        activities ``completion.lease_activities`` asks for, and return them: the worker runs
+        them without polling for them. A backend may return fewer (or none)."""
 
+    @abstractmethod
     def abandon_workflow_task(self, task: WorkflowTask) -> None:
-        """Release the lease without committing anything, so another poll can take the task."""
+        """Release the lease without committing anything, so another poll can take the task;
+        a lease that is already gone is not an error."""
 
     # -- activity tasks ------------------------------------------------------------------
 
-    def prepare_activity_queues(self, queues: Sequence[str]) -> None: ...
+    def prepare_activity_queues(self, queues: Sequence[str]) -> None:
+        """Called once by a worker before it polls ``queues``."""
+        return None
 
-    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
-        """Lease up to ``max_tasks`` workflow tasks at once, as ``get_activity_tasks`` does."""
-
-    def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None: ...
+    @abstractmethod
+    def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        """Lease an activity task of ``queues``; wait up to ``timeout`` seconds for one."""
 
     def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
-        """Lease up to ``max_tasks`` activity tasks at once (each with its own fenced lease);
-        wait up to ``timeout`` seconds for the first. ``BaseBackend`` provides a one-at-a-time
-        version; a backend overrides it to claim a batch in one transaction."""
+        """Lease up to ``max_tasks`` activity tasks at once, as ``get_workflow_tasks`` does."""
+        task = self.get_activity_task(queues, timeout)
+        return [] if task is None else [task]
 
-    def extend_activity_task(self, task: ActivityTask) -> None: ...
+    @abstractmethod
+    def extend_activity_task(self, task: ActivityTask) -> None:
+        """Extend the lease; ``LeaseLost`` if this worker no longer holds it."""
 
+    @abstractmethod
     def complete_activity_task(
         self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
     ) -> WorkflowTask | None:
         """Delete the activity task and queue its result for the workflow; ``LeaseLost`` if
         the lease is gone (the result is discarded: another attempt owns the task now).
 
-        If ``workflow_queues`` holds the workflow's queue and its workflow task is free (not
-        leased, not sticky to another worker), the same transaction may lease it to this worker
-        and return it, so the workflow continues without a poll. A backend may return None."""
+        With ``Feature.LEASE_ON_COMPLETION``, if ``workflow_queues`` holds the workflow's queue
+        and its workflow task is free (not leased, not sticky to another worker), the same
+        transaction may lease it to this worker and return it, so the workflow continues
+        without a poll. A backend may return None."""
 
-    def abandon_activity_task(self, task: ActivityTask) -> None: ...
+    @abstractmethod
+    def abandon_activity_task(self, task: ActivityTask) -> None:
+        """Release the lease without a result, so another worker takes the task at once; this
+        lease does not count against ``max_activity_leases``."""
 
     # -- misc ----------------------------------------------------------------------------
 
-    def get_stats(self) -> Stats: ...
+    @abstractmethod
+    def get_stats(self) -> Stats:
+        """Active instances and ready tasks per queue."""
 
-    def feature_supported(self, feature: Feature) -> bool: ...
+    @contextlib.contextmanager
+    def task_scope(self) -> Iterator[None]:
+        """Wraps every task a worker runs; the ORM backend closes stale DB connections here."""
+        yield
 
-    def close(self) -> None: ...
+    def release_finished_threads(self) -> None:
+        """Free what threads that have ended still hold (a stopped worker calls this): the ORM
+        backend closes their database connections, which Django never closes by itself."""
+        return None
+
+    def check(self, **kwargs: Any) -> list[Any]:
+        """Django system check messages about this backend's configuration. The Django layer
+        calls it with ``alias`` (the backend's ``WORKFLOWS`` alias) for the settings checks, and
+        with ``databases`` too for the checks that may query a database (``check --database``);
+        a backend needs no Django import to return none."""
+        return []
+
+    def close(self) -> None:
+        """Release connections and threads the backend holds."""
+        return None

@@ -41,7 +41,7 @@ def go(ctx: Context, fn: Callable[[Context], Awaitable[T]], *, name: str | None 
                 state.panic_coroutine = co.name
             future.set_error(co.error)
 
-    state.scheduler.spawn(name or getattr(fn, "__name__", "coroutine"), coro, on_done)
+    state.scheduler.spawn(name or str(getattr(fn, "__name__", "coroutine")), coro, on_done)
     return future
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .backend import ExecutionResult
 from .clock import Clock, system_clock
 from .commands import (
     CommandResult,
@@ -48,7 +48,6 @@ from .history import (
     SubWorkflowCompletedAttributes,
     SubWorkflowFailedAttributes,
     SubWorkflowScheduledAttributes,
-    WorkflowEvent,
     WorkflowExecutionStartedAttributes,
     WorkflowTaskStartedAttributes,
     new_event,
@@ -68,18 +67,6 @@ class HistoryProvider(Protocol):
 
 class StaleExecutor(RuntimeError):
     """The task is older than what this (cached) executor has seen; use a fresh executor."""
-
-
-@dataclass(slots=True)
-class ExecutionResult:
-    state: InstanceState
-    executed: list[Event]
-    activity_events: list[Event] = field(default_factory=list)
-    timer_events: list[Event] = field(default_factory=list)
-    workflow_events: list[WorkflowEvent] = field(default_factory=list)
-    workflow_name: str = ""
-    #: The workflow's error when it finished with one.
-    error: WorkflowError | None = None
 
 
 class Executor:

@@ -54,7 +54,7 @@ class Future(Generic[T]):
             raise self._error
         if self._value is _PENDING:
             raise RuntimeError("future is not resolved yet")
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
     def error(self) -> BaseException | None:
         return self._error
@@ -216,7 +216,7 @@ class Channel(Generic[T]):
 
         self._receivers.append(_Receiver(accept))
         await wait_until(lambda: bool(slot))
-        return slot[0]  # type: ignore[no-any-return]
+        return slot[0]
 
     def _take(self) -> tuple[T | None, bool]:
         value, ok = self.receive_nonblocking()

@@ -37,7 +37,7 @@ def instance_execution_details(ctx: Context) -> InstanceExecutionDetails:
     return InstanceExecutionDetails(history_length=state_of(ctx).history_length)
 
 
-class _ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _ReplayAwareLogger(logging.LoggerAdapter):
     """Drops records while the workflow replays, so each line is logged once."""
 
     def __init__(self, state: WorkflowState) -> None:
@@ -59,6 +59,6 @@ class _ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{self._state.instance.instance_id}] {msg}", kwargs
 
 
-def logger(ctx: Context) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+def logger(ctx: Context) -> logging.LoggerAdapter:
     """A logger tagged with the instance that is silent while replaying."""
     return _ReplayAwareLogger(state_of(ctx))

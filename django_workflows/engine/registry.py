@@ -221,7 +221,7 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...] | list[Any], *
     for param, value in zip(params, args, strict=False):  # *args beyond the named parameters go unchecked
         expected_type = hints.get(param.name)
         accepted = _CHECKED_TYPES.get(expected_type)
-        if accepted is None or value is None:
+        if accepted is None or expected_type is None or value is None:
             continue
         if expected_type is not bool and isinstance(value, bool):
             ok = False

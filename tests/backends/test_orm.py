@@ -18,6 +18,7 @@ from django_workflows.backends.handler import InvalidWorkflowBackend
 from django_workflows.backends.orm import OrmBackend
 from django_workflows.backends.orm import delivery as orm_delivery
 from django_workflows.engine import clock as engine_clock
+from django_workflows.engine.backend import ExecutionResult, WorkflowTaskCompletion
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.errors import (
@@ -113,13 +114,9 @@ def test_a_completion_that_repeats_a_sequence_id_commits_nothing(orm: BackendMak
     task = started_task(backend)
     first, second = started_event(), started_event()
     with pytest.raises(IntegrityError):
+        executed = [first.with_sequence_id(1), second.with_sequence_id(1)]
         backend.complete_workflow_task(
-            task,
-            state=InstanceState.ACTIVE,
-            executed_events=[first.with_sequence_id(1), second.with_sequence_id(1)],
-            activity_events=[],
-            timer_events=[],
-            workflow_events=[],
+            task, WorkflowTaskCompletion(ExecutionResult(state=InstanceState.ACTIVE, executed=executed))
         )
     assert not HistoryEvent.objects.exists()
     assert PendingEvent.objects.count() == 1  # the task's event is still waiting

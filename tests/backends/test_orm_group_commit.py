@@ -48,7 +48,7 @@ class _HeldFirstBatch:
     submitted meanwhile queue and go in together as the second batch."""
 
     def __init__(self, backend: OrmBackend) -> None:
-        self.group = backend._activity_tasks._group
+        self.group = backend.activity_tasks._group
         assert self.group is not None, "this database should group completions"
         self._write: Callable[[Sequence[Any]], Any] = self.group._write
         self.writing = threading.Event()
@@ -173,7 +173,7 @@ def test_a_completion_inside_the_callers_transaction_goes_alone(orm: BackendMake
     backend = orm()
     instance = schedule_activities(backend, 1)
     (task,) = _claim(backend, 1)
-    group = backend._activity_tasks._group
+    group = backend.activity_tasks._group
     assert group is not None
 
     class RolledBack(Exception):

@@ -108,7 +108,7 @@ def test_poll_interval_finds_work_committed_by_others(orm: BackendMaker) -> None
     join = _in_thread(lambda: backend.get_workflow_task(["default"], 20))
     instance = new_instance()
     other_process = orm()
-    other_process._waker = type(backend._waker)()  # its own wake-ups, as in another process
+    other_process.store.waker = type(backend.store.waker)()  # its own wake-ups, as in another process
     other_process.create_workflow_instance(instance, started_event())
     task = join()
     assert task is not None and task.instance == instance

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Q
 
 from django_workflows.backends.orm import OrmBackend
-from django_workflows.engine.backend import WorkflowTask
+from django_workflows.engine.backend import ExecutionResult, WorkflowTask, WorkflowTaskCompletion
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.errors import (
@@ -83,9 +83,7 @@ def _finish(backend: OrmBackend, task: WorkflowTask, error: WorkflowError | None
         utcnow(),
     )
     events = numbered([task_started_event(), *task.new_events, finished], task.last_sequence_id)
-    backend.complete_workflow_task(
-        task, state=InstanceState.FINISHED, executed_events=events, activity_events=[], timer_events=[], workflow_events=[]
-    )
+    backend.complete_workflow_task(task, WorkflowTaskCompletion(ExecutionResult(state=InstanceState.FINISHED, executed=events)))
 
 
 def test_each_event_payload_is_stored_once(orm: BackendMaker) -> None:

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from django_workflows.backends.orm import OrmBackend
 from django_workflows.backends.orm.transactions import DbNow
-from django_workflows.engine.backend import WorkflowTask
+from django_workflows.engine.backend import ExecutionResult, WorkflowTask, WorkflowTaskCompletion
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState, WorkflowInstance
 from django_workflows.engine.history import (
@@ -123,12 +123,10 @@ def continue_as_new(backend: OrmBackend, task: WorkflowTask) -> WorkflowInstance
     """Complete ``task`` with a continue-as-new; return the next execution."""
     successor = new_instance(task.instance.instance_id)
     continued = new_event(WorkflowExecutionContinuedAsNewAttributes(continued_execution_id=successor.execution_id), utcnow())
-    backend.complete_workflow_task(
-        task,
+    result = ExecutionResult(
         state=InstanceState.CONTINUED_AS_NEW,
-        executed_events=numbered([task_started_event(), *task.new_events, continued], task.last_sequence_id),
-        activity_events=[],
-        timer_events=[],
+        executed=numbered([task_started_event(), *task.new_events, continued], task.last_sequence_id),
         workflow_events=[WorkflowEvent(successor, started_event())],
     )
+    backend.complete_workflow_task(task, WorkflowTaskCompletion(result))
     return successor

@@ -1,17 +1,16 @@
-"""Rows of the ORM backend to and from engine values (events, instances).
+"""Rows of the ORM backend to and from engine values (events, instances), and the shapes of the
+rows the backend reads and keeps.
 
 Event attributes are stored with the engine's JSON form (``engine.history.attributes_to_json``)
-in one ``Payload`` row per event; pending, history and activity rows point at it. ``RowBatch``
-collects the rows one transaction writes and inserts them with one ``bulk_create`` per table, in
-the order the foreign keys need: payloads, then history, activities and pending events.
+in one ``Payload`` row per event; pending, history and activity rows point at it (``sql.HotSql``
+inserts them, payloads first, as the foreign keys need).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...engine.core import WorkflowInstance
 from ...engine.history import (
@@ -19,11 +18,9 @@ from ...engine.history import (
     EventType,
     WorkflowExecutionStartedAttributes,
     attributes_from_json,
-    attributes_to_json,
 )
-from ...models import ActivityTask as ActivityRow
-from ...models import EventRow, HistoryEvent, Payload, PendingEvent
 from ...models import WorkflowInstance as InstanceRow
+from .transactions import DbNow
 
 #: Columns that identify an execution and its parent (see ``instance_from``).
 INSTANCE_COLUMNS = (
@@ -33,9 +30,6 @@ INSTANCE_COLUMNS = (
     "parent_execution_id",
     "parent_schedule_event_id",
 )
-
-#: Columns of an execution that a workflow task needs (see ``OrmBackend._lease_workflow_task``).
-TASK_COLUMNS = ("pk", "queue", "workflow_name", "metadata", "last_sequence_id", *INSTANCE_COLUMNS)
 
 #: Columns that make an event (see ``event_from``), attributes read through the payload.
 EVENT_COLUMNS = ("event_id", "event_type", "timestamp", "schedule_event_id", "sequence_id", "visible_at", "payload__data")
@@ -82,66 +76,54 @@ def event_from(
     )
 
 
-def _event_columns(event: Event) -> dict[str, Any]:
-    return {
-        "event_id": event.id,
-        "event_type": event.type.value,
-        "timestamp": event.timestamp,
-        "schedule_event_id": event.schedule_event_id,
-        "sequence_id": event.sequence_id,
-        "visible_at": event.visible_at,
-    }
+class TaskRow(NamedTuple):
+    """The columns of an execution that its workflow task needs (``sql.TASK_COLUMNS``)."""
+
+    row_id: int
+    queue: str
+    workflow_name: str
+    metadata: Any
+    last_sequence_id: int
+    instance_id: str
+    execution_id: str
+    parent_instance_id: str
+    parent_execution_id: str
+    parent_schedule_event_id: int
+
+    def instance(self) -> WorkflowInstance:
+        return instance_from(*self[5:])
 
 
-@dataclass
-class RowBatch:
-    """The rows one transaction inserts, written table by table in ``save``."""
+class PendingRow(NamedTuple):
+    """A visible pending event of an execution, as a workflow task delivers it."""
 
-    payloads: list[Payload] = field(default_factory=list)
-    history: list[HistoryEvent] = field(default_factory=list)
-    activities: list[ActivityRow] = field(default_factory=list)
-    pending: list[PendingEvent] = field(default_factory=list)
+    pending_id: int
+    payload_id: str
+    event: Event
 
-    def payload(self, instance_row_id: int, event: Event) -> str:
-        payload_id = uuid.uuid4().hex
-        self.payloads.append(
-            Payload(id=payload_id, instance_id=instance_row_id, data=attributes_to_json(event.attributes))
-        )
-        return payload_id
 
-    def add_pending(self, instance_row_id: int, event: Event, payload_id: str | None = None) -> None:
-        self.pending.append(self._row(PendingEvent, instance_row_id, event, payload_id))
+@dataclass(frozen=True)
+class WorkflowTaskData:
+    """What the backend keeps in ``WorkflowTask.custom_data``."""
 
-    def add_history(self, instance_row_id: int, event: Event, payload_id: str | None = None) -> None:
-        self.history.append(self._row(HistoryEvent, instance_row_id, event, payload_id))
+    row_id: int
+    #: Primary keys of the pending rows delivered in ``new_events``.
+    pending_ids: tuple[int, ...]
+    #: Payload of each delivered event, reused when the event moves to the history.
+    payload_ids: dict[str, str] = field(default_factory=dict)
 
-    def add_activity(self, instance_row_id: int, event: Event, queue: str, payload_id: str | None = None) -> ActivityRow:
-        row = self._row(ActivityRow, instance_row_id, event, payload_id)
-        row.queue = queue
-        self.activities.append(row)
-        return row
 
-    def _row(self, model: type[EventRow], instance_row_id: int, event: Event, payload_id: str | None) -> Any:
-        if payload_id is None:
-            payload_id = self.payload(instance_row_id, event)
-        return model(instance_id=instance_row_id, payload_id=payload_id, **_event_columns(event))
+@dataclass(frozen=True, slots=True)
+class ActivityTaskData:
+    """What the backend keeps in ``ActivityTask.custom_data``."""
 
-    def save(self, using: str) -> None:
-        # Payloads first: MySQL checks the history's foreign key at once.
-        for model, rows in (
-            (Payload, self.payloads),
-            (HistoryEvent, self.history),
-            (ActivityRow, self.activities),
-            (PendingEvent, self.pending),
-        ):
-            if rows:
-                model.objects.using(using).bulk_create(rows)
+    row_id: int
+    #: The row of the activity's execution.
+    instance_row_id: int
 
 
 def new_execution(instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes) -> InstanceRow:
     """The row of a new, active execution (not saved); its times come from the database clock."""
-    from .transactions import DbNow
-
     return InstanceRow(
         instance_id=instance.instance_id,
         execution_id=instance.execution_id,

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
@@ -43,7 +43,6 @@ from ...engine.errors import (
 )
 from ...engine.history import (
     Event,
-    WorkflowEvent,
     WorkflowExecutionStartedAttributes,
     event_from_json,
     event_to_json,
@@ -108,6 +107,8 @@ class RedisBackend(BaseBackend):
         self._poller = Poller(self._redis, self._scripts)
 
     def check(self, **kwargs: Any) -> list[Any]:
+        if kwargs.get("databases") is not None:
+            return []  # nothing of Redis is a Django database; its checks ran with the settings
         return persistence_messages(self._redis, self.connection)
 
     # -- instances ---------------------------------------------------------------------------
@@ -257,41 +258,26 @@ class RedisBackend(BaseBackend):
     def abandon_workflow_task(self, task: WorkflowTask) -> None:
         self._scripts("workflow_abandon", task.instance.instance_id, task.instance.execution_id, task.lease_token)
 
-    def complete_workflow_task(
-        self,
-        task: WorkflowTask,
-        *,
-        state: InstanceState,
-        executed_events: Sequence[Event],
-        activity_events: Sequence[Event],
-        timer_events: Sequence[Event],
-        workflow_events: Sequence[WorkflowEvent],
-    ) -> None:
+    def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         instance = task.instance
         args: list[Any] = [
             instance.instance_id,
             instance.execution_id,
             task.lease_token,
             len(task.new_events),
-            int(state),
+            int(completion.result.state),
             ms(self.options.sticky),
             self._ttl_ms,
             "1" if self.options.remove_continued_as_new_instances else "0",
             instance_json(instance),
         ]
-        args += codec.completion_args(
-            task,
-            state=state,
-            executed_events=executed_events,
-            activity_events=activity_events,
-            timer_events=timer_events,
-            workflow_events=workflow_events,
-        )
+        args += codec.completion_args(task, completion.result)
         reply = self._scripts("workflow_complete", *args)
         if reply == b"lost":
             raise LeaseLost()
         if reply == b"rejected":
             raise CompletionRejected()
+        return []  # no lease on completion (Feature.LEASE_ON_COMPLETION)
 
     # -- activity tasks ----------------------------------------------------------------------
 
@@ -323,10 +309,13 @@ class RedisBackend(BaseBackend):
         if reply != b"ok":
             raise LeaseLost()
 
-    def complete_activity_task(self, task: ActivityTask, result: Event) -> None:
+    def complete_activity_task(
+        self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
+    ) -> WorkflowTask | None:
         reply = self._scripts("activity_complete", task.id, task.lease_token, event_to_json(result), 0)
         if reply != b"ok":
             raise LeaseLost()
+        return None  # no lease on completion (Feature.LEASE_ON_COMPLETION)
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
         self._scripts("activity_abandon", task.id, task.lease_token)

@@ -8,15 +8,13 @@ arguments are preceded by their count, the way ``scripts/lib.lua``'s ``arg()`` c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...engine.backend import ActivityTask, Stats, WorkflowTask
+from ...engine.backend import ActivityTask, ExecutionResult, Stats, WorkflowTask
 from ...engine.clock import system_clock
 from ...engine.core import InstanceState, WorkflowInstance
 from ...engine.history import (
-    Event,
     EventType,
     WorkflowEvent,
     WorkflowExecutionStartedAttributes,
@@ -56,27 +54,20 @@ def instance_json(instance: WorkflowInstance) -> str:
     return json.dumps(instance.to_dict(), separators=(",", ":"))
 
 
-def completion_args(
-    task: WorkflowTask,
-    *,
-    state: InstanceState,
-    executed_events: Sequence[Event],
-    activity_events: Sequence[Event],
-    timer_events: Sequence[Event],
-    workflow_events: Sequence[WorkflowEvent],
-) -> list[Any]:
+def completion_args(task: WorkflowTask, result: ExecutionResult) -> list[Any]:
     """The arguments of ``workflow_complete.lua`` after its fixed ones."""
-    args: list[Any] = [len(executed_events), *map(event_to_json, executed_events)]
-    canceled = [e.schedule_event_id for e in executed_events if e.type is EventType.TIMER_CANCELED]
+    executed = result.executed
+    args: list[Any] = [len(executed), *map(event_to_json, executed)]
+    canceled = [e.schedule_event_id for e in executed if e.type is EventType.TIMER_CANCELED]
     args += [len(canceled), *canceled]
-    args.append(len(timer_events))
-    for event in timer_events:
+    args.append(len(result.timer_events))
+    for event in result.timer_events:
         args += [event.id, 0 if event.visible_at is None else epoch_ms(event.visible_at), event_to_json(event)]
-    args.append(len(activity_events))
-    for event in activity_events:
+    args.append(len(result.activity_events))
+    for event in result.activity_events:
         args += [event.id, activity_queue(event, task.queue), event_to_json(event)]
-    args.append(len(workflow_events))
-    for workflow_event in workflow_events:
+    args.append(len(result.workflow_events))
+    for workflow_event in result.workflow_events:
         args += _workflow_event_args(workflow_event)
     return args
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ...engine.backend import Feature, Stats
+from ...engine.backend import Feature, LeaseRequest, Stats
 from ...engine.clock import utcnow
 from ...engine.core import InstanceState, WorkflowInstance
 from ...engine.errors import (
@@ -521,7 +521,7 @@ class BackendConformance:
         leased: list[Any] = []
         complete(
             backend, task, extra=activities, activity_events=activities, leased=leased,
-            activity_queues=["default"], max_leased_activities=1,
+            lease=LeaseRequest(("default",), 1),
         )
         # One at most, and only from the queues asked for.
         assert [t.activity_id for t in leased] == [activities[0].id]

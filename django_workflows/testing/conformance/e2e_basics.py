@@ -74,7 +74,7 @@ class BasicCases(EndToEndFixtures):
         ]
         assert [e.sequence_id for e in events] == [1, 2, 3]
         assert events[1].schedule_event_id == 0
-        assert events[2].attributes.result == '"hello world"'  # type: ignore[attr-defined]
+        assert events[2].attributes.result == '"hello world"'
 
     def test_activities_sequential_and_fan_out(self, e2e: Any) -> None:
         def add(a: int, b: int) -> int:
@@ -115,7 +115,7 @@ class BasicCases(EndToEndFixtures):
         assert h.wait_result(instance) == 2
         assert attempts == [0, 1, 2]
         scheduled = [e.attributes for e in h.history(instance) if e.type is EventType.ACTIVITY_SCHEDULED]
-        assert [a.attempt for a in scheduled] == [0, 1, 2]  # type: ignore[attr-defined]
+        assert [a.attempt for a in scheduled] == [0, 1, 2]
         # A zero backoff retries without a timer.
         assert EventType.TIMER_SCHEDULED not in h.types(instance)
 
@@ -136,7 +136,7 @@ class BasicCases(EndToEndFixtures):
         instance = h.run(wf)
         assert h.wait_result(instance) == "ok"
         timers = [e.attributes for e in h.history(instance) if e.type is EventType.TIMER_SCHEDULED]
-        assert [t.name for t in timers] == ["Retry-Backoff", "Retry-Backoff"]  # type: ignore[attr-defined]
+        assert [t.name for t in timers] == ["Retry-Backoff", "Retry-Backoff"]
         assert calls == [0, 1, 2]
 
     def test_activity_retries_exhausted_return_last_error(self, e2e: Any) -> None:
@@ -348,6 +348,6 @@ class BasicCases(EndToEndFixtures):
         h.wait_result(instance)
         timers = [e.attributes for e in h.history(instance) if e.type is EventType.TIMER_SCHEDULED]
         assert all(isinstance(t, TimerScheduledAttributes) for t in timers)
-        assert [t.name for t in timers] == ["reminder", "Sleep"]  # type: ignore[attr-defined]
-        fired = [e.attributes.name for e in h.history(instance) if e.type is EventType.TIMER_FIRED]  # type: ignore[attr-defined]
+        assert [t.name for t in timers] == ["reminder", "Sleep"]
+        fired = [e.attributes.name for e in h.history(instance) if e.type is EventType.TIMER_FIRED]
         assert fired == ["reminder", "Sleep"]

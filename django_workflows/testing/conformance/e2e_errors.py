@@ -123,7 +123,7 @@ class ErrorCases(EndToEndFixtures):
         async def wf(ctx: workflow.Context) -> None:
             async def broken(ctx: workflow.Context) -> None:
                 await workflow.sleep(ctx, 0.001)
-                {}["missing"]
+                dict[str, int]()["missing"]
 
             await workflow.go(ctx, broken)
 

@@ -156,7 +156,7 @@ class ContinueAsNewCases(EndToEndFixtures):
         assert h.wait_result(latest) == 3
         history = h.history(latest)
         assert [e.type for e in history[:2]] == [EventType.WORKFLOW_TASK_STARTED, EventType.WORKFLOW_EXECUTION_STARTED]
-        assert history[1].attributes.inputs == ["2"]  # type: ignore[attr-defined]
+        assert history[1].attributes.inputs == ["2"]
         assert h.types(first)[-1] is EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW
 
     def test_continue_as_new_result_defaults_to_none(self, e2e: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ...client import Client, WorkflowInstanceOptions
-from ...engine.backend import Backend, WorkflowTask
+from ...engine.backend import NO_LEASES, Backend, ExecutionResult, LeaseRequest, WorkflowTask, WorkflowTaskCompletion
 from ...engine.clock import utcnow
 from ...engine.core import DEFAULT_QUEUE, InstanceState, WorkflowInstance, new_execution_id
 from ...engine.history import (
@@ -92,29 +92,27 @@ def complete(
     workflow_events: Sequence[Any] = (),
     finish: bool = False,
     leased: list[Any] | None = None,
-    **lease_options: Any,
+    lease: LeaseRequest = NO_LEASES,
 ) -> list[Event]:
     """Complete ``task`` the way a worker would: a task-started event, the task's new events,
     then ``extra`` (and a finished event when ``finish``), numbered after the history.
 
-    Returns the executed events as stored. ``lease_options`` (``activity_queues``,
-    ``max_leased_activities``) go to the backend; the activity tasks it leases are appended to
-    ``leased``.
+    Returns the executed events as stored. ``lease`` goes to the backend; the activity tasks it
+    leases are appended to ``leased``.
     """
     events = [task_started_event(), *task.new_events, *extra]
     if finish:
         events.append(finished_event())
         state = InstanceState.FINISHED
     executed = numbered(events, task.last_sequence_id)
-    tasks = backend.complete_workflow_task(
-        task,
+    result = ExecutionResult(
         state=state,
-        executed_events=executed,
-        activity_events=activity_events,
-        timer_events=timer_events,
-        workflow_events=workflow_events,
-        **lease_options,
+        executed=executed,
+        activity_events=list(activity_events),
+        timer_events=list(timer_events),
+        workflow_events=list(workflow_events),
     )
+    tasks = backend.complete_workflow_task(task, WorkflowTaskCompletion(result, lease))
     if leased is not None:
         leased.extend(tasks or ())
     return executed

@@ -1,0 +1,103 @@
+"""``OrmStore``: what every part of the ORM backend shares (the role of the ``*sqlBackend`` struct
+in go-workflows' ``backend/sqlite``).
+
+One store per ``OrmBackend``: its database alias and options, the transactions that retry
+(``transactions.Transactions``), the named SQL (``sql.HotSql``), the wake-ups of this process's
+pollers (``wakeup.Waker``), the QuerySets of its tables, and the few writes every part makes
+(an event into an execution's inbox, a wake-up after commit). The task modules
+(``workflow_tasks``, ``activity_tasks``) and the facade (``backend``) take the store; none of
+them reaches into another's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import connections, transaction
+
+from ...engine.backend import BackendOptions
+from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.history import Event
+from ...models import ActivityTask as ActivityRow
+from ...models import WorkflowInstance as InstanceRow
+from .sql import HotSql, new_token, payload_json
+from .transactions import Transactions, first
+from .wakeup import Kind, waker_for
+
+T = TypeVar("T")
+
+ACTIVE = InstanceState.ACTIVE.value
+
+
+class OrmStore:
+    def __init__(self, using: str, options: BackendOptions, *, poll_interval: float, lock_retry_timeout: float) -> None:
+        self.using = using
+        self.options = options
+        self.poll_interval = poll_interval
+        self.db = Transactions(using, lock_retry_timeout)
+        self.sql = HotSql(using, pinned=self.db.pinned)
+        self.waker = waker_for(using)
+
+    # -- tables --------------------------------------------------------------------------------
+
+    def instances(self) -> Any:
+        # Unordered: the models' default ordering is for the admin, not for these queries.
+        return InstanceRow.objects.using(self.using).order_by()
+
+    def activities(self) -> Any:
+        return ActivityRow.objects.using(self.using).order_by()
+
+    def execution(self, instance: WorkflowInstance) -> Any:
+        return self.instances().filter(instance_id=instance.instance_id, execution_id=instance.execution_id)
+
+    def locking(self, queryset: Any) -> Any:
+        """``FOR UPDATE SKIP LOCKED`` where the database has it (a no-op on SQLite)."""
+        features = connections[self.using].features
+        return queryset.select_for_update(skip_locked=bool(features.has_select_for_update_skip_locked))
+
+    @property
+    def can_return_ids(self) -> bool:
+        return bool(connections[self.using].features.can_return_rows_from_bulk_insert)
+
+    # -- writes every part makes ------------------------------------------------------------------
+
+    def insert_events(self, deliveries: Sequence[tuple[int, Event]]) -> None:
+        """Put events into executions' inboxes: (execution row id, event), each with its own
+        payload; inside the caller's transaction."""
+        payloads = [(new_token(), row_id, payload_json(event)) for row_id, event in deliveries]
+        self.sql.insert_payloads(payloads)
+        self.sql.insert_events(
+            "pending", [(row_id, payload[0], event) for (row_id, event), payload in zip(deliveries, payloads, strict=True)]
+        )
+
+    def deliver_to_execution(self, target: WorkflowInstance, event: Event) -> None:
+        """Queue ``event`` for the exact execution ``target`` if it is active (locked first)."""
+        row_id = first(self.execution(target).filter(state=ACTIVE).select_for_update().values_list("pk", flat=True))
+        if row_id is not None:
+            self.insert_events([(row_id, event)])
+            self.notify_on_commit("workflow")
+
+    def notify_on_commit(self, kind: Kind, timers: Sequence[datetime] = ()) -> None:
+        """Wake this process's pollers of ``kind`` once the current transaction commits (and at
+        each of ``timers``)."""
+        transaction.on_commit(lambda: self.waker.notify(kind, timers), using=self.using)
+
+    # -- polling ----------------------------------------------------------------------------------
+
+    def poll(self, kind: Kind, claim: Callable[[], list[T]], timeout: float) -> list[T]:
+        """Claim until something comes back or ``timeout`` passes, sleeping between looks until
+        this process commits work of ``kind`` or ``poll_interval`` passes (work committed by
+        other processes)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            seen = self.waker.generation(kind)
+            tasks = claim()
+            if tasks:
+                return tasks
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self.waker.wait(kind, seen, min(remaining, self.poll_interval))

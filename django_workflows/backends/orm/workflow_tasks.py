@@ -1,0 +1,141 @@
+"""Workflow tasks of the ORM backend (go-workflows' SQL ``GetWorkflowTask``, ``ExtendWorkflowTask``,
+``CompleteWorkflowTask``); ``OrmBackend`` delegates its workflow-task methods here.
+
+An execution row doubles as its workflow task: it is claimable while it is active, has visible
+pending events, is not leased, and is not sticky to another worker (``sql.HotSql._CANDIDATE``).
+A claim locks up to a batch of candidates (``SKIP LOCKED`` where the database has it), reads
+their visible pending events and leases them under one token; every lease stays fenced by (row
+id, token). An activity completion may hand the workflow's next task to its own worker in its
+transaction (``lease_for``). Completion is ``completion.WorkflowTaskCompletion``'s plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...engine.backend import ActivityTask, WorkflowTask, WorkflowTaskCompletion
+from ...engine.core import InstanceState
+from ...engine.errors import CompletionRejected, LeaseLost
+from .completion import Completion
+from .rows import PendingRow, TaskRow, WorkflowTaskData
+from .sql import new_token, read_json
+from .store import OrmStore
+
+
+class _NothingToClaim(Exception):
+    """Rolls back a lease that found nothing to execute, or a claim whose candidate was taken
+    (only possible on a SQLite connection in DEFERRED mode)."""
+
+
+class WorkflowTasks:
+    """The workflow-task half of one ``OrmBackend``."""
+
+    def __init__(self, store: OrmStore) -> None:
+        self.store = store
+
+    def claim(self, queues: Sequence[str], limit: int) -> list[WorkflowTask]:
+        """Lease up to ``limit`` workflow tasks of ``queues``, waiting for none."""
+        store, sql = self.store, self.store.sql
+        me = store.options.worker_name
+        # Look first without locking: an idle poll must not queue for SQLite's write lock (or
+        # open a transaction at all elsewhere).
+        if not store.db.run(lambda: sql.has_candidate(queues, me), atomic=False, reconnect=True):
+            return []
+
+        def claim() -> list[WorkflowTask]:
+            # Three statements for the whole batch: lock the candidates, read their visible
+            # pending events, lease those that have some (under one token; a lease is fenced
+            # by row id and token, so the tasks stay apart).
+            rows = sql.claim_candidates(queues, me, limit)
+            if not rows:
+                return []
+            pending = sql.visible_pending([row.row_id for row in rows])
+            rows = [row for row in rows if pending.get(row.row_id)]
+            if not rows:
+                return []
+            token = new_token()
+            if sql.lease_executions([row.row_id for row in rows], token, me, store.options.workflow_lock) != len(rows):
+                raise _NothingToClaim()
+            return [_task(row, pending[row.row_id], token) for row in rows]
+
+        try:
+            return store.db.run(claim, reconnect=True)
+        except _NothingToClaim:
+            return []
+
+    def lease_for(self, row: TaskRow) -> WorkflowTask | None:
+        """Inside the caller's transaction, which holds the execution's exclusive lock: lease its
+        workflow task to this worker if the task is free and not sticky to another worker,
+        with all its visible pending events (an activity completion continuing the workflow)."""
+        store, sql = self.store, self.store.sql
+        token = new_token()
+        if not sql.lease_handed_over(row.row_id, token, store.options.worker_name, store.options.workflow_lock):
+            return None
+        pending = sql.visible_pending([row.row_id]).get(row.row_id)
+        if not pending:
+            raise _NothingToClaim()  # rolls back the caller's transaction: it delivered nothing
+        return _task(row, pending, token)
+
+    def extend(self, task: WorkflowTask) -> None:
+        store = self.store
+        data = _data(task)
+        extended = store.db.run(
+            lambda: store.sql.extend_lease("instance", data.row_id, task.lease_token, store.options.workflow_lock),
+            atomic=False,
+            reconnect=True,
+        )
+        if not extended:
+            raise LeaseLost()
+
+    def abandon(self, task: WorkflowTask) -> None:
+        store = self.store
+        data = _data(task)
+        released = store.db.run(
+            lambda: store.sql.release_execution(data.row_id, task.lease_token), atomic=False, reconnect=True
+        )
+        if released:
+            store.waker.notify("workflow")
+
+    def complete(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+        plan = Completion(self.store, task, _data(task), completion)
+
+        def complete() -> Completion:
+            plan.run()
+            # Also after a rejection: the task is free again, with the events it missed.
+            self.store.notify_on_commit("workflow", plan.timers)
+            if plan.activities_queued:
+                self.store.notify_on_commit("activity")
+            return plan
+
+        # Integrity races (a sub-workflow id started concurrently) resolve on a fresh attempt.
+        self.store.db.run(complete, reconnect=True, integrity_attempts=3)
+        if plan.rejected:
+            raise CompletionRejected()
+        return plan.leased
+
+
+def _data(task: WorkflowTask) -> WorkflowTaskData:
+    if not isinstance(task.custom_data, WorkflowTaskData):
+        raise LeaseLost("this workflow task was not leased from the ORM backend")
+    return task.custom_data
+
+
+def _task(row: TaskRow, pending: list[PendingRow], token: str) -> WorkflowTask:
+    """The task of the leased execution ``row`` with its visible pending events."""
+    metadata = read_json(row.metadata)
+    return WorkflowTask(
+        id=row.instance_id,
+        queue=row.queue,
+        instance=row.instance(),
+        state=InstanceState.ACTIVE,
+        metadata=dict(metadata or {}),
+        last_sequence_id=row.last_sequence_id,
+        new_events=[p.event for p in pending],
+        lease_token=token,
+        workflow_name=row.workflow_name,
+        custom_data=WorkflowTaskData(
+            row_id=row.row_id,
+            pending_ids=tuple(p.pending_id for p in pending),
+            payload_ids={p.event.id: p.payload_id for p in pending},
+        ),
+    )
