@@ -347,9 +347,22 @@ class Worker:
         for lane in self._lanes.values():
             lane.pool.shutdown(wait=True)
         self._heartbeats.stop()
+        if "workflow" in self._lanes:
+            self._hand_back_sticky_instances()
         self.cache.clear()
         self.backend.release_finished_threads()  # e.g. the database connections of pollers and tasks
         return True
+
+    def _hand_back_sticky_instances(self) -> None:
+        """Let any worker continue the instances sticky to this one at once: their executors
+        die with this worker's cache, and waiting out ``sticky_timeout`` would stall them."""
+        try:
+            released = self.backend.release_sticky_instances()
+        except Exception:
+            logger.warning("handing back sticky instances failed; they wait out the sticky timeout", exc_info=True)
+            return
+        if released:
+            logger.info("handed back %d sticky instance(s)", released)
 
     def __enter__(self) -> Self:
         self.start()

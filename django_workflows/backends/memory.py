@@ -305,6 +305,21 @@ class MemoryBackend(BaseBackend):
             execution.sticky_until = None
             self._cond.notify_all()
 
+    def release_sticky_instances(self) -> int:
+        with self._cond:
+            now = self._clock.now()
+            mine = [
+                execution
+                for execution in self._executions.values()
+                if execution.worker == self.options.worker_name
+                and execution.sticky_until is not None
+                and execution.sticky_until > now
+            ]
+            for execution in mine:
+                execution.sticky_until = None
+            self._cond.notify_all()
+        return len(mine)
+
     def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         result, leases = completion.result, completion.lease_activities
         state = result.state

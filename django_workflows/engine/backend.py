@@ -316,6 +316,13 @@ class Backend(ABC):
         """Release the lease without committing anything, so another poll can take the task;
         a lease that is already gone is not an error."""
 
+    def release_sticky_instances(self) -> int:
+        """Forget that executions are sticky to this worker (``options.worker_name``), so any
+        worker takes their next task at once instead of after ``sticky_timeout``; return how
+        many were. A worker that stops gracefully calls it after its last task. By default
+        nothing (stickiness then runs out by itself)."""
+        return 0
+
     # -- activity tasks ------------------------------------------------------------------
 
     def prepare_activity_queues(self, queues: Sequence[str]) -> None:

@@ -336,6 +336,9 @@ class OrmBackend(BaseBackend):
     def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         return self.workflow_tasks.complete(task, completion)
 
+    def release_sticky_instances(self) -> int:
+        return self.workflow_tasks.release_sticky()
+
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
         tasks = self.get_activity_tasks(queues, timeout, 1)
         return tasks[0] if tasks else None

@@ -310,6 +310,15 @@ class HotSql:
         """Give up a workflow task's lease (and the stickiness): another worker may take it."""
         return self._rowcount("release_execution", self._RELEASE, row_id=row_id, token=token) == 1
 
+    _RELEASE_STICKY = (
+        "UPDATE {instance} SET sticky_until = NULL"
+        " WHERE state = 0 AND worker = %(worker)s AND sticky_until > {now} AND " + free()
+    )
+
+    def release_sticky(self, worker: str) -> int:
+        """Forget that free executions are sticky to ``worker``; return how many were."""
+        return self._rowcount("release_sticky", self._RELEASE_STICKY, worker=worker)
+
     _LOCK_LEASED = "SELECT id FROM {instance} WHERE " + LEASED + "{for_update}"
 
     def lock_leased(self, row_id: int, token: str) -> bool:

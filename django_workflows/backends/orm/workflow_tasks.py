@@ -96,6 +96,15 @@ class WorkflowTasks:
         if released:
             store.waker.notify("workflow")
 
+    def release_sticky(self) -> int:
+        store = self.store
+        released = store.db.run(
+            lambda: store.sql.release_sticky(store.options.worker_name), atomic=False, reconnect=True
+        )
+        if released:
+            store.waker.notify("workflow")
+        return released
+
     def complete(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         plan = Completion(self.store, task, _data(task), completion)
 

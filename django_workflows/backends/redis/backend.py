@@ -258,6 +258,10 @@ class RedisBackend(BaseBackend):
     def abandon_workflow_task(self, task: WorkflowTask) -> None:
         self._scripts("workflow_abandon", task.instance.instance_id, task.instance.execution_id, task.lease_token)
 
+    def release_sticky_instances(self) -> int:
+        moved = self._scripts("workflow_release_sticky", self.options.worker_name, ms(self.options.sticky))
+        return int(moved)
+
     def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         instance = task.instance
         args: list[Any] = [

@@ -27,6 +27,7 @@ NAMES = (
     "workflow_poll",
     "workflow_abandon",
     "workflow_complete",
+    "workflow_release_sticky",
     "activity_poll",
     "activity_abandon",
     "activity_complete",

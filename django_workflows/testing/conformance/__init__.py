@@ -72,6 +72,7 @@ from .backend import BackendConformance
 from .e2e_basics import BasicCases, TenantPropagator
 from .e2e_errors import ErrorCases
 from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
+from .e2e_restarts import RestartCases
 from .e2e_signals import ConcurrencyCases, SignalCases
 from .e2e_subworkflows import SubWorkflowCases
 from .e2e_timers import TimerCases
@@ -87,6 +88,7 @@ class EndToEndConformance(
     ContinueAsNewCases,
     QueueAndRemovalCases,
     ErrorCases,
+    RestartCases,
 ):
     """Every end-to-end case; each runs with and without the executor cache."""
 

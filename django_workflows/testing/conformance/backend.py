@@ -443,6 +443,18 @@ class BackendConformance:
         mine.abandon_workflow_task(task)
         assert poll_workflow_task(other, timeout=5).instance == instance
 
+    def test_released_stickiness_lets_other_workers_take_the_instance(self, backend_factory: BackendFactory) -> None:
+        mine = backend_factory(worker_name="worker-1", sticky_timeout=600)
+        other = backend_factory(worker_name="worker-2", sticky_timeout=600)
+        waiting, queued = start_instance(mine), start_instance(mine)
+        mine.signal_workflow(queued.instance_id, signal_event())  # a task queued while sticky
+        assert other.get_workflow_task(["default"], QUICK) is None
+        # A worker that stops gracefully hands its sticky instances back.
+        assert mine.release_sticky_instances() >= 1
+        assert poll_workflow_task(other, timeout=5).instance == queued
+        mine.signal_workflow(waiting.instance_id, signal_event())  # an event after the release
+        assert poll_workflow_task(other, timeout=5).instance == waiting
+
     def test_workers_see_only_their_queues(self, backend_factory: BackendFactory) -> None:
         backend = backend_factory()
         backend.prepare_workflow_queues(["default", "reports"])

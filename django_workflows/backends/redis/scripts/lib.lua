@@ -52,6 +52,11 @@ local function drop_entry(stream, id)
   redis.call('XDEL', stream, id)
 end
 
+-- A worker that stopped gracefully (workflow_release_sticky.lua) keeps no executions sticky.
+local function worker_gone(worker)
+  return redis.call('EXISTS', NS .. 'wf-gone:' .. worker) == 1
+end
+
 -- Queue a workflow task for an execution unless one is queued or running already: the
 -- instance hash remembers its one stream entry (go-workflows' task set), so however many
 -- events arrive, the instance is in a queue once. While the execution is sticky to a worker
@@ -63,7 +68,7 @@ local function enqueue(iid, eid, now, to_queue)
     return
   end
   local stream
-  if not to_queue and h[3] and h[4] and tonumber(h[4]) > now then
+  if not to_queue and h[3] and h[4] and tonumber(h[4]) > now and not worker_gone(h[3]) then
     stream = NS .. 'wf-sticky:' .. h[3]
     redis.call('ZADD', NS .. 'wf-sticky-expiry', h[4], member(iid, eid))
     ensure_group(stream)

@@ -18,6 +18,7 @@ end
 local now = now_ms()
 
 local sticky_stream = NS .. 'wf-sticky:' .. me
+redis.call('DEL', NS .. 'wf-gone:' .. me)  -- polling again (a restarted worker of this name)
 ensure_group(sticky_stream)
 redis.call('PEXPIRE', sticky_stream, STICKY_STREAM_TTL)
 local streams = {sticky_stream}
@@ -60,7 +61,7 @@ local function lease(iid, eid, key, queue)
 end
 
 local function sticky_elsewhere(worker, sticky)
-  return worker ~= me and sticky and tonumber(sticky) > now
+  return worker ~= me and sticky and tonumber(sticky) > now and not worker_gone(worker)
 end
 
 -- Expired leases: the holder stalled or died. The stream entry was acknowledged when the task
