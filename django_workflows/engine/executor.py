@@ -38,6 +38,7 @@ from .core import InstanceState, Metadata, WorkflowInstance
 from .coroutines import Coroutine
 from .errors import NondeterminismError, PanicError, WorkflowError, format_traceback
 from .history import (
+    TERMINAL_EVENT_TYPES,
     ActivityCompletedAttributes,
     ActivityFailedAttributes,
     ActivityScheduledAttributes,
@@ -115,6 +116,8 @@ class Executor:
         self.completed = False
         self._main: Coroutine | None = None
         self._final_error: WorkflowError | None = None
+        #: The command that ends the execution, once the code has ended it.
+        self._final: CompleteWorkflowCommand | ContinueAsNewCommand | None = None
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -210,6 +213,8 @@ class Executor:
         state = self.state
         state.history_length += 1
         if self.completed:
+            if event.type in TERMINAL_EVENT_TYPES:
+                self._on_finished(event)  # the recorded end of what the code ended in this replay
             return
         handler = _HANDLERS.get(event.type)
         if handler is not None:
@@ -324,10 +329,11 @@ class Executor:
         self.state.root_cancel.cancel()
 
     def _on_finished(self, event: Event) -> None:
-        # Replaying the end of a finished execution (the tester and replay tools do this).
-        command = self.state.commands.get(event.schedule_event_id)
-        if isinstance(command, (CompleteWorkflowCommand, ContinueAsNewCommand)):
-            command.done()
+        # Replaying the end of a finished execution (the tester and replay tools do this). The
+        # event's schedule event id is not looked at: it is 0 as in go-workflows, but histories
+        # recorded before carry the id of the command that ended the execution.
+        if self._final is not None:
+            self._final.done()
         self.completed = True
 
     # -- matching helpers --------------------------------------------------------------------
@@ -409,6 +415,7 @@ class Executor:
             error=error.to_info() if error is not None else None,
         )
         state.add_command(command)
+        self._final = command
         self._final_error = error
         self.completed = True
         state.scheduler.close()
@@ -424,17 +431,17 @@ class Executor:
         metadata = dict(state.metadata)
         for propagator in state.propagators:
             propagator.inject_from_workflow(state.root, metadata)
-        state.add_command(
-            ContinueAsNewCommand(
-                state.next_schedule_event_id(),
-                instance=self.instance,
-                name=state.name,
-                queue=state.queue,
-                inputs=inputs,
-                metadata=metadata,
-                result=result,
-            )
+        command = ContinueAsNewCommand(
+            state.next_schedule_event_id(),
+            instance=self.instance,
+            name=state.name,
+            queue=state.queue,
+            inputs=inputs,
+            metadata=metadata,
+            result=result,
         )
+        state.add_command(command)
+        self._final = command
         self.completed = True
         state.scheduler.close()
 
