@@ -38,11 +38,14 @@ async def legacy_child(ctx: workflow.Context, n: int) -> int:
 
 async def legacy_order(ctx: workflow.Context, n: int) -> str:
     retried = workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, legacy_flaky, "retried")
-    stamp = await workflow.side_effect(ctx, lambda: 7)
+    # Not awaited here: a side effect's future is resolved at once when it runs, but only by its
+    # recorded event on replay, so awaiting it here would block a replay where the recording
+    # went on (and the old order let the retry coroutines take ids there).
+    stamp = workflow.side_effect(ctx, lambda: 7)
     once = workflow.execute_activity(ctx, workflow.ActivityOptions(), legacy_echo, "once")
     child = workflow.create_sub_workflow_instance(ctx, RETRY_TWICE, legacy_child, n)
     timer = workflow.schedule_timer(ctx, timedelta(milliseconds=200), name="pause")
-    first = f"{await retried}|{stamp}|{await once}|{await child}"
+    first = f"{await retried}|{await stamp}|{await once}|{await child}"
     await timer
     again = workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, legacy_echo, "again")
     mark = await workflow.side_effect(ctx, lambda: 1)
