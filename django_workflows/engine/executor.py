@@ -207,8 +207,8 @@ class Executor:
             probe.close()  # both orders fit as well: keep go-workflows' order
             return None
         self._logger.info(
-            "workflow %s: history recorded with the retry order of django_workflows before "
-            "go-workflows parity; replaying and continuing it in that order",
+            "workflow %s: history numbered in the retry order of django_workflows before go-workflows' "
+            "(first attempts numbered once the workflow blocked); replaying and continuing it in that order",
             self.instance,
         )
         self._adopt(probe)
