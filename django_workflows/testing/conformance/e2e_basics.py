@@ -216,7 +216,7 @@ class BasicCases(EndToEndFixtures):
         h = e2e([wf], [Payments(fee=3)])
         instance = h.run(wf, 10)
         assert h.wait_result(instance) == [13, "13 EUR", "mismatched argument count: expected 1, got 2"]
-        names = [e.attributes.name for e in h.history(instance) if e.type is EventType.ACTIVITY_SCHEDULED]  # type: ignore[attr-defined]
+        names = [e.attributes.name for e in h.history(instance) if e.type is EventType.ACTIVITY_SCHEDULED]
         assert names == ["charge", "describe"]  # the wrong call was refused before it was scheduled
 
     def test_workflow_registered_under_another_name(self, e2e: Any) -> None:

@@ -207,7 +207,7 @@ class HistoryCases(EndToEndFixtures):
         instance = h.run(wf)
         assert h.wait_result(instance) == "ran"
         scheduled = [e for e in h.history(instance) if e.type is EventType.ACTIVITY_SCHEDULED]
-        assert [(e.schedule_event_id, e.attributes.attempt) for e in scheduled] == [(1, 0)]  # type: ignore[attr-defined]
+        assert [(e.schedule_event_id, e.attributes.attempt) for e in scheduled] == [(1, 0)]
 
     def test_sub_workflow_with_retries_takes_its_id_in_code_order(self, e2e: Any) -> None:
         async def child(ctx: workflow.Context, n: int) -> int:
@@ -235,7 +235,7 @@ class HistoryCases(EndToEndFixtures):
             (EventType.ACTIVITY_SCHEDULED, 3),
         ]
         (scheduled,) = [e for e in history if e.type is EventType.SUB_WORKFLOW_SCHEDULED]
-        child_instance = scheduled.attributes.sub_workflow_instance  # type: ignore[attr-defined]
+        child_instance = scheduled.attributes.sub_workflow_instance
         assert child_instance.parent_event_id == 1
         results = [e for e in history if e.type is EventType.SUB_WORKFLOW_COMPLETED]
         assert [e.schedule_event_id for e in results] == [1]
