@@ -4,10 +4,14 @@ An activity is scheduled by name with its arguments converted to payloads. Once 
 cannot be canceled: it runs to completion and its result is delivered even if the workflow's
 context is canceled meanwhile. Retries follow ``ActivityOptions.retry_options``; each attempt is
 a separate ``ActivityScheduled`` event that carries its attempt number.
+
+The activity is named by its registered name or its function; the function of a method
+registered from an object (``MyActivities.charge``) stands for that bound method.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +50,9 @@ def execute_activity(
         raise TypeError(f"execute_activity needs ActivityOptions, got {type(options).__name__}")
     if ctx.err() is not None:
         return resolved(error=Canceled())
+    if callable(activity):
+        # MyActivities.charge stands for the bound method registered from an object.
+        activity = state.registry.resolve_activity(activity)
     name = state.registry.activity_name(activity)
     prepared = prepare_inputs(state, activity, args, skip_context=False)
     if isinstance(prepared, Future):
@@ -70,11 +77,29 @@ def prepare_inputs(
         try:
             check_arguments(target, args, skip_context=skip_context)
         except ArgumentMismatch as exc:
-            return resolved(error=WorkflowError(str(exc), type="ArgumentMismatch", permanent=True))
+            message = f"{exc}{_unbound_method_hint(target)}"
+            return resolved(error=WorkflowError(message, type="ArgumentMismatch", permanent=True))
     try:
         return [state.encode(arg) for arg in args]
     except PayloadError as exc:
         return resolved(error=WorkflowError(f"converting inputs: {exc}", type="PayloadError", permanent=True))
+
+
+def _unbound_method_hint(fn: Callable[..., Any]) -> str:
+    """Why a method taken from its class failed the argument check, when that is the cause."""
+    owner = getattr(fn, "__qualname__", "").rpartition(".")[0]
+    if not inspect.isfunction(fn) or not owner or owner.endswith("<locals>"):
+        return ""
+    try:
+        parameters = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ""
+    if not parameters or parameters[0] != "self":
+        return ""
+    return (
+        f" ({fn.__qualname__} is a method: register an instance of {owner.rpartition('.')[2]} with "
+        "register_activity so that it stands for the bound method)"
+    )
 
 
 def schedule_activity(ctx: Context, name: str, inputs: list[str], queue: str, attempt: int) -> Future[Any]:

@@ -268,13 +268,9 @@ class CompleteWorkflowCommand(Command):
     def execute(self, now: datetime, out: CommandResult) -> None:
         if self.state is not CommandState.PENDING:
             return
-        out.events.append(
-            new_event(
-                WorkflowExecutionFinishedAttributes(result=self.result, error=self.error),
-                now,
-                schedule_event_id=self.id,
-            )
-        )
+        # Schedule event id 0, as go-workflows records it: the event ends the execution rather
+        # than answering a command (the executor still numbers the command, like go-workflows).
+        out.events.append(new_event(WorkflowExecutionFinishedAttributes(result=self.result, error=self.error), now))
         parent = self.instance.parent
         if parent is not None:
             attributes = (
@@ -322,8 +318,7 @@ class ContinueAsNewCommand(Command):
                 WorkflowExecutionContinuedAsNewAttributes(
                     result=self.result, continued_execution_id=self.continued.execution_id
                 ),
-                now,
-                schedule_event_id=self.id,
+                now,  # schedule event id 0, as for WorkflowExecutionFinished
             )
         )
         out.workflow_events.append(

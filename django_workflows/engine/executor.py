@@ -12,6 +12,12 @@ An executor owns one execution of a workflow. For each workflow task it
 
 Non-determinism fails the workflow with a ``NondeterminismError`` naming the instance, the
 event and what the code did instead; the history already recorded is never rewritten.
+
+Histories recorded before ``with_retries`` scheduled its first attempt at once (see
+``engine.retries``) number their commands in another order. When a replay does not match, or
+matches only with other inputs than recorded, the executor replays the whole history again in
+that legacy order and keeps whichever order the history fits; an execution keeps its order to
+the end, so its history never mixes the two.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from .core import InstanceState, Metadata, WorkflowInstance
 from .coroutines import Coroutine
 from .errors import NondeterminismError, PanicError, WorkflowError, format_traceback
 from .history import (
+    TERMINAL_EVENT_TYPES,
     ActivityCompletedAttributes,
     ActivityFailedAttributes,
     ActivityScheduledAttributes,
@@ -86,6 +93,9 @@ class Executor:
         self.instance = instance
         self._registry = registry
         self._history = history_provider
+        self._converter = converter
+        self._metadata = dict(metadata or {})
+        self._propagators = list(propagators)
         self._clock = clock
         self._max_history_size = max_history_size
         self._logger = logger or logging.getLogger("django_workflows.workflow")
@@ -97,11 +107,17 @@ class Executor:
             propagators=propagators,
             time=clock.now(),
         )
-        self.state.metadata = dict(metadata or {})
+        self.state.metadata = dict(self._metadata)
         self.last_sequence_id = 0
         self.completed = False
         self._main: Coroutine | None = None
         self._final_error: WorkflowError | None = None
+        #: The command that ends the execution, once the code has ended it.
+        self._final: CompleteWorkflowCommand | ContinueAsNewCommand | None = None
+        #: A replayed command matched its event by id, type and name, but not by inputs or
+        #: attempt: allowed (code may change its inputs), but a hint that another numbering of
+        #: the commands (the legacy retry order) may fit the history better.
+        self._inexact = False
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -110,11 +126,9 @@ class Executor:
         if last_sequence_id < self.last_sequence_id:
             raise StaleExecutor("task has older history than current state, cannot execute")
         if last_sequence_id > self.last_sequence_id:
-            history = self._history.get_workflow_instance_history(self.instance, self.last_sequence_id or None)
-            try:
-                self._replay(history)
-            except NondeterminismError as err:
-                return self._fail_replay(err, last_sequence_id, new_events)
+            error = self._replay_history()
+            if error is not None:
+                return self._fail_replay(error, last_sequence_id, new_events)
 
         now = self._clock.now()
         executed = [new_event(WorkflowTaskStartedAttributes(), now)]
@@ -157,6 +171,62 @@ class Executor:
 
     # -- replay ------------------------------------------------------------------------------
 
+    def _replay_history(self) -> NondeterminismError | None:
+        """Replay the history not seen yet; the error if it fits no order of commands."""
+        from_start = self.last_sequence_id == 0
+        history = self._history.get_workflow_instance_history(self.instance, self.last_sequence_id or None)
+        error: NondeterminismError | None = None
+        try:
+            self._replay(history)
+        except NondeterminismError as err:
+            error = err
+        if self.state.legacy_retry_order or (error is None and not (from_start and self._inexact)):
+            return error
+        failed_at = self.last_sequence_id
+        probe = self._legacy_probe()
+        try:
+            probe._replay(self._history.get_workflow_instance_history(self.instance, None))
+        except NondeterminismError as probe_error:
+            probe.close()
+            # Neither order fits; the one that got further names the real divergence.
+            return probe_error if error is not None and probe.last_sequence_id > failed_at else error
+        if error is None and probe._inexact:
+            probe.close()  # both orders fit as well: keep go-workflows' order
+            return None
+        self._logger.info(
+            "workflow %s: history numbered in the retry order of django_workflows before go-workflows' "
+            "(first attempts numbered once the workflow blocked); replaying and continuing it in that order",
+            self.instance,
+        )
+        self._adopt(probe)
+        return None
+
+    def _legacy_probe(self) -> Executor:
+        probe = Executor(
+            registry=self._registry,
+            history_provider=self._history,
+            instance=self.instance,
+            converter=self._converter,
+            metadata=self._metadata,
+            propagators=self._propagators,
+            logger=self._logger,
+            clock=self._clock,
+            max_history_size=self._max_history_size,
+        )
+        probe.state.legacy_retry_order = True
+        return probe
+
+    def _adopt(self, probe: Executor) -> None:
+        """Continue with the workflow state ``probe`` replayed; this one's is discarded."""
+        self.state.scheduler.close()
+        self.state = probe.state
+        self.last_sequence_id = probe.last_sequence_id
+        self.completed = probe.completed
+        self._main = probe._main
+        self._final_error = probe._final_error
+        self._final = probe._final
+        self._inexact = probe._inexact
+
     def _replay(self, history: Sequence[Event]) -> None:
         self.state.replaying = True
         try:
@@ -197,6 +267,8 @@ class Executor:
         state = self.state
         state.history_length += 1
         if self.completed:
+            if event.type in TERMINAL_EVENT_TYPES:
+                self._on_finished(event)  # the recorded end of what the code ended in this replay
             return
         handler = _HANDLERS.get(event.type)
         if handler is not None:
@@ -235,6 +307,8 @@ class Executor:
         command = self._match(event, ScheduleActivityCommand, f"ActivityScheduled({attrs.name})")
         if command.name != attrs.name:
             raise self._mismatch(event, f"ActivityScheduled({attrs.name})", command.describe())
+        if command.inputs != attrs.inputs or command.attempt != attrs.attempt:
+            self._inexact = True
         command.commit()
 
     def _on_activity_result(self, event: Event) -> None:
@@ -274,6 +348,8 @@ class Executor:
         command = self._match(event, ScheduleSubWorkflowCommand, f"SubWorkflowScheduled({attrs.name})")
         if command.name != attrs.name:
             raise self._mismatch(event, f"SubWorkflowScheduled({attrs.name})", command.describe())
+        if command.inputs != attrs.inputs:
+            self._inexact = True
         command.instance = attrs.sub_workflow_instance
         command.commit()
 
@@ -311,10 +387,11 @@ class Executor:
         self.state.root_cancel.cancel()
 
     def _on_finished(self, event: Event) -> None:
-        # Replaying the end of a finished execution (the tester and replay tools do this).
-        command = self.state.commands.get(event.schedule_event_id)
-        if isinstance(command, (CompleteWorkflowCommand, ContinueAsNewCommand)):
-            command.done()
+        # Replaying the end of a finished execution (the tester and replay tools do this). The
+        # event's schedule event id is not looked at: it is 0 as in go-workflows, but histories
+        # recorded before carry the id of the command that ended the execution.
+        if self._final is not None:
+            self._final.done()
         self.completed = True
 
     # -- matching helpers --------------------------------------------------------------------
@@ -396,6 +473,7 @@ class Executor:
             error=error.to_info() if error is not None else None,
         )
         state.add_command(command)
+        self._final = command
         self._final_error = error
         self.completed = True
         state.scheduler.close()
@@ -411,17 +489,17 @@ class Executor:
         metadata = dict(state.metadata)
         for propagator in state.propagators:
             propagator.inject_from_workflow(state.root, metadata)
-        state.add_command(
-            ContinueAsNewCommand(
-                state.next_schedule_event_id(),
-                instance=self.instance,
-                name=state.name,
-                queue=state.queue,
-                inputs=inputs,
-                metadata=metadata,
-                result=result,
-            )
+        command = ContinueAsNewCommand(
+            state.next_schedule_event_id(),
+            instance=self.instance,
+            name=state.name,
+            queue=state.queue,
+            inputs=inputs,
+            metadata=metadata,
+            result=result,
         )
+        state.add_command(command)
+        self._final = command
         self.completed = True
         state.scheduler.close()
 

@@ -4,6 +4,11 @@ Names are how history refers to code: a workflow or activity is stored by name a
 by name when a worker runs it. The name defaults to the function's ``__name__``; ``name=``
 overrides it. Anywhere a function is accepted its registered name may be given instead; then no
 argument checks are possible.
+
+An object's public methods register as activities named by method name (go-workflows' struct
+registration). Workflow code may then name one by its function on the class,
+``MyActivities.charge``: it stands for the registered bound method, whose signature (without
+``self``) the arguments are checked against.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class Registry:
         self._activities: dict[str, Callable[..., Any]] = {}
         self._workflow_names: dict[Any, str] = {}
         self._activity_names: dict[Any, str] = {}
+        #: The function behind a registered bound method -> that method.
+        self._bound_activities: dict[Any, Callable[..., Any]] = {}
 
     # -- registration ------------------------------------------------------------------------
 
@@ -99,6 +106,8 @@ class Registry:
                 raise RegistrationError(f'activity with name "{name}" already registered')
             self._activities[name] = fn
             self._activity_names[fn] = name
+            if inspect.ismethod(fn):
+                self._bound_activities.setdefault(fn.__func__, fn)
 
     def update(self, other: Registry) -> None:
         """Add everything registered in ``other``."""
@@ -138,10 +147,19 @@ class Registry:
     def activity_name(self, activity: Callable[..., Any] | str) -> str:
         if isinstance(activity, str):
             return activity
+        activity = self.resolve_activity(activity)
         try:
             return self._activity_names.get(activity) or default_name(activity)
         except TypeError:
             return default_name(activity)
+
+    def resolve_activity(self, activity: Callable[..., Any]) -> Callable[..., Any]:
+        """What runs for ``activity``: the registered bound method when ``activity`` is its
+        function on the class (``MyActivities.charge``), else ``activity`` itself."""
+        try:
+            return self._bound_activities.get(activity, activity)
+        except TypeError:  # unhashable callable
+            return activity
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,16 @@
 
 Retries are driven by the workflow, not the worker: every attempt is its own activity or
 sub-workflow in history, and the backoff between attempts is a durable timer named
-``Retry-Backoff``, so a retry schedule survives restarts. ``with_retries`` runs in a coroutine
-that calls ``fn(ctx, attempt)`` until it succeeds, the error is permanent or ``Canceled``, the
-attempts are used up, or the retry timeout would pass.
+``Retry-Backoff``, so a retry schedule survives restarts. As in go-workflows' ``WithRetries``,
+the first attempt is scheduled at once, in the caller's coroutine, so it takes its schedule
+event id in code order and is scheduled even if the context is canceled right after; only the
+retries run in a coroutine, which calls ``fn(ctx, attempt)`` again until it succeeds, the error
+is permanent or ``Canceled``, the attempts are used up, or the retry timeout would pass.
+
+Executions recorded before that (django_workflows 09bb8b5 and earlier) scheduled the first
+attempt from the retry coroutine too, so it took its id only once the caller blocked. The
+executor replays such a history in that order (``WorkflowState.legacy_retry_order``), which it
+detects when the history does not match go-workflows' order.
 """
 
 from __future__ import annotations
@@ -71,19 +78,22 @@ def with_retries(
     """Call ``fn(ctx, attempt)`` (``attempt`` counts from 0) and retry it as ``retry_options`` says."""
     if ctx.err() is not None:
         return resolved(error=Canceled())
+    state = state_of(ctx)
+    first_attempt_at = state.time
     if retry_options.max_attempts <= 1:
         return fn(ctx, 0)
+    # go-workflows' order: the first attempt now. The legacy order defers it to the coroutine.
+    first = None if state.legacy_retry_order else fn(ctx, 0)
 
-    state = state_of(ctx)
     result: Future[T] = Future()
+    retry_timeout: timedelta = retry_options.retry_timeout  # type: ignore[assignment]
 
     async def retry_loop(ctx: Context) -> None:
-        first_attempt_at = state.time
-        retry_timeout: timedelta = retry_options.retry_timeout  # type: ignore[assignment]
         attempt = 0
+        future = first if first is not None else fn(ctx, 0)
         while True:
             try:
-                value: Any = await fn(ctx, attempt)
+                value: Any = await future
             except Exception as err:  # every error is judged below; GeneratorExit (close) is not one
                 attempt += 1
                 if attempt >= retry_options.max_attempts or isinstance(err, Canceled) or not can_retry(err):
@@ -99,6 +109,7 @@ def with_retries(
                     except Canceled as canceled:
                         result.set_error(canceled)
                         return
+                future = fn(ctx, attempt)
                 continue
             result.set_result(value)
             return

@@ -41,6 +41,10 @@ class WorkflowState:
         self.propagators = list(propagators)
         self.time = time
         self.replaying = False
+        #: Schedule the first attempt of ``with_retries`` from its retry coroutine, as
+        #: django_workflows did before it followed go-workflows; set by the executor for an
+        #: execution whose history was recorded that way (see ``engine.retries``).
+        self.legacy_retry_order = False
         self.history_length = 0
         self.scheduler = Scheduler()
         self.root, self.root_cancel = root_context(self)

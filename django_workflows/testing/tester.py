@@ -37,6 +37,8 @@ Usage (pytest)::
   sub-workflows (by instance or instance id; ``listen_sub_workflow`` reports their instances).
 - ``execute`` raises ``WorkflowBlocked`` when nothing happened for ``idle_timeout`` seconds of
   wall time (default 10), and ``UnexpectedCall`` when a mock is called in a way nothing expects.
+- ``history()`` returns the events recorded for the workflow (or a sub-workflow), as a backend
+  would store them.
 - Options: ``registry=`` (copied), ``converter=``, ``propagators=``, ``initial_time=`` (aware,
   default now), ``max_history_size=``, ``idle_timeout=``, ``instance_id=``, ``logger=``.
 """
@@ -335,6 +337,20 @@ class WorkflowTester:
 
     def workflow_finished(self) -> bool:
         return self._finished
+
+    def history(self, instance: WorkflowInstance | str | None = None) -> list[Event]:
+        """The history recorded so far for the workflow under test, or for ``instance`` (a
+        sub-workflow, by instance or instance id); of the latest execution when only an id is
+        given."""
+        if isinstance(instance, WorkflowInstance):
+            execution = self._executions.get((instance.instance_id, instance.execution_id))
+        else:
+            instance_id = self._root.instance_id if instance is None else _instance_id(instance)
+            matching = [x for x in self._executions.values() if x.instance.instance_id == instance_id]
+            execution = matching[-1] if matching else None
+        if execution is None:
+            raise InstanceNotFound(f"the tester ran no workflow instance {instance!r}")
+        return list(execution.history)
 
     def workflow_result(self) -> Any:
         """The workflow's result; raises the ``WorkflowError`` it failed with."""

@@ -9,7 +9,8 @@ Two pytest test classes:
   activity leases, termination, removal and stats.
 - ``EndToEndConformance``: a real ``Worker`` and ``Client`` on the backend running workflows:
   timers, signals, channels and ``select``, sub-workflows, cancellation, ``ContinueAsNew``,
-  errors and panics, non-determinism, context propagation. Every case runs twice, with and
+  errors and panics, non-determinism, context propagation, and histories field by field as
+  go-workflows records them (and as earlier versions did). Every case runs twice, with and
   without the worker's executor cache (the ``cache`` / ``no_cache`` parameter).
 
 How to run it against a backend
@@ -71,6 +72,7 @@ from __future__ import annotations
 from .backend import BackendConformance
 from .e2e_basics import BasicCases, TenantPropagator
 from .e2e_errors import ErrorCases
+from .e2e_history import HistoryCases
 from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
 from .e2e_restarts import RestartCases
 from .e2e_signals import ConcurrencyCases, SignalCases
@@ -88,6 +90,7 @@ class EndToEndConformance(
     ContinueAsNewCases,
     QueueAndRemovalCases,
     ErrorCases,
+    HistoryCases,
     RestartCases,
 ):
     """Every end-to-end case; each runs with and without the executor cache."""

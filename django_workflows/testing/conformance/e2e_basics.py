@@ -188,6 +188,37 @@ class BasicCases(EndToEndFixtures):
         h = e2e([wf], [shop])
         assert h.result(wf) == [2, 1]
 
+    def test_activities_registered_from_an_object_named_by_their_function(self, e2e: Any) -> None:
+        """go-workflows' struct registration: every public method is an activity named by the
+        method; the workflow names one by its function on the class (``Payments.charge``),
+        which stands for the registered bound method, ``self`` not counted in the argument check."""
+
+        class Payments:
+            def __init__(self, fee: int) -> None:
+                self.fee = fee
+
+            def charge(self, amount: int) -> int:
+                return amount + self.fee
+
+            def describe(self, amount: int, currency: str = "EUR") -> str:
+                return f"{amount} {currency}"
+
+        async def wf(ctx: workflow.Context, amount: int) -> list[Any]:
+            charged = await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, Payments.charge, amount)
+            described = await workflow.execute_activity(ctx, workflow.ActivityOptions(), Payments.describe, charged)
+            wrong = "scheduled"
+            try:
+                await workflow.execute_activity(ctx, workflow.ActivityOptions(), Payments.charge, 1, 2)
+            except workflow.WorkflowError as err:
+                wrong = str(err)
+            return [charged, described, wrong]
+
+        h = e2e([wf], [Payments(fee=3)])
+        instance = h.run(wf, 10)
+        assert h.wait_result(instance) == [13, "13 EUR", "mismatched argument count: expected 1, got 2"]
+        names = [e.attributes.name for e in h.history(instance) if e.type is EventType.ACTIVITY_SCHEDULED]
+        assert names == ["charge", "describe"]  # the wrong call was refused before it was scheduled
+
     def test_workflow_registered_under_another_name(self, e2e: Any) -> None:
         async def wf(ctx: workflow.Context) -> str:
             return "renamed"
