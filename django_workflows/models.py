@@ -152,6 +152,12 @@ class PendingEvent(EventRow):
     payload = models.ForeignKey(
         Payload, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", verbose_name=_("payload")
     )
+    #: The execution's queue, and when the event becomes visible (``visible_at``, or when it was
+    #: queued): workflow-task claims find ready work through their index, so instances that wait
+    #: (for a timer, a signal, an activity) cost nothing. NULL only in rows written by a version
+    #: without these columns; the backend fills them in (``sql.HotSql.fill_ready_columns``).
+    queue = models.CharField(_("queue"), max_length=ID_LENGTH, null=True, blank=True, editable=False)
+    ready_at = models.DateTimeField(_("ready at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("pending event")
@@ -159,6 +165,7 @@ class PendingEvent(EventRow):
         ordering = ["instance_id", "id"]
         indexes = [
             models.Index(fields=["instance", "visible_at"], name="dj_wf_pending_visible_idx"),
+            models.Index(fields=["queue", "ready_at"], name="dj_wf_pending_ready_idx"),
         ]
 
 

@@ -97,15 +97,15 @@ class ActivityTasks:
 
         Locks the execution before the activity, the order every other writer uses."""
         store = self.store
-        state = first(
-            store.instances().filter(pk=exhausted.instance_row_id).select_for_update().values_list("state", flat=True)
+        execution = first(
+            store.instances().filter(pk=exhausted.instance_row_id).select_for_update().values_list("state", "queue")
         )
         event = store.sql.take_exhausted_activity(exhausted.row_id, self.options.max_activity_leases)
         if event is None:
             return  # another poller got there first
-        if state == ACTIVE:
+        if execution is not None and execution[0] == ACTIVE:
             result = abandoned_activity_result(event, exhausted.lease_count, system_clock.now())
-            store.insert_events([(exhausted.instance_row_id, result)])
+            store.insert_events([(exhausted.instance_row_id, execution[1], result)])
             store.notify_on_commit("workflow")
 
     def extend(self, task: ActivityTask) -> None:
@@ -181,7 +181,7 @@ class ActivityTasks:
         }
         delivered = [c for c in taken if c.instance_row_id in active]
         sql.insert_payloads([(c.payload_id, c.instance_row_id, c.payload) for c in delivered])
-        sql.insert_events("pending", [(c.instance_row_id, c.payload_id, c.result) for c in delivered])
+        sql.insert_pending([(c.instance_row_id, active[c.instance_row_id][0].queue, c.payload_id, c.result) for c in delivered])
         notify = False
         for instance_row_id in sorted(active):
             row, exclusive = active[instance_row_id]

@@ -133,7 +133,7 @@ class OrmBackend(BaseBackend):
         def create() -> None:
             row = new_execution(instance, attributes)
             row.save(using=self.using, force_insert=True)
-            store.insert_events([(row.pk, event)])
+            store.insert_events([(row.pk, row.queue, event)])
             store.notify_on_commit("workflow")
 
         try:
@@ -146,12 +146,12 @@ class OrmBackend(BaseBackend):
         store = self.store
 
         def cancel() -> None:
-            row = first(store.execution(instance).select_for_update().values_list("pk", "state"))
+            row = first(store.execution(instance).select_for_update().values_list("pk", "state", "queue"))
             if row is None:
                 raise InstanceNotFound()
             if row[1] != ACTIVE:
                 raise InstanceFinished()
-            store.insert_events([(row[0], event)])
+            store.insert_events([(row[0], row[2], event)])
             store.notify_on_commit("workflow")
 
         store.db.run(cancel)
@@ -185,7 +185,7 @@ class OrmBackend(BaseBackend):
             )
             payload_id = new_token()
             store.sql.insert_payloads([(payload_id, row_id, payload_json(terminated))])
-            store.sql.insert_events("history", [(row_id, payload_id, terminated.with_sequence_id(last_sequence_id + 1))])
+            store.sql.insert_history([(row_id, payload_id, terminated.with_sequence_id(last_sequence_id + 1))])
             if parent_event is not None and execution.parent is not None:
                 store.deliver_to_execution(execution.parent, parent_event)
 
@@ -199,7 +199,7 @@ class OrmBackend(BaseBackend):
                 store.instances()
                 .filter(active_instance_id=instance_id)
                 .select_for_update()
-                .values_list("pk", *INSTANCE_COLUMNS)
+                .values_list("pk", "queue", *INSTANCE_COLUMNS)
             )
 
         def signal() -> WorkflowInstance:
@@ -211,9 +211,9 @@ class OrmBackend(BaseBackend):
                 if store.instances().filter(instance_id=instance_id).exists():
                     raise InstanceFinished()
                 raise InstanceNotFound()
-            store.insert_events([(row[0], event)])
+            store.insert_events([(row[0], row[1], event)])
             store.notify_on_commit("workflow")
-            return instance_from(*row[1:])
+            return instance_from(*row[2:])
 
         return store.db.run(signal)
 
@@ -318,6 +318,9 @@ class OrmBackend(BaseBackend):
         if not connections[self.using].in_atomic_block:
             close_old_connections()
         yield
+
+    def prepare_workflow_queues(self, queues: Sequence[str]) -> None:
+        self.workflow_tasks.prepare()
 
     def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
         tasks = self.get_workflow_tasks(queues, timeout, 1)

@@ -120,6 +120,7 @@ class Completion:
             store.using,
             sender=self.task.instance,
             sender_row_id=data.row_id,
+            sender_queue=self.task.queue,
             sender_active=not finishing,
             workflow_events=result.workflow_events,
             now=system_clock.now(),
@@ -127,12 +128,12 @@ class Completion:
         )
         removing = result.state is InstanceState.CONTINUED_AS_NEW and store.options.remove_continued_as_new_instances
         # 4. The rows.
-        self._insert([(target.pk, event) for target, event in deliveries], own_rows=not removing)
+        self._insert([(target.pk, target.queue, event) for target, event in deliveries], own_rows=not removing)
         # 5. Removal.
         if removing:
             delete_execution_rows(store.using, [data.row_id])
 
-    def _insert(self, deliveries: list[tuple[int, Event]], *, own_rows: bool) -> None:
+    def _insert(self, deliveries: list[tuple[int, str, Event]], *, own_rows: bool) -> None:
         store, sql, data = self.store, self.store.sql, self.data
         result = self.completion.result
         row_id = data.row_id
@@ -150,7 +151,7 @@ class Completion:
 
         history: list[tuple[int, str, Event]] = []
         activities: list[tuple[int, str, Event, str]] = []
-        pending: list[tuple[int, str, Event]] = []
+        pending: list[tuple[int, str, str, Event]] = []
         if own_rows:
             history = [(row_id, payload_for(row_id, event), event) for event in result.executed]
             activities = [
@@ -158,18 +159,18 @@ class Completion:
                 for event in result.activity_events
             ]
             if not self.completion.finishing:  # timers of an ended execution never fire
-                pending = [(row_id, payload_for(row_id, event), event) for event in result.timer_events]
+                pending = [(row_id, self.task.queue, payload_for(row_id, event), event) for event in result.timer_events]
                 self.timers = [event.visible_at for event in result.timer_events if event.visible_at is not None]
-        pending += [(target, payload_for(target, event), event) for target, event in deliveries]
+        pending += [(target, queue, payload_for(target, event), event) for target, queue, event in deliveries]
         # Nothing is leased for an ended execution.
         request = self.completion.lease_activities
         leasable = [] if self.completion.finishing else [a[2].id for a in activities if a[3] in request.queues]
         leases = {event_id: new_token() for event_id in leasable[: request.max_tasks]}
         # Payloads first: MySQL checks the other rows' foreign keys at once.
         sql.insert_payloads(payloads)
-        sql.insert_events("history", history)
+        sql.insert_history(history)
         leased_ids = sql.insert_activities(activities, leases, store.options.worker_name, store.options.activity_lock)
-        sql.insert_events("pending", pending)
+        sql.insert_pending(pending)
         self.activities_queued = len(leases) < len(activities)
         self.leased = [
             ActivityTask(

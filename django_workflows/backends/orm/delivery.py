@@ -42,6 +42,7 @@ class Target:
     """An execution that receives events: an existing row, or one this transaction creates."""
 
     active: bool
+    queue: str
     row_id: int | None = None
     new_row: InstanceRow | None = None
 
@@ -59,7 +60,7 @@ def _key(instance: WorkflowInstance) -> _Key:
 
 def _lock_targets(
     using: str, workflow_events: Sequence[WorkflowEvent], sender: WorkflowInstance, sender_row_id: int
-) -> list[tuple[int, str, str, int, str | None]]:
+) -> list[tuple[int, str, str, int, str | None, str]]:
     follow: set[str] = set()  # targets of events that go to the active execution
     active_ids: set[str] = set()  # instance ids whose active execution must be known
     instance_ids: set[str] = set()
@@ -82,14 +83,14 @@ def _lock_targets(
             exact(target)
     active_ids |= follow
 
-    def lock(condition: Q) -> list[tuple[int, str, str, int, str | None]]:
+    def lock(condition: Q) -> list[tuple[int, str, str, int, str | None, str]]:
         return list(
             InstanceRow.objects.using(using)
             .filter(condition)
             .exclude(pk=sender_row_id)
             .select_for_update()
             .order_by("id")
-            .values_list("id", "instance_id", "execution_id", "state", "active_instance_id")
+            .values_list("id", "instance_id", "execution_id", "state", "active_instance_id", "queue")
         )
 
     # (instance_id IN ... AND execution_id IN ...) is a superset of the exact pairs; the few
@@ -110,6 +111,7 @@ def resolve_deliveries(
     *,
     sender: WorkflowInstance,
     sender_row_id: int,
+    sender_queue: str,
     sender_active: bool,
     workflow_events: Sequence[WorkflowEvent],
     now: datetime,
@@ -121,12 +123,14 @@ def resolve_deliveries(
         return []
     known: dict[_Key, Target] = {}
     active: dict[str, Target] = {}
-    own = Target(active=sender_active, row_id=sender_row_id)
+    own = Target(active=sender_active, queue=sender_queue, row_id=sender_row_id)
     known[_key(sender)] = own
     if sender_active:
         active[sender.instance_id] = own
-    for row_id, instance_id, execution_id, state, active_id in _lock_targets(using, workflow_events, sender, sender_row_id):
-        locked = Target(active=state == InstanceState.ACTIVE.value, row_id=row_id)
+    for row_id, instance_id, execution_id, state, active_id, queue in _lock_targets(
+        using, workflow_events, sender, sender_row_id
+    ):
+        locked = Target(active=state == InstanceState.ACTIVE.value, queue=queue, row_id=row_id)
         known[(instance_id, execution_id)] = locked
         if active_id is not None:
             active[active_id] = locked
@@ -144,7 +148,7 @@ def resolve_deliveries(
             attributes = event.attributes
             assert isinstance(attributes, WorkflowExecutionStartedAttributes)
             row = new_execution(instance, attributes)
-            child = Target(active=True, new_row=row)
+            child = Target(active=True, queue=attributes.queue, new_row=row)
             children.append(row)
             known[_key(instance)] = child
             active[instance.instance_id] = child

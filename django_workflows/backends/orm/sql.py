@@ -47,6 +47,8 @@ from .rows import PendingRow, TaskRow, event_from
 from .statements import Dialect, Now, Statement
 from .transactions import DbNow
 
+_NOW = Now()
+
 #: Columns of an execution that a workflow task needs, as ``rows.TaskRow`` names them.
 TASK_COLUMNS = (
     "id",
@@ -231,30 +233,50 @@ class HotSql:
 
     # -- workflow tasks: claims ----------------------------------------------------------------
 
-    #: An execution whose workflow task this worker may lease now.
-    _CANDIDATE = (
-        " WHERE i.state = 0 AND i.queue IN (%(queues)s) AND " + free("i.")
-        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
-        " AND EXISTS (SELECT 1 FROM {pending} p WHERE p.instance_id = i.id AND " + visible("p.") + ")"
+    # Ready work is found through the pending events' (queue, ready_at) index: an execution that
+    # waits for a timer, a signal or an activity has no ready row and costs nothing, however many
+    # wait. The scan stops after ``limit`` rows; rows of executions that are leased or sticky to
+    # another worker are skipped, and there are only as many of those as tasks in flight.
+    _FIND_CANDIDATES = (
+        "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
+        " WHERE p.queue IN (%(queues)s) AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
+        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s) LIMIT %(limit)s"
     )
-    _HAS_CANDIDATE = "SELECT 1 FROM {instance} i" + _CANDIDATE + " LIMIT 1"
 
-    def has_candidate(self, queues: Sequence[str], worker: str) -> bool:
-        """Whether an execution of ``queues`` has a workflow task for this worker (a read that
-        takes no lock, so an idle poll does not queue for SQLite's write lock)."""
-        return self._fetchone("has_candidate", self._HAS_CANDIDATE, queues=list(queues), worker=worker) is not None
+    def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[int]:
+        """Executions of ``queues`` (row ids, at most ``limit``) whose workflow task this worker
+        may lease now; a read that takes no lock, so an idle poll does not queue for SQLite's
+        write lock."""
+        rows = self._fetchall("find_candidates", self._FIND_CANDIDATES, queues=list(queues), worker=worker, limit=limit)
+        return list(dict.fromkeys(row[0] for row in rows))
 
     _CLAIM_CANDIDATES = (
-        "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i" + _CANDIDATE
-        + " ORDER BY i.id LIMIT %(limit)s{skip_locked}"
+        "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i"
+        " WHERE i.id IN (%(row_ids)s) AND i.state = 0 AND " + free("i.")
+        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
+        " ORDER BY i.id LIMIT %(limit)s{skip_locked}"
     )
 
-    def claim_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[TaskRow]:
-        """Up to ``limit`` executions of ``queues`` whose workflow task this worker may lease
-        now, oldest first, locked (skipping rows other transactions hold)."""
+    def claim_candidates(self, row_ids: Sequence[int], worker: str, limit: int) -> list[TaskRow]:
+        """Up to ``limit`` of the executions ``row_ids`` whose workflow task this worker may still
+        lease, locked (skipping rows other transactions hold)."""
         template = self._CLAIM_CANDIDATES.replace("{skip_locked}", self._skip_locked)
-        rows = self._fetchall("claim_candidates", template, queues=list(queues), worker=worker, limit=limit)
+        rows = self._fetchall("claim_candidates", template, row_ids=list(row_ids), worker=worker, limit=limit)
         return [TaskRow(*row) for row in rows]
+
+    _HAS_UNFILLED = "SELECT 1 FROM {pending} WHERE ready_at IS NULL LIMIT 1"
+    _FILL_READY = (
+        "UPDATE {pending} SET ready_at = COALESCE(visible_at, timestamp),"
+        " queue = (SELECT i.queue FROM {instance} i WHERE i.id = {pending}.instance_id) WHERE ready_at IS NULL"
+    )
+
+    def has_unfilled_pending(self) -> bool:
+        """Whether pending rows written by an earlier version lack ``queue`` and ``ready_at``."""
+        return self._fetchone("has_unfilled", self._HAS_UNFILLED) is not None
+
+    def fill_ready_columns(self) -> int:
+        """Give those rows their values, so claims find them; return how many there were."""
+        return self._rowcount("fill_ready", self._FILL_READY)
 
     _LEASE_EXECUTIONS = (
         "UPDATE {instance} SET locked_until = %(until)s, lease_token = %(token)s, worker = %(worker)s"
@@ -556,17 +578,25 @@ class HotSql:
             self._rowcount("insert_payloads", self._INSERT_PAYLOADS, rows=list(rows))
 
     _EVENT_INSERT_COLUMNS = ", ".join(EVENT_COLUMNS) + ", instance_id, payload_id"
-    _INSERT_EVENTS = {
-        "pending": "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ") VALUES %(rows)s",
-        "history": "INSERT INTO {history} (" + _EVENT_INSERT_COLUMNS + ") VALUES %(rows)s",
-    }
+    _INSERT_HISTORY = "INSERT INTO {history} (" + _EVENT_INSERT_COLUMNS + ") VALUES %(rows)s"
 
-    def insert_events(self, table: str, rows: Iterable[tuple[int, str, Event]]) -> None:
-        """Pending or history rows (``table`` is ``"pending"`` or ``"history"``): (execution row
-        id, payload id, event)."""
+    def insert_history(self, rows: Iterable[tuple[int, str, Event]]) -> None:
+        """History rows: (execution row id, payload id, event)."""
         values = [self._event_row(row_id, payload_id, event) for row_id, payload_id, event in rows]
         if values:
-            self._rowcount(f"insert_{table}", self._INSERT_EVENTS[table], rows=values)
+            self._rowcount("insert_history", self._INSERT_HISTORY, rows=values)
+
+    _INSERT_PENDING = "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at) VALUES %(rows)s"
+
+    def insert_pending(self, rows: Iterable[tuple[int, str, str, Event]]) -> None:
+        """Pending rows: (execution row id, the execution's queue, payload id, event); ready when
+        visible, or at once (the database's clock)."""
+        values = [
+            (*self._event_row(row_id, payload_id, event), queue, _NOW if event.visible_at is None else self._adapt_datetime(event.visible_at))
+            for row_id, queue, payload_id, event in rows
+        ]
+        if values:
+            self._rowcount("insert_pending", self._INSERT_PENDING, rows=values)
 
     _INSERT_ACTIVITIES = (
         "INSERT INTO {activity} (" + _EVENT_INSERT_COLUMNS + ", queue, locked_until, lease_token, worker, lease_count)"

@@ -13,6 +13,9 @@ Values render by their type:
 * ``Now(offset)`` is the database's clock plus ``offset`` (``transactions.DbNow``), so a lease
   time is computed by the database even inside a row of an INSERT.
 
+``{now}`` is ``Now()``; ``{stable_now}`` is the clock as of the statement's start, for conditions
+that must drive an index range scan.
+
 No value is ever formatted into the SQL text.
 """
 
@@ -26,16 +29,20 @@ from typing import Any
 
 from .transactions import DbNow
 
-_SLOT = re.compile(r"%\((\w+)\)s|\{now\}")
-#: The slot name ``{now}`` compiles to (not a valid parameter name, so it cannot collide).
+_SLOT = re.compile(r"%\((\w+)\)s|(\{now\}|\{stable_now\})")
+#: The slot names ``{now}`` and ``{stable_now}`` compile to (not valid parameter names, so they
+#: cannot collide with one).
 _NOW_SLOT = "{now}"
+_STABLE_NOW_SLOT = "{stable_now}"
 
 
 @dataclass(frozen=True, slots=True)
 class Now:
-    """A statement value: the database's current time plus ``offset``."""
+    """A statement value: the database's current time plus ``offset`` (``stable``: as of the
+    statement's start, usable by an index range scan; see ``transactions.DbNow``)."""
 
     offset: timedelta = timedelta(0)
+    stable: bool = False
 
 
 class Dialect:
@@ -45,19 +52,19 @@ class Dialect:
         self.vendor: str = connection.vendor
         self.placeholder = "?" if self.vendor == "sqlite" else "%s"
         self._connection = connection
-        self._now: dict[float, tuple[list[str], tuple[Any, ...]]] = {}
+        self._now: dict[tuple[float, bool], tuple[list[str], tuple[Any, ...]]] = {}
 
     def literal(self, text: str) -> str:
         """SQL text as the driver reads it: SQLite's driver does not unescape ``%%``."""
         return text.replace("%%", "%") if self.vendor == "sqlite" else text
 
-    def now(self, offset: timedelta) -> tuple[list[str], tuple[Any, ...]]:
-        """``DbNow(offset)`` as (text pieces between its placeholders, its parameters)."""
-        seconds = offset.total_seconds()
-        cached = self._now.get(seconds)
+    def now(self, value: Now) -> tuple[list[str], tuple[Any, ...]]:
+        """``DbNow`` of ``value`` as (text pieces between its placeholders, its parameters)."""
+        key = (value.offset.total_seconds(), value.stable)
+        cached = self._now.get(key)
         if cached is None:
-            sql, params = DbNow(offset).as_sql(None, self._connection)
-            cached = self._now[seconds] = ([self.literal(piece) for piece in sql.split("%s")], tuple(params))
+            sql, params = DbNow(value.offset, stable=value.stable).as_sql(None, self._connection)
+            cached = self._now[key] = ([self.literal(piece) for piece in sql.split("%s")], tuple(params))
         return cached
 
 
@@ -72,12 +79,12 @@ class Statement:
         parts: list[tuple[str, str]] = []
         position = 0
         for match in _SLOT.finditer(text):
-            parts.append((dialect.literal(text[position : match.start()]), match.group(1) or _NOW_SLOT))
+            parts.append((dialect.literal(text[position : match.start()]), match.group(1) or match.group(2)))
             position = match.end()
         self._parts = tuple(parts)
         self._tail = dialect.literal(text[position:])
         #: The parameter names the statement takes.
-        self.names = frozenset(slot for _, slot in parts if slot != _NOW_SLOT)
+        self.names = frozenset(slot for _, slot in parts if slot not in (_NOW_SLOT, _STABLE_NOW_SLOT))
 
     def render(self, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """The driver's SQL and positional parameters for ``values`` (one per name)."""
@@ -86,7 +93,10 @@ class Statement:
         for literal, slot in self._parts:
             sql.append(literal)
             if slot == _NOW_SLOT:
-                self._render(Now(), sql, params)
+                self._render(_NOW, sql, params)
+                continue
+            if slot == _STABLE_NOW_SLOT:
+                self._render(_STABLE_NOW, sql, params)
                 continue
             try:
                 value = values[slot]
@@ -98,7 +108,7 @@ class Statement:
 
     def _render(self, value: Any, sql: list[str], params: list[Any]) -> None:
         if isinstance(value, Now):
-            pieces, now_params = self._dialect.now(value.offset)
+            pieces, now_params = self._dialect.now(value)
             sql.append(pieces[0])
             for piece in pieces[1:]:
                 sql.append(self._dialect.placeholder)
@@ -119,3 +129,7 @@ class Statement:
         else:
             sql.append(self._dialect.placeholder)
             params.append(value)
+
+
+_NOW = Now()
+_STABLE_NOW = Now(stable=True)

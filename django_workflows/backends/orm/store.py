@@ -64,20 +64,20 @@ class OrmStore:
 
     # -- writes every part makes ------------------------------------------------------------------
 
-    def insert_events(self, deliveries: Sequence[tuple[int, Event]]) -> None:
-        """Put events into executions' inboxes: (execution row id, event), each with its own
-        payload; inside the caller's transaction."""
-        payloads = [(new_token(), row_id, payload_json(event)) for row_id, event in deliveries]
+    def insert_events(self, deliveries: Sequence[tuple[int, str, Event]]) -> None:
+        """Put events into executions' inboxes: (execution row id, its queue, event), each with
+        its own payload; inside the caller's transaction."""
+        payloads = [(new_token(), row_id, payload_json(event)) for row_id, _, event in deliveries]
         self.sql.insert_payloads(payloads)
-        self.sql.insert_events(
-            "pending", [(row_id, payload[0], event) for (row_id, event), payload in zip(deliveries, payloads, strict=True)]
+        self.sql.insert_pending(
+            [(row_id, queue, payload[0], event) for (row_id, queue, event), payload in zip(deliveries, payloads, strict=True)]
         )
 
     def deliver_to_execution(self, target: WorkflowInstance, event: Event) -> None:
         """Queue ``event`` for the exact execution ``target`` if it is active (locked first)."""
-        row_id = first(self.execution(target).filter(state=ACTIVE).select_for_update().values_list("pk", flat=True))
-        if row_id is not None:
-            self.insert_events([(row_id, event)])
+        row = first(self.execution(target).filter(state=ACTIVE).select_for_update().values_list("pk", "queue"))
+        if row is not None:
+            self.insert_events([(row[0], row[1], event)])
             self.notify_on_commit("workflow")
 
     def notify_on_commit(self, kind: Kind, timers: Sequence[datetime] = ()) -> None:

@@ -62,24 +62,30 @@ class DbNow(Expression):
     PostgreSQL ``CLOCK_TIMESTAMP()``, MySQL/MariaDB ``UTC_TIMESTAMP(6)`` (Django keeps naive UTC
     there, whatever the session time zone), SQLite ``STRFTIME(..., 'now')``, which SQLite computes
     from the OS clock in C: no Python time source is involved on any database.
+
+    ``stable``: the time the statement started, which an index range scan can use (PostgreSQL's
+    ``CLOCK_TIMESTAMP()`` is volatile, so a condition on it cannot drive an index;
+    ``STATEMENT_TIMESTAMP()`` can). MySQL and SQLite fix their clock per statement already.
     """
 
     output_field = DateTimeField()
 
-    def __init__(self, offset: timedelta = timedelta(0)) -> None:
+    def __init__(self, offset: timedelta = timedelta(0), *, stable: bool = False) -> None:
         super().__init__(output_field=DateTimeField())
         self.offset = offset
+        self.stable = stable
 
     def __repr__(self) -> str:
-        return f"DbNow({self.offset!r})"
+        return f"DbNow({self.offset!r}, stable={self.stable!r})"
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         seconds = self.offset.total_seconds()
         vendor = connection.vendor
         if vendor == "postgresql":
+            clock = "STATEMENT_TIMESTAMP()" if self.stable else "CLOCK_TIMESTAMP()"
             if not seconds:
-                return "CLOCK_TIMESTAMP()", []
-            return "(CLOCK_TIMESTAMP() + MAKE_INTERVAL(secs => %s))", [seconds]
+                return clock, []
+            return f"({clock} + MAKE_INTERVAL(secs => %s))", [seconds]
         if vendor == "mysql":
             if not seconds:
                 return "UTC_TIMESTAMP(6)", []

@@ -2,15 +2,17 @@
 ``CompleteWorkflowTask``); ``OrmBackend`` delegates its workflow-task methods here.
 
 An execution row doubles as its workflow task: it is claimable while it is active, has visible
-pending events, is not leased, and is not sticky to another worker (``sql.HotSql._CANDIDATE``).
-A claim locks up to a batch of candidates (``SKIP LOCKED`` where the database has it), reads
-their visible pending events and leases them under one token; every lease stays fenced by (row
-id, token). An activity completion may hand the workflow's next task to its own worker in its
+pending events, is not leased, and is not sticky to another worker. A claim finds candidates
+through the pending events' ready index without locking (``sql.HotSql.find_candidates``), then
+locks a batch of them (``SKIP LOCKED`` where the database has it), reads their visible pending
+events and leases them under one token; every lease stays fenced by (row id, token). An activity completion may hand the workflow's next task to its own worker in its
 transaction (``lease_for``). Completion is ``completion.WorkflowTaskCompletion``'s plan.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 
 from ...engine.backend import ActivityTask, WorkflowTask, WorkflowTaskCompletion
@@ -20,6 +22,13 @@ from .completion import Completion
 from .rows import PendingRow, TaskRow, WorkflowTaskData
 from .sql import new_token, read_json
 from .store import OrmStore
+
+logger = logging.getLogger("django_workflows.backends.orm")
+
+#: Candidates a claim looks at per task it wants: some are taken by others before they are locked.
+_CANDIDATES_PER_TASK = 4
+#: Seconds between two looks for pending rows without a ready time (written by an earlier version).
+_FILL_INTERVAL = 30.0
 
 
 class _NothingToClaim(Exception):
@@ -32,21 +41,27 @@ class WorkflowTasks:
 
     def __init__(self, store: OrmStore) -> None:
         self.store = store
+        self._next_fill = time.monotonic() + _FILL_INTERVAL
 
     def claim(self, queues: Sequence[str], limit: int) -> list[WorkflowTask]:
         """Lease up to ``limit`` workflow tasks of ``queues``, waiting for none."""
         store, sql = self.store, self.store.sql
         me = store.options.worker_name
+        self._fill_ready_columns()
         # Look first without locking: an idle poll must not queue for SQLite's write lock (or
-        # open a transaction at all elsewhere).
-        if not store.db.run(lambda: sql.has_candidate(queues, me), atomic=False, reconnect=True):
+        # open a transaction at all elsewhere). A few more than wanted: some may be taken by
+        # the time they are locked.
+        candidates = store.db.run(
+            lambda: sql.find_candidates(queues, me, limit * _CANDIDATES_PER_TASK), atomic=False, reconnect=True
+        )
+        if not candidates:
             return []
 
         def claim() -> list[WorkflowTask]:
             # Three statements for the whole batch: lock the candidates, read their visible
             # pending events, lease those that have some (under one token; a lease is fenced
             # by row id and token, so the tasks stay apart).
-            rows = sql.claim_candidates(queues, me, limit)
+            rows = sql.claim_candidates(candidates, me, limit)
             if not rows:
                 return []
             pending = sql.visible_pending([row.row_id for row in rows])
@@ -62,6 +77,24 @@ class WorkflowTasks:
             return store.db.run(claim, reconnect=True)
         except _NothingToClaim:
             return []
+
+    def _fill_ready_columns(self, *, now: bool = False) -> None:
+        """Now and then (and when a worker starts), give pending rows that a worker of an
+        earlier version wrote during a rolling upgrade the columns claims look for."""
+        moment = time.monotonic()
+        if moment < self._next_fill and not now:
+            return
+        self._next_fill = moment + _FILL_INTERVAL
+        db, sql = self.store.db, self.store.sql
+        if not db.run(sql.has_unfilled_pending, atomic=False, reconnect=True):
+            return
+        filled = db.run(sql.fill_ready_columns, reconnect=True)
+        if filled:
+            logger.info("gave %d pending event(s) of an earlier version their queue and ready time", filled)
+
+    def prepare(self) -> None:
+        """A worker is about to poll: fill in what an earlier version left."""
+        self._fill_ready_columns(now=True)
 
     def lease_for(self, row: TaskRow) -> WorkflowTask | None:
         """Inside the caller's transaction, which holds the execution's exclusive lock: lease its
