@@ -23,6 +23,7 @@ and otherwise look every ``poll_interval`` seconds for work committed by other p
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -137,6 +138,13 @@ class OrmBackend(BaseBackend):
 
     def release_finished_threads(self) -> None:
         self._db.close_orphans()
+
+    @functools.cached_property
+    def schedules(self) -> Any:
+        """The schedule store (``schedules.store.ScheduleStore``) on this backend's tables."""
+        from .schedules import OrmScheduleStore
+
+        return OrmScheduleStore(self)
 
     def close(self) -> None:
         self._db.close_orphans()

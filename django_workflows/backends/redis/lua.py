@@ -30,6 +30,7 @@ NAMES = (
     "activity_poll",
     "activity_abandon",
     "activity_complete",
+    "schedule_claim",
 )
 
 
