@@ -252,15 +252,16 @@ def test_catch_up_after_downtime(backend_factory: Factory) -> None:
 
     store.put("c", back_in_time)
     scheduler = Scheduler(backend_factory())
-    assert scheduler.run_once() == 1
+    assert scheduler.run_once() >= 1  # more if the next second came while it fired
     runs = list(reversed(client.describe_schedule("c").recent_runs))
     skipped, *made_up = runs
     assert skipped.action is RunAction.SKIPPED and skipped.fire_time == behind and skipped.count >= 15
     assert skipped.reason.startswith("missed")
-    assert 3 <= len(made_up) <= 6 and all(run.action is RunAction.STARTED for run in made_up)
-    assert made_up[0].fire_time == skipped.last_fire_time + timedelta(seconds=1)
-    for run in made_up:
-        assert run.fire_time >= now - timedelta(seconds=5)
+    # The firings of the last 4 seconds (the window) are made up for, one after the other.
+    assert len(made_up) >= 3 and all(run.action is RunAction.STARTED for run in made_up)
+    times = [run.fire_time for run in made_up]
+    assert times[0] == skipped.last_fire_time + timedelta(seconds=1) and times[0] >= now - timedelta(seconds=5)
+    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [timedelta(seconds=1)] * (len(times) - 1)
 
 
 def test_a_scheduler_that_died_mid_firing_is_taken_over_without_a_second_start(backend_factory: Factory) -> None:
