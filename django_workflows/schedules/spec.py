@@ -1,8 +1,8 @@
 """When a schedule fires: ``ScheduleSpec`` (a cron expression in a time zone, or a fixed interval)
 and what it does when the previous run is still going (``OverlapPolicy``). Pure Python.
 
-Cron expressions are parsed and evaluated by ``cronsim`` (the optional extra ``schedules``), which
-follows Debian's cron, daylight-saving quirks included:
+Cron expressions are parsed and evaluated by ``cronsim`` (a dependency: one pure-Python module),
+which follows Debian's cron, daylight-saving quirks included:
 
 - a job at a fixed time (both the minute and the hour fields are not ``*``), e.g. ``30 2 * * *``:
   when the clocks jump forward over its time it fires right after the jump (03:00); when they go
@@ -68,7 +68,7 @@ def _cronsim() -> Any:
         import cronsim
     except ImportError:  # pragma: no cover - the extra is installed wherever the tests run
         raise ScheduleError(
-            "cron schedules need the cronsim package: pip install 'django-workflows[schedules]'"
+            "cron schedules need the cronsim package (a dependency of django-workflows): pip install cronsim"
         ) from None
     return cronsim
 

@@ -185,3 +185,25 @@ def test_runworkflows_can_leave_the_scheduler_off() -> None:
     assert WorkerSettings(run_scheduler=False).worker_options().run_scheduler is False
     assert WorkerSettings().worker_options().run_scheduler is True
     assert call_command is not None
+
+
+def test_the_example_schedule_is_declared_synced_and_runs(client: Client) -> None:
+    from django_workflows.registration import registry
+    from django_workflows.worker import Worker, WorkerOptions
+    from testproject.example.models import Order
+
+    # bulk_create sends no post_save: no order workflow starts and changes them meanwhile.
+    Order.objects.bulk_create([Order(item="book", status="shipped"), Order(item="pen", status="shipped"), Order(item="ink")])
+    worker = Worker(default_backend(), WorkerOptions(scheduler_interval=0.2), registry=registry)
+    worker.start()
+    try:
+        described = client.describe_schedule("daily-order-summary")
+        assert described.declared and described.workflow_name == "daily_order_summary"
+        assert described.spec == ScheduleSpec(cron="0 6 * * *", time_zone="Europe/Berlin")
+        assert described.catchup_window == timedelta(hours=1)
+        run = client.trigger_schedule("daily-order-summary")
+        assert run is not None
+        assert client.get_workflow_result(run, timeout=60) == {"new": 1, "shipped": 2}
+    finally:
+        worker.stop()
+        worker.wait_for_completion(timeout=30)
