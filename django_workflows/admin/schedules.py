@@ -104,7 +104,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         """The backend whose tables the workflow admin shows (see ``WorkflowInstanceAdmin``)."""
         from . import WorkflowInstanceAdmin
 
-        return WorkflowInstanceAdmin.get_backend(self)  # type: ignore[arg-type]
+        return WorkflowInstanceAdmin.get_backend(self)
 
     def client(self) -> Client:
         return Client(self.get_backend())

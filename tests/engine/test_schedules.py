@@ -18,7 +18,7 @@ from django_workflows.backends.memory import MemoryBackend
 from django_workflows.client import Client
 from django_workflows.engine.core import InstanceState, WorkflowInstance
 from django_workflows.engine.errors import NotSupported
-from django_workflows.engine.registry import ArgumentMismatch, Registry, RegistrationError
+from django_workflows.engine.registry import ArgumentMismatch, RegistrationError, Registry
 from django_workflows.schedules import (
     OverlapPolicy,
     RunAction,
@@ -26,8 +26,8 @@ from django_workflows.schedules import (
     ScheduleAlreadyExists,
     ScheduleError,
     ScheduleNotFound,
-    ScheduleSpec,
     Scheduler,
+    ScheduleSpec,
     run_instance,
     sync_declared,
 )
