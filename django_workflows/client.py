@@ -46,6 +46,18 @@ from .engine.history import (
     new_event,
 )
 from .engine.registry import Registry, check_arguments
+from .schedules import (
+    DEFAULT_CATCHUP_WINDOW,
+    DEFAULT_CLAIM_LEASE,
+    OverlapPolicy,
+    ScheduleAlreadyExists,
+    ScheduleDefinition,
+    ScheduleDescription,
+    ScheduleError,
+    ScheduleNotFound,
+    ScheduleSpec,
+    schedule_store,
+)
 
 __all__ = [
     "Client",
@@ -59,6 +71,11 @@ __all__ = [
     "NotSupported",
     "WorkflowTimeout",
     "WorkflowTerminated",
+    "OverlapPolicy",
+    "ScheduleSpec",
+    "ScheduleDescription",
+    "ScheduleNotFound",
+    "ScheduleAlreadyExists",
 ]
 
 #: The handle of one execution, as returned by ``create_workflow_instance``.
@@ -243,6 +260,116 @@ class Client:
             return self.backend.get_latest_execution(validate_id(instance))
         raise TypeError(f"expected a WorkflowInstance or an instance id, got {type(instance).__name__}")
 
+    # -- schedules (docs/schedules.md) -------------------------------------------------------
+
+    def create_schedule(
+        self,
+        schedule_id: str,
+        spec: ScheduleSpec | str | timedelta,
+        workflow: Callable[..., Any] | str,
+        *args: Any,
+        queue: str = DEFAULT_QUEUE,
+        overlap: OverlapPolicy | str = OverlapPolicy.SKIP,
+        catchup_window: float | timedelta = DEFAULT_CATCHUP_WINDOW,
+        paused: bool = False,
+        note: str = "",
+    ) -> ScheduleDescription:
+        """Start ``workflow(*args)`` on ``spec`` (a ``ScheduleSpec``, a cron string in UTC or a
+        ``timedelta`` interval); ``ScheduleAlreadyExists`` if the id is taken."""
+        from .schedules import operations
+
+        name, inputs = operations.checked_inputs(self.registry, self.backend.options.converter, workflow, args)
+        definition = ScheduleDefinition(
+            schedule_id=schedule_id, workflow_name=name, inputs=inputs, spec=ScheduleSpec.coerce(spec),
+            queue=queue, overlap=OverlapPolicy.parse(overlap), catchup_window=operations.window(catchup_window),
+        )
+        record = operations.create(schedule_store(self.backend), definition, paused_=paused, note=note)
+        return self._describe(record, outcomes=False)
+
+    def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        spec: ScheduleSpec | str | timedelta | None = None,
+        workflow: Callable[..., Any] | str | None = None,
+        args: list[Any] | tuple[Any, ...] | None = None,
+        queue: str | None = None,
+        overlap: OverlapPolicy | str | None = None,
+        catchup_window: float | timedelta | None = None,
+    ) -> ScheduleDescription:
+        """Change what is given (``args`` replaces all arguments); a new ``spec`` counts from now."""
+        from .schedules import operations
+
+        store = schedule_store(self.backend)
+        changes: dict[str, Any] = {"queue": queue, "overlap": overlap}
+        if spec is not None:
+            changes["spec"] = ScheduleSpec.coerce(spec)
+        if catchup_window is not None:
+            changes["catchup_window"] = operations.window(catchup_window)
+        if workflow is not None or args is not None:
+            current = store.get(schedule_id).definition
+            converter = self.backend.options.converter
+            target = workflow if workflow is not None else current.workflow_name
+            values = args if args is not None else [converter.from_payload(p) for p in current.inputs]
+            changes["workflow_name"], changes["inputs"] = operations.checked_inputs(self.registry, converter, target, values)
+        return self._describe(operations.update(store, schedule_id, **changes), outcomes=False)
+
+    def pause_schedule(self, schedule_id: str, note: str = "") -> None:
+        """Stop firing (a trigger still runs); ``note`` says why."""
+        from .schedules import operations
+
+        operations.set_paused(schedule_id=schedule_id, store=schedule_store(self.backend), pause=True, note=note)
+
+    def unpause_schedule(self, schedule_id: str, note: str = "") -> None:
+        """Fire again from the next fire time on; times that passed while paused are not made up for."""
+        from .schedules import operations
+
+        operations.set_paused(schedule_id=schedule_id, store=schedule_store(self.backend), pause=False, note=note)
+
+    def trigger_schedule(
+        self, schedule_id: str, *, overlap: OverlapPolicy | str = OverlapPolicy.ALLOW_ALL
+    ) -> WorkflowInstance | None:
+        """Start a run now, paused or not, and return it; ``overlap`` (``allow_all``, ``skip``
+        or ``terminate_other``) decides what happens while the previous run is going (None
+        when it skipped)."""
+        from .schedules.firing import BackendRuntime
+        from .schedules.scheduler import fire_claim
+
+        policy = OverlapPolicy.parse(overlap)
+        if policy in (OverlapPolicy.BUFFER_ONE, OverlapPolicy.CANCEL_OTHER):
+            raise ScheduleError(f"a triggered run starts now or not at all: overlap {policy.value} is not possible")
+        store = schedule_store(self.backend)
+        deadline = time.monotonic() + DEFAULT_CLAIM_LEASE.total_seconds() * 2
+        while (claim := store.claim(DEFAULT_CLAIM_LEASE, schedule_id)) is None:
+            store.get(schedule_id)  # ScheduleNotFound
+            if time.monotonic() > deadline:
+                raise WorkflowTimeout(f"schedule {schedule_id!r} stayed claimed by a scheduler; try again")
+            time.sleep(0.02)
+        try:
+            firing = fire_claim(store, claim, BackendRuntime(self.backend), trigger=True, trigger_overlap=policy)
+        except BaseException:
+            store.release(claim)
+            raise
+        return next((run.instance for run in firing.runs if run.triggered), None)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Remove the schedule (``ScheduleNotFound`` if absent); the runs it started go on."""
+        schedule_store(self.backend).delete(schedule_id)
+
+    def list_schedules(self) -> list[ScheduleDescription]:
+        """Every schedule, by id; only the newest run's outcome is looked up."""
+        return [self._describe(record, outcomes=1, next_count=1) for record in schedule_store(self.backend).list()]
+
+    def describe_schedule(self, schedule_id: str, *, next_count: int = 5) -> ScheduleDescription:
+        """The schedule with its next ``next_count`` fire times and its recent runs (instance
+        ids and outcomes)."""
+        return self._describe(schedule_store(self.backend).get(schedule_id), outcomes=True, next_count=next_count)
+
+    def _describe(self, record: Any, *, outcomes: bool | int, next_count: int = 5) -> ScheduleDescription:
+        from .schedules.description import describe
+
+        return describe(record, self.backend, next_count=next_count, outcomes=outcomes)
+
     # -- async twins -------------------------------------------------------------------------
 
     async def acreate_workflow_instance(
@@ -285,3 +412,27 @@ class Client:
         self, instance: WorkflowInstance | str, timeout: float | timedelta | None = None
     ) -> Any:
         return await sync_to_async(self.get_workflow_result, thread_sensitive=False)(instance, timeout)
+
+    async def acreate_schedule(self, schedule_id: str, spec: ScheduleSpec | str | timedelta, workflow: Callable[..., Any] | str, *args: Any, **options: Any) -> ScheduleDescription:
+        return await sync_to_async(self.create_schedule, thread_sensitive=False)(schedule_id, spec, workflow, *args, **options)
+
+    async def aupdate_schedule(self, schedule_id: str, **changes: Any) -> ScheduleDescription:
+        return await sync_to_async(self.update_schedule, thread_sensitive=False)(schedule_id, **changes)
+
+    async def apause_schedule(self, schedule_id: str, note: str = "") -> None:
+        await sync_to_async(self.pause_schedule, thread_sensitive=False)(schedule_id, note)
+
+    async def aunpause_schedule(self, schedule_id: str, note: str = "") -> None:
+        await sync_to_async(self.unpause_schedule, thread_sensitive=False)(schedule_id, note)
+
+    async def atrigger_schedule(self, schedule_id: str, *, overlap: OverlapPolicy | str = OverlapPolicy.ALLOW_ALL) -> WorkflowInstance | None:
+        return await sync_to_async(self.trigger_schedule, thread_sensitive=False)(schedule_id, overlap=overlap)
+
+    async def adelete_schedule(self, schedule_id: str) -> None:
+        await sync_to_async(self.delete_schedule, thread_sensitive=False)(schedule_id)
+
+    async def alist_schedules(self) -> list[ScheduleDescription]:
+        return await sync_to_async(self.list_schedules, thread_sensitive=False)()
+
+    async def adescribe_schedule(self, schedule_id: str, *, next_count: int = 5) -> ScheduleDescription:
+        return await sync_to_async(self.describe_schedule, thread_sensitive=False)(schedule_id, next_count=next_count)

@@ -217,3 +217,53 @@ class ActivityTask(EventRow):
         indexes = [
             models.Index(fields=["queue", "locked_until"], name="dj_wf_activity_claim_idx"),
         ]
+
+
+class Schedule(models.Model):
+    """A schedule (docs/schedules.md): what it starts and when (the definition), and where it
+    stands (next fire time, a buffered firing, the last run, recent runs, the claim of the
+    scheduler firing it). Written only by ``backends.orm.schedules``; the admin shows it and acts
+    on it through the ``Client``."""
+
+    schedule_id = models.CharField(_("schedule id"), max_length=ID_LENGTH, unique=True)
+    workflow_name = models.CharField(_("workflow name"), max_length=255)
+    queue = models.CharField(_("queue"), max_length=ID_LENGTH)
+    #: The workflow's arguments, as converter payloads (JSON strings).
+    inputs = models.JSONField(_("inputs"), default=list, blank=True)
+    #: ``ScheduleSpec.to_json()``: ``{"cron": ..., "time_zone": ...}`` or ``{"every": s, "offset": s}``.
+    spec = models.JSONField(_("spec"))
+    overlap = models.CharField(_("overlap policy"), max_length=32)
+    catchup_window = models.FloatField(_("catch-up window (seconds)"))
+    declared = models.BooleanField(_("declared in code"), default=False)
+    paused = models.BooleanField(_("paused"), default=False)
+    note = models.TextField(_("note"), blank=True, default="")
+    created_at = models.DateTimeField(_("created at"))
+    updated_at = models.DateTimeField(_("updated at"))
+    next_fire_at = models.DateTimeField(_("next fire time"), null=True, blank=True)
+    buffered_at = models.DateTimeField(_("buffered fire time"), null=True, blank=True)
+    #: When a scheduler must look next; NULL while paused or with nothing to fire.
+    due_at = models.DateTimeField(_("due at"), null=True, blank=True)
+    last_instance_id = models.CharField(_("last run instance id"), max_length=ID_LENGTH, blank=True, default="")
+    last_execution_id = models.CharField(_("last run execution id"), max_length=UUID_LENGTH, blank=True, default="")
+    #: Recent firings, oldest first (``ScheduleRun.to_json()`` each).
+    runs = models.JSONField(_("recent runs"), default=list, blank=True)
+    revision = models.IntegerField(_("revision"), default=0)
+    firing_token = models.CharField(_("claim token"), max_length=UUID_LENGTH, blank=True, default="")
+    firing_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ["schedule_id"]
+        indexes = [
+            # The schedulers' claims: due schedules first.
+            models.Index(fields=["due_at"], name="dj_wf_schedule_due_idx"),
+        ]
+        permissions = [
+            ("pause_schedule", _("Can pause schedules")),
+            ("unpause_schedule", _("Can unpause schedules")),
+            ("trigger_schedule", _("Can trigger schedules")),
+        ]
+
+    def __str__(self) -> str:
+        return self.schedule_id

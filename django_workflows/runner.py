@@ -36,6 +36,7 @@ class WorkerSettings:
     max_parallel_workflow_tasks: int | None = None
     max_parallel_activity_tasks: int | None = None
     until_idle: bool = False
+    run_scheduler: bool = True
 
     def worker_options(self, **extra: Any) -> WorkerOptions:
         chosen = {

@@ -44,6 +44,7 @@ from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAM
 from .engine.history import SignalReceivedAttributes, new_event
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
+from .schedules.scheduler import Scheduler, sync_declared
 
 logger = logging.getLogger("django_workflows.worker")
 
@@ -77,12 +78,18 @@ class WorkerOptions:
     run_activities: bool = True
     #: Called around every task with the task; for hooks such as Django signals.
     listeners: Sequence[Any] = field(default=())
+    #: Fire due schedules from a thread of this worker, after writing the schedules declared in
+    #: code (docs/schedules.md); ignored on a backend without a schedule store.
+    run_scheduler: bool = True
+    #: How often the scheduler looks for due schedules.
+    scheduler_interval: timedelta | float = timedelta(seconds=1)
 
     def __post_init__(self) -> None:
         for name in (
             "workflow_heartbeat_interval",
             "workflow_executor_cache_ttl",
             "activity_heartbeat_interval",
+            "scheduler_interval",
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
         for name in ("workflow_pollers", "activity_pollers", "max_parallel_workflow_tasks", "max_parallel_activity_tasks"):
@@ -232,6 +239,7 @@ class Worker:
         self._in_flight = 0
         self._in_flight_lock = threading.Condition()
         self._lease_on_completion = backend.feature_supported(Feature.LEASE_ON_COMPLETION)
+        self._scheduler: Scheduler | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -249,6 +257,7 @@ class Worker:
             raise RuntimeError("worker already started")
         self._started = True
         options = self.options
+        self._scheduler = self._start_scheduler()
         self._heartbeats.start()
         if options.run_workflows and options.workflow_pollers:
             queues = _with_system_queue(options.workflow_queues)
@@ -260,6 +269,19 @@ class Worker:
             self.backend.prepare_activity_queues(queues)
             lane = self._add_lane("activity", queues, options.max_parallel_activity_tasks, self._run_activity_task)
             self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_tasks)
+
+    def _start_scheduler(self) -> Scheduler | None:
+        """Write the declared schedules, then fire due ones from a thread (``schedules``)."""
+        if not self.options.run_scheduler or getattr(self.backend, "schedules", None) is None:
+            return None
+        scheduler = Scheduler(
+            self.backend,
+            interval=self.options.scheduler_interval,
+            task_scope=getattr(self.backend, "task_scope", None),
+        )
+        sync_declared(scheduler.store, self.registry.schedules(), self.backend.options.converter)
+        scheduler.start()
+        return scheduler
 
     def _add_lane(self, kind: str, queues: tuple[str, ...], parallel: int, run: Callable[[Any], None]) -> _Lane:
         pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
@@ -332,12 +354,16 @@ class Worker:
     def stop(self) -> None:
         """Stop polling; tasks already running finish (see ``wait_for_completion``)."""
         self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.stop()
 
     def wait_for_completion(self, timeout: float | None = None) -> bool:
         """Wait for the pollers and the tasks in flight; return False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._pollers:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self._scheduler is not None:
+            self._scheduler.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         with self._in_flight_lock:
             while self._in_flight:
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -243,3 +243,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             for permission, name, label, allowed in candidates
             if allowed and getattr(self, f"has_{permission}_permission")(request)
         ]
+
+
+# The schedules' admin registers itself (docs/schedules.md).
+from . import schedules  # noqa: E402,F401

@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
@@ -34,6 +34,8 @@ from ..engine.history import (
     WorkflowEvent,
     WorkflowExecutionStartedAttributes,
 )
+from ..schedules.records import ScheduleRecord
+from ..schedules.store import Change, ScheduleClaim, ScheduleNotFound
 from .base import BaseBackend
 from .rules import (
     FOLLOW_ACTIVE_EXECUTION,
@@ -85,6 +87,8 @@ class MemoryBackend(BaseBackend):
         self._executions: dict[tuple[str, str], _Execution] = {}
         self._active: dict[str, str] = {}
         self._activities: dict[str, _Activity] = {}
+        #: The schedule store (``schedules.store.ScheduleStore``), on this backend's clock.
+        self.schedules = MemoryScheduleStore(self._cond, clock)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -518,3 +522,83 @@ class MemoryBackend(BaseBackend):
         """Wake waiting pollers (the tester calls this after moving its clock)."""
         with self._cond:
             self._cond.notify_all()
+
+
+# -- schedules -------------------------------------------------------------------------------------
+
+
+class MemoryScheduleStore:
+    """Schedules in memory (``schedules.store.ScheduleStore``), under the backend's lock.
+
+    The lock makes every ``put``, ``claim`` and ``complete`` atomic; a change function may call
+    back into the backend (the lock is reentrant).
+    """
+
+    def __init__(self, lock: threading.Condition, clock: Clock) -> None:
+        self._lock = lock
+        self._clock = clock
+        self._records: dict[str, ScheduleRecord] = {}
+        # schedule id -> (token, lease end) of the claim that holds it
+        self._claims: dict[str, tuple[str, datetime]] = {}
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def get(self, schedule_id: str) -> ScheduleRecord:
+        with self._lock:
+            record = self._records.get(schedule_id)
+            if record is None:
+                raise ScheduleNotFound(schedule_id)
+            return record
+
+    def list(self) -> list[ScheduleRecord]:
+        with self._lock:
+            return [self._records[key] for key in sorted(self._records)]
+
+    def put(self, schedule_id: str, change: Change) -> ScheduleRecord:
+        with self._lock:
+            current = self._records.get(schedule_id)
+            record = change(current)
+            if record is not current:
+                self._records[schedule_id] = record
+            return record
+
+    def delete(self, schedule_id: str) -> None:
+        with self._lock:
+            if self._records.pop(schedule_id, None) is None:
+                raise ScheduleNotFound(schedule_id)
+            self._claims.pop(schedule_id, None)
+
+    def claim(self, lease: timedelta, schedule_id: str | None = None) -> ScheduleClaim | None:
+        with self._lock:
+            now = self._clock.now()
+            if schedule_id is not None:
+                candidates = [schedule_id] if schedule_id in self._records else []
+            else:
+                due = [(r.state.due_at, key) for key, r in self._records.items() if r.state.due_at is not None and r.state.due_at <= now]
+                candidates = [key for _, key in sorted(due)]
+            for key in candidates:
+                held = self._claims.get(key)
+                if held is not None and held[1] > now:
+                    continue
+                token = uuid.uuid4().hex
+                self._claims[key] = (token, now + lease)
+                return ScheduleClaim(record=self._records[key], token=token, now=now)
+            return None
+
+    def complete(self, claim: ScheduleClaim, change: Callable[[ScheduleRecord], ScheduleRecord]) -> ScheduleRecord | None:
+        with self._lock:
+            key = claim.record.schedule_id
+            held = self._claims.get(key)
+            current = self._records.get(key)
+            if held is None or held[0] != claim.token or current is None:
+                return None
+            record = self._records[key] = change(current)
+            del self._claims[key]
+            return record
+
+    def release(self, claim: ScheduleClaim) -> None:
+        with self._lock:
+            held = self._claims.get(claim.record.schedule_id)
+            if held is not None and held[0] == claim.token:
+                del self._claims[claim.record.schedule_id]

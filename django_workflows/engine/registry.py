@@ -59,6 +59,8 @@ class Registry:
         self._activity_names: dict[Any, str] = {}
         #: The function behind a registered bound method -> that method.
         self._bound_activities: dict[Any, Callable[..., Any]] = {}
+        # schedule id -> (workflow name, declaration): ``register_workflow(schedule=...)``
+        self._schedules: dict[str, tuple[str, Any]] = {}
 
     # -- registration ------------------------------------------------------------------------
 
@@ -115,6 +117,26 @@ class Registry:
             self.register_workflow(fn, name)
         for name, fn in other.activities():
             self._add_activity(name, fn)
+        for workflow_name, declaration in other.schedules():
+            self.register_schedule(workflow_name, declaration)
+
+    # -- schedules declared in code (``django_workflows.schedules.declarations``) --------------
+
+    def register_schedule(self, workflow_name: str, declaration: Any) -> None:
+        """Declare a schedule of ``workflow_name``; workers write it to their backend at start.
+        ``declaration`` is a ``schedules.Schedule`` (kept opaque here: the engine does not
+        depend on the schedules layer)."""
+        schedule_id = declaration.schedule_id or workflow_name
+        with self._lock:
+            existing = self._schedules.get(schedule_id)
+            if existing is not None and existing != (workflow_name, declaration):
+                raise RegistrationError(f'schedule with id "{schedule_id}" already declared')
+            self._schedules[schedule_id] = (workflow_name, declaration)
+
+    def schedules(self) -> list[tuple[str, Any]]:
+        """The declared schedules as ``(workflow name, declaration)``, by schedule id."""
+        with self._lock:
+            return [self._schedules[key] for key in sorted(self._schedules)]
 
     # -- lookup ------------------------------------------------------------------------------
 

@@ -54,11 +54,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..backends.rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
+from ..backends.rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result, terminated_events
 from ..engine.activity_runner import ActivityRunner
 from ..engine.clock import system_clock, to_timedelta
 from ..engine.converter import Converter, PayloadError, default_converter
@@ -91,6 +91,10 @@ from ..engine.history import (
 from ..engine.propagation import ContextPropagator
 from ..engine.registry import Registry, check_arguments
 from ..engine.signals import SIGNAL_ACTIVITY_NAME
+from ..schedules.declarations import Schedule
+from ..schedules.firing import apply, fire, outcome_from
+from ..schedules.records import ScheduleDefinition, ScheduleRecord, ScheduleRun, new_record
+from ..schedules.spec import OverlapPolicy, ScheduleSpec
 from .tester_mocks import MockCall, MockSet, UnexpectedCall
 
 __all__ = ["MockCall", "UnexpectedCall", "WorkflowBlocked", "WorkflowTester"]
@@ -326,6 +330,55 @@ class WorkflowTester:
         self._add_execution(self._root, started)
         self._loop()
 
+    def run_schedule(
+        self,
+        schedule: Schedule | ScheduleSpec | str | timedelta,
+        *args: Any,
+        until: datetime | float | timedelta,
+        overlap: OverlapPolicy | str | None = None,
+    ) -> list[ScheduleRun]:
+        """Fire the workflow under test on ``schedule`` (a ``Schedule``, a ``ScheduleSpec``, a cron
+        string or a ``timedelta``) from now until ``until`` (a moment, or a duration from now)
+        in workflow time, with the overlap policy applied as a scheduler would; then wait for the
+        runs to end. Returns every firing, oldest first, with the outcome of the runs it
+        started; ``run_result(instance)`` gives a run's result."""
+        if self._started:
+            raise RuntimeError("a WorkflowTester runs once; create a new tester for another run")
+        declaration = Schedule.coerce(schedule)
+        if args or overlap is not None:
+            if isinstance(schedule, Schedule) and args:
+                raise TypeError("pass the arguments inside Schedule(...), or a spec and the arguments")
+            declaration = Schedule(
+                declaration.spec,
+                *(args or declaration.args),
+                schedule_id=declaration.schedule_id,
+                overlap=overlap if overlap is not None else declaration.overlap,
+                catchup_window=declaration.catchup_window,
+            )
+        check_arguments(self._workflow, declaration.args, skip_context=True)
+        end = until if isinstance(until, datetime) else self._clock.now() + to_timedelta(until, what="until")
+        self._started = True
+        runtime = _ScheduleRuntime(self, new_record(declaration.definition(self._workflow_name, self._converter), self._clock.now()), end)
+        runtime.plan()
+        self._loop(lambda: runtime.done and not self._active)
+        return [
+            replace(run, outcome=runtime.outcome(run.instance)) if run.instance is not None else run
+            for run in runtime.record.state.runs
+        ]
+
+    def run_result(self, instance: WorkflowInstance) -> Any:
+        """The result of a run ``run_schedule`` started; raises the ``WorkflowError`` it failed with."""
+        execution = self._executions.get((instance.instance_id, instance.execution_id))
+        if execution is None or execution.state is InstanceState.ACTIVE:
+            raise RuntimeError(f"{instance} did not run to its end in this tester")
+        for event in reversed(execution.history):
+            attributes = event.attributes
+            if isinstance(attributes, WorkflowExecutionFinishedAttributes):
+                if attributes.error is not None:
+                    raise WorkflowError.from_info(attributes.error)
+                return None if attributes.result is None else self._converter.from_payload(attributes.result)
+        raise WorkflowError(f"{instance} ended without a result (terminated or continued as new)")
+
     def now(self) -> datetime:
         """The tester's workflow time."""
         return self._clock.now()
@@ -374,9 +427,9 @@ class WorkflowTester:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, done: Callable[[], bool] | None = None) -> None:
         last_progress = time.monotonic()
-        while not self._finished:
+        while not (done() if done is not None else self._finished):
             if self._run_workflow_tasks() or self._take_inbox(block=False) or self._fire_due_timer():
                 last_progress = time.monotonic()
                 continue
@@ -698,3 +751,61 @@ def _instance_id(instance: WorkflowInstance | str) -> str:
     if isinstance(instance, str):
         return validate_id(instance)
     raise TypeError(f"expected a WorkflowInstance or an instance id, got {type(instance).__name__}")
+
+
+class _ScheduleRuntime:
+    """``schedules.firing.Runtime`` inside the tester: runs start, cancel and end in workflow time."""
+
+    def __init__(self, tester: WorkflowTester, record: ScheduleRecord, end: datetime) -> None:
+        self.tester = tester
+        self.record = record
+        self.end = end
+        #: No firing is due before ``end`` anymore.
+        self.done = False
+
+    def plan(self) -> None:
+        """Set a timer for the schedule's next look (its next fire time, or a buffered recheck)."""
+        due = self.record.state.due_at
+        if due is None or due > self.end:
+            self.done = True
+        else:
+            self.tester._add_timer(due, f"schedule {self.record.schedule_id} due", self.tick)
+
+    def tick(self) -> None:
+        now = self.tester._clock.now()
+        self.record = apply(fire(self.record, now, self), now)(self.record)
+        self.plan()
+
+    def _execution(self, instance: WorkflowInstance) -> _Execution | None:
+        return self.tester._executions.get((instance.instance_id, instance.execution_id))
+
+    def state_of(self, instance: WorkflowInstance) -> InstanceState | None:
+        execution = self._execution(instance)
+        return None if execution is None else execution.state
+
+    def start(self, instance: WorkflowInstance, definition: ScheduleDefinition, fire_time: datetime) -> bool:
+        tester = self.tester
+        if instance.instance_id in tester._active or self._execution(instance) is not None:
+            return False
+        attributes = WorkflowExecutionStartedAttributes(
+            name=definition.workflow_name, queue=definition.queue, inputs=list(definition.inputs), metadata={}
+        )
+        tester._add_execution(instance, new_event(attributes, tester._clock.now()))
+        return True
+
+    def cancel(self, instance: WorkflowInstance) -> None:
+        execution = self._execution(instance)
+        if execution is not None and execution.state is InstanceState.ACTIVE:
+            execution.pending.append(new_event(WorkflowExecutionCanceledAttributes(), self.tester._clock.now()))
+
+    def terminate(self, instance: WorkflowInstance, reason: str) -> None:
+        execution = self._execution(instance)
+        if execution is None or execution.state is not InstanceState.ACTIVE:
+            return
+        terminated, _ = terminated_events(execution.instance, reason, self.tester._clock.now())
+        execution.history.append(terminated.with_sequence_id(len(execution.history) + 1))
+        self.tester._finish(execution, InstanceState.FINISHED)
+
+    def outcome(self, instance: WorkflowInstance) -> str:
+        execution = self._execution(instance)
+        return "removed" if execution is None else outcome_from(execution.state, execution.history)

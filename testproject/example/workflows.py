@@ -1,15 +1,16 @@
 """The seed's quickstart, ported: ``Workflow1`` runs ``Activity1(35, 12)`` then ``Activity2``.
 
 Registered under go-workflows' names, so ``manage.py startworkflow Workflow1 ...`` and the
-admin show the same names as the Go documentation. The order flow lives in ``orders``; it is
-imported here so that autodiscovery registers it too.
+admin show the same names as the Go documentation. The order flow lives in ``orders`` and the
+scheduled daily summary in ``reports``; they are imported here so that autodiscovery registers
+them too.
 """
 
 from __future__ import annotations
 
 from django_workflows import register_activity, register_workflow, workflow
 
-from . import orders  # noqa: F401  (registers the order flow)
+from . import orders, reports  # noqa: F401  (registers the order flow and the daily summary)
 
 
 @register_activity(name="Activity1")

@@ -28,6 +28,7 @@ wake-ups). docs/architecture.md maps the package.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,6 +109,13 @@ class OrmBackend(BaseBackend):
 
     def release_finished_threads(self) -> None:
         self.store.db.close_orphans()
+
+    @functools.cached_property
+    def schedules(self) -> Any:
+        """The schedule store (``schedules.store.ScheduleStore``) on this backend's tables."""
+        from .schedules import OrmScheduleStore
+
+        return OrmScheduleStore(self.store)
 
     def close(self) -> None:
         self.store.db.close_orphans()

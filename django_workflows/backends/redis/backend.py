@@ -54,6 +54,7 @@ from .checks import persistence_messages
 from .codec import instance_from, instance_json, ms, text
 from .lua import Scripts
 from .polling import Poller
+from .schedules import RedisScheduleStore
 
 # How many entries one poll looks at in each set or stream before giving up for this round.
 _SCAN_LIMIT = 50
@@ -105,6 +106,8 @@ class RedisBackend(BaseBackend):
         self._redis = get_client(connection)
         self._scripts = Scripts(self._redis, self._ns)
         self._poller = Poller(self._redis, self._scripts)
+        #: The schedule store (``schedules.store.ScheduleStore``) in this backend's namespace.
+        self.schedules = RedisScheduleStore(self._redis, self._scripts, self._ns)
 
     def check(self, **kwargs: Any) -> list[Any]:
         if kwargs.get("databases") is not None:

@@ -57,3 +57,20 @@ def sticky_queue(ns: str, worker: str) -> str:
 
 def activity_queue(ns: str, queue: str) -> str:
     return f"{ns}act-queue:{queue}"
+
+
+# Schedules (``schedules.py``): ``schedule:<id>`` hash (``data``: the record's JSON; ``token``
+# and ``until``: the claim of the scheduler firing it), ``schedules`` set of ids, and
+# ``schedules-due`` sorted set of ids by due time (server ms; absent while nothing is due).
+
+
+def schedule(ns: str, schedule_id: str) -> str:
+    return f"{ns}schedule:{schedule_id}"
+
+
+def schedules(ns: str) -> str:
+    return f"{ns}schedules"
+
+
+def schedules_due(ns: str) -> str:
+    return f"{ns}schedules-due"

@@ -31,6 +31,7 @@ NAMES = (
     "activity_poll",
     "activity_abandon",
     "activity_complete",
+    "schedule_claim",
 )
 
 

@@ -31,6 +31,10 @@ class Command(BaseCommand):
             "--max-parallel-activity-tasks", type=int, metavar="N",
             help="Activity tasks run at once (default 32; 0 = no limit).",
         )
+        parser.add_argument(
+            "--no-scheduler", action="store_true",
+            help="Do not fire schedules from this worker (nor write the schedules declared in code).",
+        )
         parser.add_argument("--backend", default="default", metavar="ALIAS", help="Alias in the WORKFLOWS setting.")
         parser.add_argument(
             "--until-idle", action="store_true",
@@ -50,5 +54,6 @@ class Command(BaseCommand):
             max_parallel_workflow_tasks=options["max_parallel_workflow_tasks"],
             max_parallel_activity_tasks=options["max_parallel_activity_tasks"],
             until_idle=options["until_idle"],
+            run_scheduler=not options["no_scheduler"],
         )
         run_worker(settings, stdout=self.stdout)
