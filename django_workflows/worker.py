@@ -272,12 +272,12 @@ class Worker:
 
     def _start_scheduler(self) -> Scheduler | None:
         """Write the declared schedules, then fire due ones from a thread (``schedules``)."""
-        if not self.options.run_scheduler or getattr(self.backend, "schedules", None) is None:
+        if not self.options.run_scheduler or self.backend.schedules is None:
             return None
         scheduler = Scheduler(
             self.backend,
             interval=self.options.scheduler_interval,
-            task_scope=getattr(self.backend, "task_scope", None),
+            task_scope=self.backend.task_scope,
         )
         sync_declared(scheduler.store, self.registry.schedules(), self.backend.options.converter)
         scheduler.start()

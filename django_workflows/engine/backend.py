@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import to_timedelta
 from .converter import Converter, default_converter
@@ -31,6 +31,9 @@ from .core import InstanceState, Metadata, WorkflowInstance
 from .errors import WorkflowError
 from .history import Event, WorkflowEvent
 from .propagation import ContextPropagator
+
+if TYPE_CHECKING:
+    from ..schedules.store import ScheduleStore
 
 
 class Feature(enum.Enum):
@@ -204,6 +207,9 @@ class Backend(ABC):
 
     #: Optional features this backend supports (see ``Feature``).
     features: frozenset[Feature] = frozenset()
+    #: The backend's schedule store (``schedules.store.ScheduleStore``), or None where the
+    #: backend keeps no schedules.
+    schedules: ScheduleStore | None = None
 
     def __init__(self, options: BackendOptions | None = None, **option_kwargs: Any) -> None:
         if options is not None and option_kwargs:

@@ -37,7 +37,7 @@ _CLAIMS_PER_ROUND = 100
 
 def schedule_store(backend: Backend) -> ScheduleStore:
     """The backend's schedule store (``backend.schedules``); ``NotSupported`` if it has none."""
-    store = getattr(backend, "schedules", None)
+    store = backend.schedules
     if store is None:
         raise NotSupported(f"{type(backend).__name__} does not store schedules")
     return store

@@ -449,8 +449,8 @@ def test_async_twins() -> None:
 
 
 def test_a_backend_without_a_schedule_store_says_so() -> None:
-    class NoSchedules:
-        options = MemoryBackend().options
+    backend = MemoryBackend()
+    backend.schedules = None  # as Backend.schedules is for a backend that keeps no schedules
 
     with pytest.raises(NotSupported, match="does not store schedules"):
-        Client(NoSchedules()).list_schedules()  # type: ignore[arg-type]
+        Client(backend).list_schedules()

@@ -28,7 +28,6 @@ wake-ups). docs/architecture.md maps the package.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +58,7 @@ from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
 from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from, new_execution
+from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, visible_q
 from .store import ACTIVE, OrmStore
 from .transactions import DEFAULT_LOCK_RETRY_TIMEOUT, SUPPORTED_VENDORS, DbNow, first, raw_delete
@@ -106,16 +106,11 @@ class OrmBackend(BaseBackend):
         self.store = OrmStore(using, self.options, poll_interval=interval, lock_retry_timeout=retry_timeout)
         self.workflow_tasks = WorkflowTasks(self.store)
         self.activity_tasks = ActivityTasks(self.store, self.workflow_tasks)
+        #: The schedule store (``schedules.store.ScheduleStore``) on this backend's tables.
+        self.schedules = OrmScheduleStore(self.store)
 
     def release_finished_threads(self) -> None:
         self.store.db.close_orphans()
-
-    @functools.cached_property
-    def schedules(self) -> Any:
-        """The schedule store (``schedules.store.ScheduleStore``) on this backend's tables."""
-        from .schedules import OrmScheduleStore
-
-        return OrmScheduleStore(self.store)
 
     def close(self) -> None:
         self.store.db.close_orphans()
