@@ -114,8 +114,8 @@ def test_wheel_has_no_test_code(wheel_names: set[str]) -> None:
     assert not stray, f"wheel ships non-library top-level packages: {stray}"
 
 
-def test_sdist_contains_migrations_and_license(dists: dict[str, Path]) -> None:
+def test_sdist_contains_migrations_license_changelog_and_docs(dists: dict[str, Path]) -> None:
     with tarfile.open(dists["sdist"]) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    for name in ("LICENSE", "setup.cfg", "django_workflows/migrations/0001_initial.py"):
+    for name in ("LICENSE", "CHANGELOG.md", "setup.cfg", "mkdocs.yml", "docs/index.md", "django_workflows/migrations/0001_initial.py"):
         assert name in names, f"{name} missing from the sdist"
