@@ -3,6 +3,8 @@
 # ---- test services on loopback: MariaDB + Redis (+ optional PostgreSQL) -------------
 # Source it from .ci/run (bash):   . .ci/services.sh ; ci_services_up ; trap ci_services_down EXIT
 # Safe to re-run: installs only missing apt packages, reuses servers that already answer.
+# ci_services_down stops only the servers this shell started (CI_STARTED): a server that was
+# already running (a developer's, or one another job uses) is left alone.
 # Needs root (Debian 12 image, no systemd). Set WITH_POSTGRES=1 to also start PostgreSQL 15.
 # Also installs Chromium + chromedriver for the admin browser tests (WITH_BROWSER=0 skips them).
 CI_SVC_DIR="${CI_SVC_DIR:-${TMPDIR:-/tmp}/ci-services}"
@@ -15,6 +17,7 @@ export PGHOST=127.0.0.1 PGPORT="${PGPORT:-5432}" PGUSER="${PGUSER:-djapp}" PGPAS
 export DATABASE_URL_MYSQL="mysql://${MYSQL_USER}:${MYSQL_PASSWORD}@127.0.0.1:${MYSQL_PORT}/${MYSQL_DATABASE}"
 export DATABASE_URL_POSTGRES="postgresql://${PGUSER}:${PGPASSWORD}@127.0.0.1:${PGPORT}/${PGDATABASE}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"   # Debian 12: PostgreSQL 15
+CI_STARTED=()   # the servers this shell started: mariadb, redis, postgres
 
 _ci_wait() {  # _ci_wait SECONDS CMD...   -> 0 once CMD succeeds
   local n=$(( $1 * 10 )); shift
@@ -48,6 +51,7 @@ ci_mariadb_up() {
     mariadb-install-db --no-defaults --user=root --datadir="$d/data" \
       --auth-root-authentication-method=socket --skip-test-db >"$d/install.log" 2>&1 \
       || { cat "$d/install.log"; return 1; }
+    CI_STARTED+=(mariadb)   # before the wait: a server that starts too slowly is still ours to stop
     setsid nohup mariadbd --no-defaults --user=root --datadir="$d/data" \
       --socket="$MYSQL_UNIX_SOCKET" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
       --pid-file="$d/mysqld.pid" --log-error="$d/error.log" --skip-name-resolve \
@@ -71,6 +75,7 @@ SQL
 ci_redis_up() {
   local d="$CI_SVC_DIR/redis"; mkdir -p "$d"
   if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" != PONG ]; then
+    CI_STARTED+=(redis)
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
       --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" --dir "$d"
     _ci_wait 30 sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $REDIS_PORT ping)\" = PONG ]" \
@@ -85,6 +90,7 @@ ci_postgres_up() {
     rm -rf "$d"; mkdir -p "$d/sock"; chown -R postgres:postgres "$d"
     su postgres -c "$PG_BIN/initdb -D '$d/data' -U postgres --auth=trust -E UTF8 --locale=C.UTF-8" >"$d/initdb.log" 2>&1 \
       || { cat "$d/initdb.log"; return 1; }
+    CI_STARTED+=(postgres)
     su postgres -c "$PG_BIN/pg_ctl -D '$d/data' -l '$d/server.log' -w -t 60 start -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k $d/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200\"" >/dev/null \
       || { tail -20 "$d/server.log"; return 1; }
   fi
@@ -105,13 +111,21 @@ ci_services_up() {
   if [ "${WITH_POSTGRES:-0}" = 1 ]; then ci_postgres_up || return 1; fi
 }
 
-ci_services_down() {  # stops only servers started from $CI_SVC_DIR, by their pid files
-  local f
-  f="$CI_SVC_DIR/mysql/mysqld.pid"; [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
-  f="$CI_SVC_DIR/redis/redis.pid"; [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
-  [ -f "$CI_SVC_DIR/pg/data/postmaster.pid" ] && su postgres -c "$PG_BIN/pg_ctl -D '$CI_SVC_DIR/pg/data' -m fast -w stop" >/dev/null 2>&1
+ci_services_down() {  # stops the servers this shell started (CI_STARTED), by their pid files
+  local f s
+  for s in "${CI_STARTED[@]}"; do
+    case $s in
+      mariadb) f="$CI_SVC_DIR/mysql/mysqld.pid"; [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null ;;
+      redis) f="$CI_SVC_DIR/redis/redis.pid"; [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null ;;
+      postgres) [ -f "$CI_SVC_DIR/pg/data/postmaster.pid" ] && su postgres -c "$PG_BIN/pg_ctl -D '$CI_SVC_DIR/pg/data' -m fast -w stop" >/dev/null 2>&1 ;;
+    esac
+  done
   # wait until mariadbd has exited (it removes its pid file)
-  _ci_wait 30 sh -c "[ ! -e '$CI_SVC_DIR/mysql/mysqld.pid' ]" || true
+  case " ${CI_STARTED[*]} " in
+    *" mariadb "*) _ci_wait 30 sh -c "[ ! -e '$CI_SVC_DIR/mysql/mysqld.pid' ]" || true ;;
+  esac
+  if ((${#CI_STARTED[@]})); then echo "ci-services: stopped ${CI_STARTED[*]}"; fi
+  CI_STARTED=()
   return 0
 }
 # ---------------------------------------------------------------------------------------

@@ -8,10 +8,12 @@ parallel tox environments sharing one server never collide.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
+import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -97,6 +99,7 @@ TEMPLATES = [
 # --- databases -------------------------------------------------------------------------
 DB = os.environ.get("DB", "sqlite").strip().lower()
 _SUFFIX = _test_db_suffix()
+_CHECKOUT = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
 
 if DB == "sqlite":
     DATABASES = {
@@ -110,8 +113,10 @@ if DB == "sqlite":
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # A file, not :memory:, so worker subprocesses started by tests see the test data.
-            "TEST": {"NAME": BASE_DIR / f"test_db_{_SUFFIX}.sqlite3"},
+            # A file, not :memory:, so worker subprocesses started by tests see the test data; in
+            # the temporary directory, so a test run leaves no files in the checkout (the hash
+            # of the checkout's path keeps two checkouts apart).
+            "TEST": {"NAME": Path(tempfile.gettempdir()) / f"django_workflows-{_CHECKOUT}-test_db_{_SUFFIX}.sqlite3"},
         }
     }
 elif DB == "mysql":

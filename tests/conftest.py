@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "django_workflows"
+#: Where tests put files for a human to look at (browser screenshots): outside the checkout, so
+#: a test run leaves nothing in it. ``WORKFLOWS_TEST_ARTIFACTS=tests/artifacts`` (git-ignored)
+#: keeps them beside the tests instead.
+ARTIFACTS_DIR = Path(os.environ.get("WORKFLOWS_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "django_workflows-test-artifacts")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -23,7 +29,46 @@ def pytest_report_header(config: pytest.Config) -> str:
     from django.conf import settings
 
     db = settings.DATABASES["default"]
-    return f"django_workflows: DB={db['ENGINE'].rsplit('.', 1)[-1]} test NAME={db.get('TEST', {}).get('NAME')}"
+    return (
+        f"django_workflows: DB={db['ENGINE'].rsplit('.', 1)[-1]} test NAME={db.get('TEST', {}).get('NAME')}"
+        f"; artifacts in {ARTIFACTS_DIR}"
+    )
+
+
+# --- tests that need a server --------------------------------------------------------------
+
+
+@functools.cache
+def missing_redis() -> str:
+    """Why the ``redis`` tests cannot run here, or "" when they can. Under CI they always run:
+    there a Redis that does not answer is a failure, not a reason to skip."""
+    if os.environ.get("CI"):
+        return ""
+    from django.conf import settings
+
+    if "workflows" not in settings.CACHES:
+        return "needs the django-redis package (pip install -e .[test]) for the 'workflows' cache"
+    location = settings.CACHES["workflows"].get("LOCATION")
+    try:
+        from django_redis import get_redis_connection
+
+        get_redis_connection("workflows").ping()
+    except Exception as exc:  # any reason the server cannot be reached
+        return f"needs a Redis server at REDIS_URL={location} (start one, or set REDIS_URL): {exc}"
+    return ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Asked once, and only when some selected test needs it (a plain SQLite run on a machine
+    # without Redis skips these tests with the reason instead of failing them).
+    if not any(item.get_closest_marker("redis") for item in items):
+        return
+    reason = missing_redis()
+    if reason:
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if item.get_closest_marker("redis"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +77,6 @@ def repo_root() -> Path:
 
 
 # --- worker subprocesses -----------------------------------------------------------------
-
 
 
 def subprocess_env(workflow_options: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:

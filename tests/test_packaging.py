@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.parser
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,21 @@ def test_wheel_contains_templates(wheel_names: set[str]) -> None:
     assert templates, "no files under django_workflows/templates/ in the wheel"
 
 
+def test_wheel_is_named_for_the_index_and_keeps_the_import_package(dists: dict[str, Path], wheel_names: set[str]) -> None:
+    # The distribution name is django-durable-workflows ("django-workflows" on the package index
+    # is another project); the import package stays django_workflows.
+    assert dists["wheel"].name.startswith("django_durable_workflows-"), dists["wheel"].name
+    assert dists["sdist"].name.startswith("django_durable_workflows-"), dists["sdist"].name
+    with zipfile.ZipFile(dists["wheel"]) as zf:
+        metadata_path = next(n for n in wheel_names if n.endswith(".dist-info/METADATA"))
+        metadata = email.parser.Parser().parsestr(zf.read(metadata_path).decode())
+    assert metadata["Name"] == "django-durable-workflows"
+    assert metadata["Requires-Python"] == ">=3.11"
+    assert set(metadata.get_all("Provides-Extra")) == {"mysql", "postgres", "redis", "test", "docs"}
+    top_level = {n.split("/", 1)[0] for n in wheel_names if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert top_level == {"django_workflows"}, top_level
+
+
 def test_wheel_has_no_test_code(wheel_names: set[str]) -> None:
     stray = sorted(
         {n.split("/", 1)[0] for n in wheel_names} & {"tests", "testproject", "bench"}
@@ -98,8 +114,8 @@ def test_wheel_has_no_test_code(wheel_names: set[str]) -> None:
     assert not stray, f"wheel ships non-library top-level packages: {stray}"
 
 
-def test_sdist_contains_migrations_and_license(dists: dict[str, Path]) -> None:
+def test_sdist_contains_migrations_license_changelog_and_docs(dists: dict[str, Path]) -> None:
     with tarfile.open(dists["sdist"]) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    for name in ("LICENSE", "setup.cfg", "django_workflows/migrations/0001_initial.py"):
+    for name in ("LICENSE", "CHANGELOG.md", "setup.cfg", "mkdocs.yml", "docs/index.md", "django_workflows/migrations/0001_initial.py"):
         assert name in names, f"{name} missing from the sdist"

@@ -1,9 +1,13 @@
 """The example order flow: an approval step, a reminder timer and a shipping sub-workflow.
 
-``order_workflow`` reserves stock, then waits for an ``approval`` signal (the order page's
-buttons send it). Every ``REMINDER_SECONDS`` without a decision a reminder goes out; after
-``MAX_REMINDERS`` the order is rejected. An approved order is shipped by the ``ship_order``
-sub-workflow. Activities update the ``Order`` row with the ORM.
+``order_workflow`` marks the order as awaiting approval, then waits for an ``approval`` signal
+(the order page's buttons send it). Every ``REMINDER_SECONDS`` without a decision a reminder goes
+out; after ``MAX_REMINDERS`` the order is rejected. An approved order is shipped by the
+``ship_order`` sub-workflow. Activities update the ``Order`` row with the ORM.
+
+The carrier takes at most ``MAX_SHIPMENT_QUANTITY`` items: ``book_shipment`` refuses larger
+orders with a ``PermanentError``, which fails the shipping sub-workflow and with it the order's
+workflow. That is on purpose, to show a failed workflow on the order page and in the admin.
 
 A ``post_save`` receiver starts the workflow when an order is created, through
 ``start_workflow``: it runs after the creating transaction commits, and the instance id
@@ -25,6 +29,7 @@ from .models import Order
 
 REMINDER_SECONDS = getattr(settings, "EXAMPLE_REMINDER_SECONDS", 30)
 MAX_REMINDERS = 3
+MAX_SHIPMENT_QUANTITY = 10
 
 
 @register_activity
@@ -44,6 +49,10 @@ def send_reminder(order_id: int) -> int:
 
 @register_activity
 def book_shipment(order_id: int) -> str:
+    quantity = Order.objects.values_list("quantity", flat=True).get(pk=order_id)
+    if quantity > MAX_SHIPMENT_QUANTITY:
+        # Retrying would not help: fail the workflow at once.
+        raise workflow.PermanentError(f"the carrier takes at most {MAX_SHIPMENT_QUANTITY} items per shipment, not {quantity}")
     tracking = f"TRACK-{order_id:06d}"
     Order.objects.filter(pk=order_id).update(tracking_number=tracking, status=Order.Status.SHIPPED)
     return tracking

@@ -1,6 +1,6 @@
 """A headless Chromium for browser tests: Debian's ``chromium`` and ``chromedriver`` through
 Selenium, plus helpers to log in to the admin, wait for the page, and save screenshots for review
-(``tests/artifacts/admin/*.png``, a git-ignored directory)."""
+(``<artifacts>/admin/*.png``; ``tests.conftest.ARTIFACTS_DIR`` says where, outside the checkout)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import ARTIFACTS_DIR
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "admin"
+ARTIFACTS = ARTIFACTS_DIR / "admin"
 #: Generous: a CI machine running two tox environments at once can be slow.
 WAIT_SECONDS = 30
 
@@ -57,10 +59,10 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_until(driver: Any, condition: Callable[[Any], Any], message: str = "") -> Any:
+def wait_until(driver: Any, condition: Callable[[Any], Any], message: str = "", ignored: tuple[type[Exception], ...] = ()) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1).until(condition, message)
+    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1, ignored_exceptions=ignored).until(condition, message)
 
 
 def open_page(driver: Any, url: str) -> None:
@@ -70,11 +72,14 @@ def open_page(driver: Any, url: str) -> None:
 
 def submit(driver: Any, element: Any) -> None:
     """Click a submit button and wait until the next page has loaded."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
 
     old_page = driver.find_element("tag name", "html")
     element.click()
-    wait_until(driver, expected_conditions.staleness_of(old_page), "the form's response page")
+    # While the old document is being replaced, Chromium sometimes answers a question about its
+    # element with "unhandled inspector error" instead of "stale element": ask again.
+    wait_until(driver, expected_conditions.staleness_of(old_page), "the form's response page", ignored=(WebDriverException,))
     wait_until(driver, lambda d: d.execute_script("return document.readyState") == "complete")
 
 

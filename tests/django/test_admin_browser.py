@@ -1,7 +1,8 @@
 """The workflow admin in a real headless Chromium against a live server: log in, list, filter,
 open instance pages, page through a long history, cancel from the list, signal through the form.
 
-Screenshots land in ``tests/artifacts/admin/`` for a human to look at.
+Screenshots land in ``<artifacts>/admin/`` for a human to look at (the pytest header names the
+directory; ``WORKFLOWS_TEST_ARTIFACTS`` chooses it).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 
 from django_workflows import acancel_workflow, asignal_workflow, astart_workflow, cancel_workflow, signal_workflow, start_workflow
 from django_workflows.client import Client
@@ -85,6 +86,9 @@ def test_async_twins():
         instance = await astart_workflow(workflow1, "x", instance_id="async-1")
         await asignal_workflow("async-1", "note", 1)
         await acancel_workflow(instance)
+        # The shortcuts ran in asgiref's thread for sync code, which outlives the test: close its
+        # connection, or PostgreSQL refuses to drop the test database at the end of the run.
+        await sync_to_async(connections.close_all)()
 
     asyncio.run(run())
     assert Client().get_workflow_instance_state("async-1") is InstanceState.ACTIVE

@@ -225,9 +225,11 @@ class Transactions:
         known = self._threads.get(ident)
         if known is not None and known[0]() is threading.current_thread() and known[1] is connection:
             return
+        # First: an entry under this ident may be an ended thread's (idents are reused) whose
+        # connection is still open; overwriting it would leak that connection.
+        self.close_orphans()
         with self._lock:
             self._threads[ident] = (weakref.ref(threading.current_thread()), connection)
-        self.close_orphans()
 
     def close_orphans(self) -> None:
         """Close the connections of threads that ended (pollers and task threads of a stopped
