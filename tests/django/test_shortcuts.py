@@ -190,6 +190,17 @@ def test_async_twins(store: Store, worker: Worker) -> None:
     asyncio.run(run())
 
 
+def test_starts_in_transactions_beside_a_busy_worker(store: Store, worker: Worker) -> None:
+    # On SQLite the worker's writers queue for the write lock while each of these transactions
+    # holds it (IMMEDIATE); the start inside the transaction must not wait for that queue.
+    instances = []
+    for n in range(15):
+        with transaction.atomic():
+            instances.append(start_workflow(workflow1, "x", instance_id=f"busy-{n}"))
+    client = Client()
+    assert [client.get_workflow_result(instance, timeout=WAIT) for instance in instances] == [59] * 15
+
+
 # -- a process killed right after the commit ----------------------------------------------
 
 _COMMIT_AND_DIE = textwrap.dedent(
