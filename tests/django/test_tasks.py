@@ -30,10 +30,10 @@ compat = pytest.importorskip(
 
 from django_workflows import start_workflow  # noqa: E402
 from django_workflows.client import Client  # noqa: E402
+from django_workflows.registration import registry  # noqa: E402
 from django_workflows.tasks import WorkflowsTask, WorkflowsTaskBackend  # noqa: E402
 from django_workflows.tasks.system import TASK_WORKFLOW_NAME  # noqa: E402
 from django_workflows.testing.conformance.support import WAIT, wait_until  # noqa: E402
-from django_workflows.registration import registry  # noqa: E402
 from django_workflows.worker import Worker, WorkerOptions  # noqa: E402
 from testproject.example.workflows import workflow1  # noqa: E402
 from testproject.testapp import tasks  # noqa: E402
@@ -185,7 +185,7 @@ def test_retries_then_success_and_retries_then_final_failure(store: Store, worke
     assert [e.exception_class_path for e in broken.errors] == ["builtins.ValueError", "builtins.ValueError"]
     assert "broken on run 2" in broken.errors[-1].traceback
     with pytest.raises(ValueError, match="Task failed"):
-        broken.return_value
+        broken.return_value  # noqa: B018 - the property raises
     # The workflow behind it failed with the task's error, as the admin shows it.
     with pytest.raises(Exception, match="broken on run 2") as failure:
         Client().get_workflow_result(broken.id, timeout=1)
