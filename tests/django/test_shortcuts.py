@@ -6,7 +6,6 @@ written inside the caller's transaction, and on Redis, where it waits for the co
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 import sys
@@ -232,16 +231,19 @@ def test_cancellation_is_atomic_with_the_transaction(store: Store, worker: Worke
 
 
 def test_async_twins(store: Store, worker: Worker) -> None:
-    async def run() -> None:
+    async def run() -> tuple[object, object]:
         instance = await astart_workflow(collect_signals, 1, instance_id="async-1")
         await asignal_workflow("async-1", "note", 1)
         other = await astart_workflow(collect_signals, 1, instance_id="async-2")
         await acancel_workflow(other)
-        assert await Client().aget_workflow_result(instance, timeout=WAIT) == [1]
-        with pytest.raises(WorkflowError, match="canceled"):
-            await Client().aget_workflow_result(other, timeout=WAIT)
+        return instance, other
 
-    asyncio.run(run())
+    # async_to_sync, as Django runs async views: the thread-sensitive twins run in this thread,
+    # on its database connection (asyncio.run would leave one open in a helper thread).
+    instance, other = async_to_sync(run)()
+    assert Client().get_workflow_result(instance, timeout=WAIT) == [1]
+    with pytest.raises(WorkflowError, match="canceled"):
+        Client().get_workflow_result(other, timeout=WAIT)
 
 
 def test_starts_in_transactions_beside_a_busy_worker(store: Store, worker: Worker) -> None:
@@ -262,16 +264,22 @@ _COMMIT_AND_DIE = textwrap.dedent(
     import os, sys
     import django
     django.setup()
-    from django.db import connection, transaction
+    from django.db import connections, transaction
     from django_workflows import start_workflow
+
+    def die():
+        # Closing the sockets first only spares PostgreSQL a session that lingers past the
+        # test (it would block dropping the test database); the commit is done either way.
+        connections.close_all()
+        os._exit(0)
 
     instance_id, when = sys.argv[1], sys.argv[2]
     with transaction.atomic():
         if when == "first-hook":
             # Runs right after COMMIT, before any on_commit hook registered later.
-            transaction.on_commit(lambda: os._exit(0))
+            transaction.on_commit(die)
         start_workflow("Workflow1", "x", instance_id=instance_id)
-    os._exit(0)  # "after-block": the atomic block returned, nothing else runs
+    die()  # "after-block": the atomic block returned, nothing else runs
     """
 )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core import checks
 from django.db import transaction
 from django.test import override_settings
@@ -242,7 +243,8 @@ def test_aenqueue_and_aget_result(store: Store, worker: Worker) -> None:
             await asyncio.sleep(0.05)
         raise AssertionError("task did not finish")
 
-    result = asyncio.run(run())
+    # As Django runs an async view: the thread-sensitive calls use this thread's connection.
+    result = async_to_sync(run)()
     assert result.status == Status.SUCCESSFUL and result.return_value == 7
 
 
