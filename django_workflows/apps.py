@@ -23,5 +23,10 @@ class WorkflowsConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             signal_handlers,  # noqa: F401  (setting_changed, logging)
         )
+        from .registration import registry
+        from .tasks.system import register_task_workflow
 
+        # The system workflow of the django.tasks backend, in every worker like go-workflows'
+        # own system workflows (it is pure engine code; Django's task framework is not needed).
+        register_task_workflow(registry)
         autodiscover_modules("workflows")

@@ -23,7 +23,16 @@ from asgiref.sync import sync_to_async
 
 from .engine.backend import Backend, Feature, InstanceInfo, Stats
 from .engine.clock import system_clock, to_timedelta
-from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance, new_execution_id, validate_id
+from .engine.core import (
+    DEFAULT_QUEUE,
+    SYSTEM_QUEUE,
+    InstanceState,
+    Metadata,
+    WorkflowInstance,
+    new_execution_id,
+    validate_id,
+    validate_signal_name,
+)
 from .engine.errors import (
     InstanceAlreadyExists,
     InstanceFinished,
@@ -36,6 +45,7 @@ from .engine.errors import (
 )
 from .engine.expiration import EXPIRATION_INSTANCE_ID, EXPIRATION_WORKFLOW_NAME, UPDATE_SIGNAL
 from .engine.history import (
+    Event,
     EventType,
     SignalReceivedAttributes,
     WorkflowExecutionCanceledAttributes,
@@ -62,6 +72,7 @@ from .schedules import (
 __all__ = [
     "Client",
     "WorkflowInstanceOptions",
+    "PreparedStart",
     "WorkflowInstance",
     "Instance",
     "InstanceNotFound",
@@ -87,11 +98,25 @@ DEFAULT_WAIT_TIMEOUT = timedelta(seconds=20)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowInstanceOptions:
-    """``instance_id`` names the instance (a random UUID when omitted); ``queue`` is where
-    its workflow tasks go."""
+    """``instance_id`` names the instance (a random UUID when omitted, i.e. ``None``; an empty
+    or otherwise invalid id raises ``ValueError``); ``queue`` is where its workflow tasks go."""
 
     instance_id: str | None = None
     queue: str = DEFAULT_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedStart:
+    """A start checked and converted by ``Client.prepare_workflow_instance`` but not written yet:
+    the handle it will have and its ``WorkflowExecutionStarted`` event.
+
+    ``Client.create_prepared_workflow_instance`` writes it. Callers that decide *when* to write
+    (the ``start_workflow`` shortcut, inside or after the caller's transaction) prepare first,
+    so bad input fails at the call and the write does no checking of its own.
+    """
+
+    instance: WorkflowInstance
+    event: Event
 
 
 class Client:
@@ -127,25 +152,49 @@ class Client:
         """Start ``workflow(*args)``. Bad arguments and values that cannot be stored raise here,
         before anything is written; an active instance with the same id raises
         ``InstanceAlreadyExists``. ``execution_id`` is for callers that must know the handle
-        before the start happens (``start_workflow`` inside a transaction)."""
+        before the start happens."""
+        prepared = self.prepare_workflow_instance(options, workflow, *args, execution_id=execution_id)
+        return self.create_prepared_workflow_instance(prepared)
+
+    def prepare_workflow_instance(
+        self,
+        options: WorkflowInstanceOptions | None,
+        workflow: Callable[..., Any] | str,
+        *args: Any,
+        execution_id: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> PreparedStart:
+        """Check and convert a start without writing it: the instance id and queue are validated
+        (``ValueError``), the arguments checked against the workflow's signature
+        (``ArgumentMismatch``) and converted to payloads (``TypeError`` for values that cannot be
+        stored), and context propagators run, all here, once. ``metadata`` is stored with the
+        instance (``InstanceInfo.metadata``) beside what the propagators inject."""
         options = options or WorkflowInstanceOptions()
-        instance_id = validate_id(options.instance_id or str(uuid.uuid4()))
+        # Only None means "make one up": an empty id is a caller's bug, and a random id in its
+        # place would silently lose the idempotency the caller asked for.
+        instance_id = validate_id(str(uuid.uuid4()) if options.instance_id is None else options.instance_id)
         queue = validate_id(options.queue, "queue")
         name = self.registry.workflow_name(workflow)
         if callable(workflow):
             check_arguments(workflow, args, skip_context=True)
         converter = self.backend.options.converter
         inputs = [converter.to_payload(arg) for arg in args]
-        metadata: dict[str, str] = {}
+        metadata = dict(metadata or {})
         for propagator in self.backend.options.context_propagators:
             propagator.inject(metadata)
-        instance = WorkflowInstance(instance_id, execution_id or new_execution_id())
+        execution = new_execution_id() if execution_id is None else validate_id(execution_id, "execution id")
+        instance = WorkflowInstance(instance_id, execution)
         event = new_event(
             WorkflowExecutionStartedAttributes(name=name, queue=queue, inputs=inputs, metadata=metadata),
             system_clock.now(),
         )
-        self.backend.create_workflow_instance(instance, event)
-        return instance
+        return PreparedStart(instance, event)
+
+    def create_prepared_workflow_instance(self, prepared: PreparedStart) -> WorkflowInstance:
+        """Write a start made by ``prepare_workflow_instance`` (``InstanceAlreadyExists`` when an
+        execution with its instance id is active)."""
+        self.backend.create_workflow_instance(prepared.instance, prepared.event)
+        return prepared.instance
 
     # -- steering ----------------------------------------------------------------------------
 
@@ -165,13 +214,14 @@ class Client:
 
         Raises ``InstanceNotFound`` when there is none (``InstanceFinished`` when it ended).
         """
-        validate_id(instance_id)
-        if not isinstance(name, str) or not name:
-            raise ValueError("signal name must be a non-empty string")
+        self.backend.signal_workflow(validate_id(instance_id), self.prepare_signal(name, arg))
+
+    def prepare_signal(self, name: str, arg: Any = None) -> Event:
+        """The ``SignalReceived`` event ``signal_workflow`` sends: the name validated and the
+        argument converted (``ValueError``/``TypeError`` here, before anything is written)."""
+        validate_signal_name(name)
         payload = self.backend.options.converter.to_payload(arg)
-        self.backend.signal_workflow(
-            instance_id, new_event(SignalReceivedAttributes(name=name, arg=payload), system_clock.now())
-        )
+        return new_event(SignalReceivedAttributes(name=name, arg=payload), system_clock.now())
 
     def remove_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         self.backend.remove_workflow_instance(self._resolve(instance))
@@ -376,6 +426,9 @@ class Client:
         self, options: WorkflowInstanceOptions | None, workflow: Callable[..., Any] | str, *args: Any
     ) -> WorkflowInstance:
         return await sync_to_async(self.create_workflow_instance, thread_sensitive=False)(options, workflow, *args)
+
+    async def acreate_prepared_workflow_instance(self, prepared: PreparedStart) -> WorkflowInstance:
+        return await sync_to_async(self.create_prepared_workflow_instance, thread_sensitive=False)(prepared)
 
     async def acancel_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         await sync_to_async(self.cancel_workflow_instance, thread_sensitive=False)(instance)

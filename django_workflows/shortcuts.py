@@ -6,11 +6,20 @@
             start_workflow(process_order, order.pk, instance_id=f"order-{order.pk}")
         ...
 
-Inside a transaction the start is deferred until the transaction commits, so a view that rolls
-back starts nothing, and a workflow never runs before the rows it reads exist. Arguments are
-checked at once, so bad input fails in the view. A given ``instance_id`` makes the start
+A start (signal, cancellation) is atomic with the caller's transaction on database ``using``:
+
+- When the workflow backend stores its rows in that database (the ORM backend on alias
+  ``using``), it is written *inside* the transaction: commit means started, rollback means
+  nothing happened, and no crash between the commit and a later step can lose it.
+- With any other store (Redis, an ORM backend on another alias) it is written right after the
+  transaction commits (``transaction.on_commit``), so a rolled-back view starts nothing; a
+  process that dies between the database's commit and that write loses it.
+
+Outside a transaction it is written at once. Either way the input is checked first, once (the
+instance id, the arguments against the workflow's signature, their conversion to payloads), so
+bad input fails in the view and nothing is written. A given ``instance_id`` makes the start
 idempotent: if an execution with that id exists already (running or finished), nothing new
-starts and its handle is returned, so a retried request does not start a second workflow.
+starts and the handle of that execution is returned, inside a transaction as outside one.
 """
 
 from __future__ import annotations
@@ -21,16 +30,29 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from .client import Client, WorkflowInstanceOptions
-from .engine.core import DEFAULT_QUEUE, WorkflowInstance, new_execution_id, validate_id
-from .engine.errors import InstanceAlreadyExists, InstanceNotFound
-from .engine.registry import check_arguments
+from .client import Client, PreparedStart, WorkflowInstanceOptions
+from .engine.backend import Backend
+from .engine.core import DEFAULT_QUEUE, InstanceState, WorkflowInstance, validate_id
+from .engine.errors import InstanceAlreadyExists, InstanceFinished, InstanceNotFound
 
 
 def _client(backend: str) -> Client:
     from .backends import workflow_backends
 
     return Client(workflow_backends[backend])
+
+
+def writes_in_transaction(backend: Backend, using: str) -> bool:
+    """Does ``backend`` write through the connection of database ``using``, so that its writes
+    belong to the caller's transaction there?"""
+    from .backends.orm import OrmBackend
+
+    return isinstance(backend, OrmBackend) and backend.using == using
+
+
+def _deferred(backend: Backend, using: str) -> bool:
+    """Must the write wait for the caller's transaction on ``using`` to commit?"""
+    return transaction.get_connection(using).in_atomic_block and not writes_in_transaction(backend, using)
 
 
 def start_workflow(
@@ -41,63 +63,92 @@ def start_workflow(
     backend: str = "default",
     using: str = DEFAULT_DB_ALIAS,
 ) -> WorkflowInstance:
-    """Start ``workflow(*args)``, after the current transaction on ``using`` commits.
+    """Start ``workflow(*args)`` atomically with the current transaction on ``using``.
 
-    Returns the handle of the execution that will be (or already was) started.
+    Returns the handle of the execution started, or of the one that already had
+    ``instance_id``. With a store outside that database the handle is of the execution that
+    will start when the transaction commits.
     """
     client = _client(backend)
-    if callable(workflow):
-        check_arguments(workflow, args, skip_context=True)
-    converter = client.backend.options.converter
-    for arg in args:
-        converter.to_payload(arg)  # fail in the view, not after the commit
-    idempotent = instance_id is not None
-    instance = WorkflowInstance(validate_id(instance_id) if idempotent else _new_id(), new_execution_id())
-    options = WorkflowInstanceOptions(instance_id=instance.instance_id, queue=queue or DEFAULT_QUEUE)
+    options = WorkflowInstanceOptions(instance_id=instance_id, queue=queue or DEFAULT_QUEUE)
+    prepared = client.prepare_workflow_instance(options, workflow, *args)
+    return start_prepared(client, prepared, idempotent=instance_id is not None, using=using)
 
-    def start() -> None:
-        if idempotent and _existing(client, instance.instance_id) is not None:
-            return
-        try:
-            client.create_workflow_instance(options, workflow, *args, execution_id=instance.execution_id)
-        except InstanceAlreadyExists:
-            if not idempotent:
-                raise
 
-    if idempotent and not transaction.get_connection(using).in_atomic_block:
-        existing = _existing(client, instance.instance_id)
+def start_prepared(client: Client, prepared: PreparedStart, *, idempotent: bool, using: str) -> WorkflowInstance:
+    """Write ``prepared`` now or, when the store is outside the caller's transaction on
+    ``using``, once that transaction commits (see the module docstring)."""
+    if not _deferred(client.backend, using):
+        return _write_start(client, prepared, idempotent)
+    if idempotent:
+        existing = _existing(client, prepared.instance.instance_id)
         if existing is not None:
             return existing
-    transaction.on_commit(start, using=using)  # runs at once outside a transaction
-    return instance
+    transaction.on_commit(lambda: _write_start(client, prepared, idempotent), using=using)
+    return prepared.instance
 
 
-def signal_workflow(instance_id: str, name: str, arg: Any = None, *, backend: str = "default") -> None:
-    """Send a signal to the active execution of ``instance_id`` (``InstanceNotFound`` if none)."""
-    _client(backend).signal_workflow(instance_id, name, arg)
+def _write_start(client: Client, prepared: PreparedStart, idempotent: bool) -> WorkflowInstance:
+    if idempotent:
+        existing = _existing(client, prepared.instance.instance_id)
+        if existing is not None:
+            return existing
+    try:
+        return client.create_prepared_workflow_instance(prepared)
+    except InstanceAlreadyExists:
+        # A concurrent start of the same id won the race. Inside the caller's transaction the
+        # ORM backend's savepoint was rolled back, so the transaction goes on; the winner is
+        # committed (the unique index waited for it) and visible under READ COMMITTED.
+        existing = _existing(client, prepared.instance.instance_id) if idempotent else None
+        if existing is None:
+            raise
+        return existing
 
 
-def cancel_workflow(instance: WorkflowInstance | str, *, backend: str = "default") -> None:
-    """Ask a workflow to cancel; ``instance`` is a handle or an instance id (latest execution)."""
-    _client(backend).cancel_workflow_instance(instance)
+def signal_workflow(
+    instance_id: str, name: str, arg: Any = None, *, backend: str = "default", using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Send a signal to the active execution of ``instance_id``, atomically with the current
+    transaction on ``using`` (``InstanceNotFound``/``InstanceFinished`` if none is active)."""
+    client = _client(backend)
+    validate_id(instance_id)
+    event = client.prepare_signal(name, arg)
+    if not _deferred(client.backend, using):
+        client.backend.signal_workflow(instance_id, event)
+        return
+    # Checked now as well, so that a wrong id fails in the view rather than after the commit.
+    _require_active(client, client.backend.get_latest_execution(instance_id))
+    transaction.on_commit(lambda: client.backend.signal_workflow(instance_id, event), using=using)
+
+
+def cancel_workflow(
+    instance: WorkflowInstance | str, *, backend: str = "default", using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Ask a workflow to cancel, atomically with the current transaction on ``using``;
+    ``instance`` is a handle or an instance id (its latest execution)."""
+    client = _client(backend)
+    if not _deferred(client.backend, using):
+        client.cancel_workflow_instance(instance)
+        return
+    execution = instance if isinstance(instance, WorkflowInstance) else client.backend.get_latest_execution(validate_id(instance))
+    _require_active(client, execution)
+    transaction.on_commit(lambda: client.cancel_workflow_instance(execution), using=using)
 
 
 async def astart_workflow(workflow: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> WorkflowInstance:
     return await sync_to_async(start_workflow)(workflow, *args, **kwargs)
 
 
-async def asignal_workflow(instance_id: str, name: str, arg: Any = None, *, backend: str = "default") -> None:
-    await sync_to_async(signal_workflow)(instance_id, name, arg, backend=backend)
+async def asignal_workflow(
+    instance_id: str, name: str, arg: Any = None, *, backend: str = "default", using: str = DEFAULT_DB_ALIAS
+) -> None:
+    await sync_to_async(signal_workflow)(instance_id, name, arg, backend=backend, using=using)
 
 
-async def acancel_workflow(instance: WorkflowInstance | str, *, backend: str = "default") -> None:
-    await sync_to_async(cancel_workflow)(instance, backend=backend)
-
-
-def _new_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
+async def acancel_workflow(
+    instance: WorkflowInstance | str, *, backend: str = "default", using: str = DEFAULT_DB_ALIAS
+) -> None:
+    await sync_to_async(cancel_workflow)(instance, backend=backend, using=using)
 
 
 def _existing(client: Client, instance_id: str) -> WorkflowInstance | None:
@@ -105,3 +156,8 @@ def _existing(client: Client, instance_id: str) -> WorkflowInstance | None:
         return client.backend.get_latest_execution(instance_id)
     except InstanceNotFound:
         return None
+
+
+def _require_active(client: Client, instance: WorkflowInstance) -> None:
+    if client.backend.get_workflow_instance_state(instance) is not InstanceState.ACTIVE:
+        raise InstanceFinished()

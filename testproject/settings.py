@@ -188,6 +188,20 @@ elif WORKFLOWS_BACKEND == "orm":
 else:
     raise ValueError(f"WORKFLOWS_BACKEND must be orm or redis, not {WORKFLOWS_BACKEND!r}")
 
+# --- django.tasks -----------------------------------------------------------------------
+# Enqueued tasks run in runworkflows workers (django_workflows.tasks); on Django 5.2 with the
+# django-tasks backport installed as well. Retries and timeouts are per task in testapp.tasks.
+if _module_exists("django.tasks") or _module_exists("django_tasks"):
+    TASKS = {
+        "default": {
+            "BACKEND": "django_workflows.tasks.WorkflowsTaskBackend",
+            "QUEUES": ["default", "other"],
+            "OPTIONS": {"max_attempts": 1},
+        },
+    }
+    if not _module_exists("django.tasks"):
+        INSTALLED_APPS.append("django_tasks")  # the backport's system checks
+
 # --- i18n, static ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -2,6 +2,7 @@
 
 from importlib.util import find_spec
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -19,3 +20,6 @@ urlpatterns = [
 
 if _module_exists("testproject.example.urls"):
     urlpatterns.append(path("", include("testproject.example.urls")))
+
+if "testproject.testapp" in settings.INSTALLED_APPS:
+    urlpatterns.append(path("testapp/", include("testproject.testapp.urls")))

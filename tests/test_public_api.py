@@ -89,6 +89,7 @@ PUBLIC = {
         "InstanceNotFound",
         "NotSupported",
         "OverlapPolicy",
+        "PreparedStart",
         "ScheduleAlreadyExists",
         "ScheduleDescription",
         "ScheduleNotFound",
@@ -106,6 +107,7 @@ PUBLIC = {
         "WorkflowBlocked",
         "WorkflowTester",
     },
+    "django_workflows.tasks": {"RunOptions", "WorkflowsTask", "WorkflowsTaskBackend"},
     "django_workflows.backends.base": {
         "NO_LEASES",
         "ActivityTask",

@@ -23,6 +23,10 @@ _MAX_ID_LENGTH = 128
 # Printable characters only; braces and colons are excluded because the Redis backend builds
 # keys and hash tags from ids.
 _ID_RE = re.compile(r"^[^\x00-\x1f\x7f{}:]+$")
+# Signal names are never part of a key, so braces and colons are fine; they are names, not data,
+# hence the bound (a payload passed as the name by mistake fails loudly).
+_MAX_SIGNAL_NAME_LENGTH = 255
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class InstanceState(enum.IntEnum):
@@ -91,4 +95,19 @@ def validate_id(value: object, what: str = "instance id") -> str:
         raise ValueError(f"{what} must be at most {_MAX_ID_LENGTH} characters, got {len(value)}")
     if not _ID_RE.match(value):
         raise ValueError(f"{what} {value!r} contains a control character, '{{', '}}' or ':'")
+    return value
+
+
+def validate_signal_name(value: object) -> str:
+    """Return ``value`` if it is a usable signal name, else raise ``ValueError``.
+
+    One rule for every sender and receiver: the Client, the ``signal_workflow`` shortcut,
+    ``workflow.signal_workflow`` and ``workflow.new_signal_channel``.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"signal name must be a non-empty string, got {value!r}")
+    if len(value) > _MAX_SIGNAL_NAME_LENGTH:
+        raise ValueError(f"signal name must be at most {_MAX_SIGNAL_NAME_LENGTH} characters, got {len(value)}")
+    if _CONTROL_RE.search(value):
+        raise ValueError(f"signal name {value!r} contains a control character")
     return value

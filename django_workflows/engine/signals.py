@@ -16,7 +16,7 @@ from typing import Any
 from .activities import schedule_activity
 from .context import Context
 from .converter import PayloadError
-from .core import SYSTEM_QUEUE, validate_id
+from .core import SYSTEM_QUEUE, validate_id, validate_signal_name
 from .errors import Canceled, WorkflowError
 from .futures import Channel, Future, resolved
 from .state import state_of
@@ -26,14 +26,13 @@ SIGNAL_ACTIVITY_NAME = "DeliverWorkflowSignal"
 
 
 def new_signal_channel(ctx: Context, name: str) -> Channel[Any]:
-    if not isinstance(name, str) or not name:
-        raise ValueError("signal name must be a non-empty string")
-    return state_of(ctx).signal_channel(name)
+    return state_of(ctx).signal_channel(validate_signal_name(name))
 
 
 def signal_workflow(ctx: Context, instance_id: str, name: str, arg: Any = None) -> Future[None]:
     """Send signal ``name`` with ``arg`` to the active execution of ``instance_id``."""
     validate_id(instance_id)
+    validate_signal_name(name)
     state = state_of(ctx)
     if ctx.err() is not None:
         return resolved(error=Canceled())

@@ -69,6 +69,7 @@ from ..engine.core import (
     WorkflowInstance,
     new_execution_id,
     validate_id,
+    validate_signal_name,
 )
 from ..engine.errors import InstanceFinished, InstanceNotFound, WorkflowError
 from ..engine.executor import DEFAULT_MAX_HISTORY_SIZE, Executor
@@ -284,8 +285,7 @@ class WorkflowTester:
 
         ``execute`` raises ``InstanceNotFound`` if no such execution is active when it is due.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError("signal name must be a non-empty string")
+        validate_signal_name(name)
         instance_id = _instance_id(instance)
         attributes = SignalReceivedAttributes(name=name, arg=self._converter.to_payload(value))
         self._schedule(after, f"signal {name!r} to {instance_id}", lambda: self._send(instance_id, attributes, "signal"))

@@ -80,3 +80,20 @@ def slow(seconds: float) -> float:
 @register_workflow
 async def slow_workflow(ctx: workflow.Context, seconds: float) -> float:
     return await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, slow, seconds)
+
+
+@register_workflow
+async def collect_signals(ctx: workflow.Context, count: int) -> list[object]:
+    """Return the arguments of the first ``count`` signals named ``note``; canceled, raise
+    ``Canceled`` (tests of the shortcuts)."""
+    channel = workflow.new_signal_channel(ctx, "note")
+    received: list[object] = []
+    while len(received) < count:
+        await workflow.select(
+            ctx,
+            workflow.on_receive(channel, lambda value, ok: received.append(value)),
+            workflow.on_receive(ctx.done()),
+        )
+        if ctx.err() is not None:
+            raise workflow.Canceled()
+    return received
