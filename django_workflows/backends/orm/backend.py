@@ -64,8 +64,12 @@ from .store import ACTIVE, OrmStore
 from .transactions import DEFAULT_LOCK_RETRY_TIMEOUT, SUPPORTED_VENDORS, DbNow, first, raw_delete
 from .workflow_tasks import WorkflowTasks
 
-#: Default seconds between two looks at the database of an idle poller.
+#: Default longest sleep of an idle poller between two looks at the database (it looks sooner
+#: after it found work, see ``store.FAST_POLL_INTERVAL``): work committed by other processes is
+#: found within it.
 DEFAULT_POLL_INTERVAL = 0.2
+#: The same where notifications wake pollers (PostgreSQL): a look is then only the fallback.
+NOTIFIED_POLL_INTERVAL = 2.0
 
 
 class OrmBackend(BaseBackend):
@@ -75,8 +79,9 @@ class OrmBackend(BaseBackend):
         self,
         using: str = DEFAULT_DB_ALIAS,
         *,
-        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | timedelta | None = None,
         lock_retry_timeout: float | timedelta = DEFAULT_LOCK_RETRY_TIMEOUT,
+        notifications: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -95,6 +100,14 @@ class OrmBackend(BaseBackend):
                 f"OrmBackend: DATABASES[{using!r}]['TIME_ZONE'] is {time_zone!r}; the workflow tables need "
                 "datetimes stored in UTC on SQLite and MySQL (remove the setting or set it to 'UTC')"
             )
+        if notifications is None:
+            notifications = vendor == "postgresql"
+        elif notifications and vendor != "postgresql":
+            raise InvalidWorkflowBackend(
+                f"OrmBackend: notifications need PostgreSQL (LISTEN/NOTIFY); database {using!r} is {vendor}"
+            )
+        if poll_interval is None:
+            poll_interval = NOTIFIED_POLL_INTERVAL if notifications else DEFAULT_POLL_INTERVAL
         interval = to_timedelta(poll_interval, what="poll_interval").total_seconds()
         if interval <= 0:
             raise ValueError(f"OrmBackend: poll_interval must be positive, got {poll_interval!r}")
@@ -103,16 +116,20 @@ class OrmBackend(BaseBackend):
             raise ValueError(f"OrmBackend: lock_retry_timeout must not be negative, got {lock_retry_timeout!r}")
         self.using = using
         self.poll_interval = interval
-        self.store = OrmStore(using, self.options, poll_interval=interval, lock_retry_timeout=retry_timeout)
+        self.store = OrmStore(
+            using, self.options, poll_interval=interval, lock_retry_timeout=retry_timeout, notifications=notifications
+        )
         self.workflow_tasks = WorkflowTasks(self.store)
         self.activity_tasks = ActivityTasks(self.store, self.workflow_tasks)
         #: The schedule store (``schedules.store.ScheduleStore``) on this backend's tables.
         self.schedules = OrmScheduleStore(self.store)
 
     def release_finished_threads(self) -> None:
+        self.store.stop_listening()
         self.store.db.close_orphans()
 
     def close(self) -> None:
+        self.store.stop_listening()
         self.store.db.close_orphans()
 
     def check(self, **kwargs: Any) -> list[Any]:

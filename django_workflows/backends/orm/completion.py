@@ -73,6 +73,8 @@ class Completion:
         self.rejected = False
         #: Activity tasks were queued for pollers (not all leased by the completion).
         self.activities_queued = False
+        #: Events were delivered to other executions.
+        self.delivered = False
         #: When the timers this task stored come due (wake-ups of this process's pollers).
         self.timers: list[datetime] = []
         #: Activity tasks the completion leased to the completing worker.
@@ -80,7 +82,7 @@ class Completion:
 
     def run(self) -> None:
         # Safe to run again after a rolled-back attempt: it only writes through the database.
-        self.rejected, self.activities_queued, self.timers, self.leased = False, False, [], []
+        self.rejected, self.activities_queued, self.delivered, self.timers, self.leased = False, False, False, [], []
         result = self.completion.result
         finishing = self.completion.finishing
         store, sql, data = self.store, self.store.sql, self.data
@@ -126,6 +128,7 @@ class Completion:
             now=system_clock.now(),
             can_return_ids=store.can_return_ids,
         )
+        self.delivered = any(target.pk != data.row_id for target, _ in deliveries)
         removing = result.state is InstanceState.CONTINUED_AS_NEW and store.options.remove_continued_as_new_instances
         # 4. The rows.
         self._insert([(target.pk, target.queue, event) for target, event in deliveries], own_rows=not removing)

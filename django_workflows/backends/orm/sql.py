@@ -568,6 +568,14 @@ class HotSql:
             leases=list(leases),
         )
 
+    # -- notifications (PostgreSQL) ---------------------------------------------------------
+
+    _NOTIFY = "SELECT pg_notify(%(channel)s, '')"
+
+    def notify(self, channel: str) -> None:
+        """Notify ``channel``'s listeners when the current transaction commits."""
+        self._fetchone("notify", self._NOTIFY, channel=channel)
+
     # -- inserts ---------------------------------------------------------------------------------
 
     _INSERT_PAYLOADS = "INSERT INTO {payload} (id, instance_id, data) VALUES %(rows)s"

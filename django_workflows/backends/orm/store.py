@@ -11,6 +11,7 @@ them reaches into another's state.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -23,6 +24,7 @@ from ...engine.core import InstanceState, WorkflowInstance
 from ...engine.history import Event
 from ...models import ActivityTask as ActivityRow
 from ...models import WorkflowInstance as InstanceRow
+from .notifications import Notifier, listener_for
 from .sql import HotSql, new_token, payload_json
 from .transactions import Transactions, first
 from .wakeup import Kind, waker_for
@@ -31,15 +33,30 @@ T = TypeVar("T")
 
 ACTIVE = InstanceState.ACTIVE.value
 
+#: An idle poller looks again this soon after it found work, then ever less often, up to the
+#: poll interval: work tends to come in bursts, and an idle look is one cheap indexed read.
+FAST_POLL_INTERVAL = 0.01
+
 
 class OrmStore:
-    def __init__(self, using: str, options: BackendOptions, *, poll_interval: float, lock_retry_timeout: float) -> None:
+    def __init__(
+        self,
+        using: str,
+        options: BackendOptions,
+        *,
+        poll_interval: float,
+        lock_retry_timeout: float,
+        notifications: bool,
+    ) -> None:
         self.using = using
         self.options = options
         self.poll_interval = poll_interval
         self.db = Transactions(using, lock_retry_timeout)
         self.sql = HotSql(using, pinned=self.db.pinned)
         self.waker = waker_for(using)
+        #: Cross-process wake-ups (PostgreSQL LISTEN/NOTIFY), or None: polling only.
+        self.notifier = Notifier(using) if notifications else None
+        self._intervals = threading.local()
 
     # -- tables --------------------------------------------------------------------------------
 
@@ -80,24 +97,41 @@ class OrmStore:
             self.insert_events([(row[0], row[1], event)])
             self.notify_on_commit("workflow")
 
-    def notify_on_commit(self, kind: Kind, timers: Sequence[datetime] = ()) -> None:
+    def notify_on_commit(self, kind: Kind, timers: Sequence[datetime] = (), *, other_processes: bool = True) -> None:
         """Wake this process's pollers of ``kind`` once the current transaction commits (and at
-        each of ``timers``)."""
+        each of ``timers``), and, with ``other_processes`` where notifications are on, those of
+        every process."""
         transaction.on_commit(lambda: self.waker.notify(kind, timers), using=self.using)
+        if other_processes and self.notifier is not None:
+            self.notifier.notify_in_transaction(kind, self.sql.notify)
+
+    def stop_listening(self) -> None:
+        """This store's pollers are done (a worker stopped): the listener may stop."""
+        if self.notifier is not None:
+            listener_for(self.using, self.waker).release(self)
 
     # -- polling ----------------------------------------------------------------------------------
 
     def poll(self, kind: Kind, claim: Callable[[], list[T]], timeout: float) -> list[T]:
         """Claim until something comes back or ``timeout`` passes, sleeping between looks until
-        this process commits work of ``kind`` or ``poll_interval`` passes (work committed by
-        other processes)."""
+        work of ``kind`` is committed by this process (or, with notifications, by any) or the
+        poller's interval passes: ``FAST_POLL_INTERVAL`` after it found work, doubling with each
+        empty look up to ``poll_interval``."""
+        if self.notifier is not None:
+            listener_for(self.using, self.waker).acquire(self)
         deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            seen = self.waker.generation(kind)
-            tasks = claim()
-            if tasks:
-                return tasks
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            self.waker.wait(kind, seen, min(remaining, self.poll_interval))
+        interval = getattr(self._intervals, kind, FAST_POLL_INTERVAL)
+        try:
+            while True:
+                seen = self.waker.generation(kind)
+                tasks = claim()
+                if tasks:
+                    interval = FAST_POLL_INTERVAL
+                    return tasks
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self.waker.wait(kind, seen, min(remaining, interval))
+                interval = min(self.poll_interval, interval * 2)
+        finally:
+            setattr(self._intervals, kind, interval)

@@ -143,8 +143,11 @@ class WorkflowTasks:
 
         def complete() -> Completion:
             plan.run()
-            # Also after a rejection: the task is free again, with the events it missed.
-            self.store.notify_on_commit("workflow", plan.timers)
+            # This process's pollers in any case: events that arrived during the task make the
+            # execution (sticky to this worker) ready again, and its timers are due later. Other
+            # processes only for work they may take: other executions' events, or this one
+            # after a rejection (the task is free again, with the events it missed).
+            self.store.notify_on_commit("workflow", plan.timers, other_processes=plan.rejected or plan.delivered)
             if plan.activities_queued:
                 self.store.notify_on_commit("activity")
             return plan
