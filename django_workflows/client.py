@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -195,6 +195,14 @@ class Client:
         execution with its instance id is active)."""
         self.backend.create_workflow_instance(prepared.instance, prepared.event)
         return prepared.instance
+
+    def create_workflow_instances(self, starts: Iterable[PreparedStart]) -> list[WorkflowInstance]:
+        """Write many starts made by ``prepare_workflow_instance`` at once (bulk creation). The
+        ORM backend writes them in a few multi-row statements of one transaction: all or none,
+        ``InstanceAlreadyExists`` naming the ids already taken; other backends one by one."""
+        starts = list(starts)
+        self.backend.create_workflow_instances([(prepared.instance, prepared.event) for prepared in starts])
+        return [prepared.instance for prepared in starts]
 
     # -- steering ----------------------------------------------------------------------------
 
@@ -429,6 +437,9 @@ class Client:
 
     async def acreate_prepared_workflow_instance(self, prepared: PreparedStart) -> WorkflowInstance:
         return await sync_to_async(self.create_prepared_workflow_instance, thread_sensitive=False)(prepared)
+
+    async def acreate_workflow_instances(self, starts: Iterable[PreparedStart]) -> list[WorkflowInstance]:
+        return await sync_to_async(self.create_workflow_instances, thread_sensitive=False)(list(starts))
 
     async def acancel_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         await sync_to_async(self.cancel_workflow_instance, thread_sensitive=False)(instance)

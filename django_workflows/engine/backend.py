@@ -236,6 +236,14 @@ class Backend(ABC):
         check is atomic, so of concurrent starts of one id exactly one succeeds.
         """
 
+    def create_workflow_instances(self, starts: Sequence[tuple[WorkflowInstance, Event]]) -> None:
+        """Create many executions at once, each with its pending ``WorkflowExecutionStarted``
+        event. A backend that writes them in one transaction creates all or none, and raises
+        ``InstanceAlreadyExists`` naming the taken ids; by default they are created one by one
+        (those before a taken id stay created)."""
+        for instance, event in starts:
+            self.create_workflow_instance(instance, event)
+
     @abstractmethod
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         """Queue a ``WorkflowExecutionCanceled`` event for the execution.

@@ -478,3 +478,25 @@ def test_statements_do_not_grow_with_the_number_of_events(orm: BackendMaker) -> 
         complete(backend, task, extra=activities, activity_events=activities)
     assert len(queries.captured_queries) == statements()["workflow completion scheduling 1 activity"]
 
+
+
+# -- bulk creation -----------------------------------------------------------------------------
+
+
+def test_bulk_creation_is_all_or_none_and_names_the_taken_ids(orm: BackendMaker) -> None:
+    from django_workflows.client import Client, WorkflowInstanceOptions
+
+    backend = orm()
+    client = Client(backend)
+    prepared = [
+        client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id=f"bulk-{n}"), "wf", n) for n in range(1200)
+    ]
+    created = client.create_workflow_instances(prepared)
+    assert len(created) == InstanceRow.objects.count() == PendingEvent.objects.count() == 1200
+    again = [client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id=i), "wf") for i in ("new-1", "bulk-7")]
+    with pytest.raises(InstanceAlreadyExists, match="bulk-7"):
+        client.create_workflow_instances(again)
+    assert not InstanceRow.objects.filter(instance_id="new-1").exists()
+    # They are claimable through the ready index, a batch at a time.
+    tasks = backend.get_workflow_tasks(["default"], 0, 8)
+    assert len(tasks) == 8 and all(task.new_events for task in tasks)

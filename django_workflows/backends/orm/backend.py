@@ -57,7 +57,7 @@ from ..rules import terminated_events
 from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
-from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from, new_execution
+from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, execution_rows, instance_from, new_execution
 from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, visible_q
 from .store import ACTIVE, OrmStore
@@ -161,6 +161,31 @@ class OrmBackend(BaseBackend):
         except IntegrityError:
             # The unique active_instance_id (or instance/execution pair) refused the row.
             raise InstanceAlreadyExists() from None
+
+    def create_workflow_instances(self, starts: Sequence[tuple[WorkflowInstance, Event]]) -> None:
+        rows = []
+        for instance, event in starts:
+            validate_id(instance.instance_id)
+            if not isinstance(event.attributes, WorkflowExecutionStartedAttributes):
+                raise TypeError(f"create_workflow_instances needs WorkflowExecutionStarted events, got {event.type}")
+            rows.append(new_execution(instance, event.attributes))
+        if not rows:
+            return
+        store = self.store
+
+        def create() -> None:
+            execution_rows(self.using, rows, can_return_ids=store.can_return_ids)
+            store.insert_events([(row.pk, row.queue, event) for row, (_, event) in zip(rows, starts, strict=True)])
+            store.notify_on_commit("workflow")
+
+        try:
+            store.db.run(create)
+        except IntegrityError:
+            # One statement refused the batch: name the ids that are taken (or repeated in it).
+            ids = [instance.instance_id for instance, _ in starts]
+            taken = set(store.instances().filter(active_instance_id__in=ids).values_list("instance_id", flat=True))
+            taken |= {instance_id for instance_id in ids if ids.count(instance_id) > 1}
+            raise InstanceAlreadyExists(f"already started: {', '.join(sorted(taken)) or 'one of the ids'}") from None
 
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         store = self.store

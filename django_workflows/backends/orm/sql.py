@@ -582,8 +582,8 @@ class HotSql:
 
     def insert_payloads(self, rows: Sequence[tuple[str, int, str]]) -> None:
         """(id, execution row id, attributes JSON) per payload."""
-        if rows:
-            self._rowcount("insert_payloads", self._INSERT_PAYLOADS, rows=list(rows))
+        for chunk in _chunks(list(rows)):
+            self._rowcount("insert_payloads", self._INSERT_PAYLOADS, rows=chunk)
 
     _EVENT_INSERT_COLUMNS = ", ".join(EVENT_COLUMNS) + ", instance_id, payload_id"
     _INSERT_HISTORY = "INSERT INTO {history} (" + _EVENT_INSERT_COLUMNS + ") VALUES %(rows)s"
@@ -591,8 +591,8 @@ class HotSql:
     def insert_history(self, rows: Iterable[tuple[int, str, Event]]) -> None:
         """History rows: (execution row id, payload id, event)."""
         values = [self._event_row(row_id, payload_id, event) for row_id, payload_id, event in rows]
-        if values:
-            self._rowcount("insert_history", self._INSERT_HISTORY, rows=values)
+        for chunk in _chunks(values):
+            self._rowcount("insert_history", self._INSERT_HISTORY, rows=chunk)
 
     _INSERT_PENDING = "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at) VALUES %(rows)s"
 
@@ -603,8 +603,8 @@ class HotSql:
             (*self._event_row(row_id, payload_id, event), queue, _NOW if event.visible_at is None else self._adapt_datetime(event.visible_at))
             for row_id, queue, payload_id, event in rows
         ]
-        if values:
-            self._rowcount("insert_pending", self._INSERT_PENDING, rows=values)
+        for chunk in _chunks(values):
+            self._rowcount("insert_pending", self._INSERT_PENDING, rows=chunk)
 
     _INSERT_ACTIVITIES = (
         "INSERT INTO {activity} (" + _EVENT_INSERT_COLUMNS + ", queue, locked_until, lease_token, worker, lease_count)"
@@ -640,6 +640,14 @@ class HotSql:
         # No RETURNING (MySQL): one SELECT finds the new rows' ids.
         found = self._fetchall("activity_ids", self._ACTIVITY_IDS, row_id=rows[0][0], event_ids=list(leases))
         return {event_id: row_id for row_id, event_id in found}
+
+
+#: Rows per multi-row INSERT: well under SQLite's 32,766 parameters and any packet limit.
+_ROWS_PER_INSERT = 500
+
+
+def _chunks(rows: list[Any]) -> list[list[Any]]:
+    return [rows[start : start + _ROWS_PER_INSERT] for start in range(0, len(rows), _ROWS_PER_INSERT)]
 
 
 def payload_json(event: Event) -> str:

@@ -443,6 +443,25 @@ class BackendConformance:
         mine.abandon_workflow_task(task)
         assert poll_workflow_task(other, timeout=5).instance == instance
 
+    def test_create_workflow_instances_in_bulk(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory()
+        instances = [new_instance(f"bulk-{n}-{uuid.uuid4().hex}") for n in range(30)]
+        backend.create_workflow_instances([(instance, started_event()) for instance in instances])
+        polled: set[Any] = set()
+        while len(polled) < len(instances):
+            tasks = backend.get_workflow_tasks(["default"], 5, 8)
+            assert tasks, f"only {len(polled)} of {len(instances)} bulk-created instances were claimable"
+            for task in tasks:
+                assert [e.type for e in task.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED]
+                polled.add(task.instance)
+                complete(backend, task)
+        assert polled == set(instances)
+        # A taken id refuses the batch: InstanceAlreadyExists (all-or-none where the backend
+        # writes the batch in one transaction).
+        fresh = new_instance(f"bulk-fresh-{uuid.uuid4().hex}")
+        with pytest.raises(InstanceAlreadyExists):
+            backend.create_workflow_instances([(fresh, started_event()), (new_instance(instances[0].instance_id), started_event())])
+
     def test_released_stickiness_lets_other_workers_take_the_instance(self, backend_factory: BackendFactory) -> None:
         mine = backend_factory(worker_name="worker-1", sticky_timeout=600)
         other = backend_factory(worker_name="worker-2", sticky_timeout=600)
