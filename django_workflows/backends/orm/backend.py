@@ -82,6 +82,7 @@ class OrmBackend(BaseBackend):
         poll_interval: float | timedelta | None = None,
         lock_retry_timeout: float | timedelta = DEFAULT_LOCK_RETRY_TIMEOUT,
         notifications: bool | None = None,
+        prepared_statements: bool | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -106,6 +107,12 @@ class OrmBackend(BaseBackend):
             raise InvalidWorkflowBackend(
                 f"OrmBackend: notifications need PostgreSQL (LISTEN/NOTIFY); database {using!r} is {vendor}"
             )
+        if prepared_statements is None:
+            prepared_statements = vendor == "postgresql"
+        elif prepared_statements and vendor != "postgresql":
+            raise InvalidWorkflowBackend(
+                f"OrmBackend: prepared_statements is a PostgreSQL option; database {using!r} is {vendor}"
+            )
         if poll_interval is None:
             poll_interval = NOTIFIED_POLL_INTERVAL if notifications else DEFAULT_POLL_INTERVAL
         interval = to_timedelta(poll_interval, what="poll_interval").total_seconds()
@@ -117,7 +124,12 @@ class OrmBackend(BaseBackend):
         self.using = using
         self.poll_interval = interval
         self.store = OrmStore(
-            using, self.options, poll_interval=interval, lock_retry_timeout=retry_timeout, notifications=notifications
+            using,
+            self.options,
+            poll_interval=interval,
+            lock_retry_timeout=retry_timeout,
+            notifications=notifications,
+            prepared_statements=prepared_statements,
         )
         self.workflow_tasks = WorkflowTasks(self.store)
         self.activity_tasks = ActivityTasks(self.store, self.workflow_tasks)

@@ -110,12 +110,16 @@ class ClaimedActivity(NamedTuple):
 class HotSql:
     """The statements of one database alias."""
 
-    def __init__(self, using: str, pinned: threading.local) -> None:
+    def __init__(self, using: str, pinned: threading.local, *, prepared: bool = False) -> None:
         connection = connections[using]
         self.using = using
         # Where ``Transactions.run`` leaves the connection of the unit of work it runs.
         self._pinned = pinned
         self.vendor = connection.vendor
+        # PostgreSQL: bind on the server and keep each statement prepared per connection, so the
+        # server parses and plans it once instead of on every call (Django's own cursors bind
+        # on the client and prepare nothing, which poolers in transaction mode need).
+        self._server_cursor: Any = _server_binding_cursor() if prepared and self.vendor == "postgresql" else None
         self._dialect = Dialect(connection)
         self._statements: dict[str, Statement] = {}
         features = connection.features
@@ -162,11 +166,15 @@ class HotSql:
         db = getattr(self._pinned, "connection", None) or connections[self.using]
         if db.connection is None:  # what ensure_connection() checks, without its per-call wrappers
             db.ensure_connection()
-        cursor = db.connection.cursor()
         logged = db.queries_logged
         started = time.monotonic() if logged else 0.0
         with db.wrap_database_errors:
-            cursor.execute(sql, params)
+            if self._server_cursor is None:
+                cursor = db.connection.cursor()
+                cursor.execute(sql, params)
+            else:
+                cursor = self._server_cursor(db.connection)
+                cursor.execute(sql, params, prepare=True)
         if logged:
             db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
         return cursor
@@ -640,6 +648,12 @@ class HotSql:
         # No RETURNING (MySQL): one SELECT finds the new rows' ids.
         found = self._fetchall("activity_ids", self._ACTIVITY_IDS, row_id=rows[0][0], event_ids=list(leases))
         return {event_id: row_id for row_id, event_id in found}
+
+
+def _server_binding_cursor() -> Any:
+    import psycopg  # only on PostgreSQL, where Django needs it anyway
+
+    return psycopg.Cursor
 
 
 #: Rows per multi-row INSERT: well under SQLite's 32,766 parameters and any packet limit.

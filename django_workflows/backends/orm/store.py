@@ -47,12 +47,13 @@ class OrmStore:
         poll_interval: float,
         lock_retry_timeout: float,
         notifications: bool,
+        prepared_statements: bool,
     ) -> None:
         self.using = using
         self.options = options
         self.poll_interval = poll_interval
         self.db = Transactions(using, lock_retry_timeout)
-        self.sql = HotSql(using, pinned=self.db.pinned)
+        self.sql = HotSql(using, pinned=self.db.pinned, prepared=prepared_statements)
         self.waker = waker_for(using)
         #: Cross-process wake-ups (PostgreSQL LISTEN/NOTIFY), or None: polling only.
         self.notifier = Notifier(using) if notifications else None
