@@ -109,15 +109,7 @@ class ActivityTasks:
             store.notify_on_commit("workflow")
 
     def extend(self, task: ActivityTask) -> None:
-        store = self.store
-        data = _data(task)
-        extended = store.db.run(
-            lambda: store.sql.extend_lease("activity", data.row_id, task.lease_token, self.options.activity_lock),
-            atomic=False,
-            reconnect=True,
-        )
-        if not extended:
-            raise LeaseLost()
+        self.store.extend_lease("activity", _data(task).row_id, task.lease_token, self.options.activity_lock)
 
     def complete(self, task: ActivityTask, result: Event, workflow_queues: Sequence[str] = ()) -> WorkflowTask | None:
         data = _data(task)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import connections, transaction
 
 from ...engine.backend import BackendOptions
 from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.errors import LeaseLost
 from ...engine.history import Event
 from ...models import ActivityTask as ActivityRow
 from ...models import WorkflowInstance as InstanceRow
@@ -79,6 +80,14 @@ class OrmStore:
     @property
     def can_return_ids(self) -> bool:
         return bool(connections[self.using].features.can_return_rows_from_bulk_insert)
+
+    def extend_lease(self, table: str, row_id: int, token: str, lock: timedelta) -> None:
+        """Extend a lease (``table``: ``"instance"`` for a workflow task, ``"activity"``) by
+        ``lock`` on the database clock; ``LeaseLost`` unless this token still holds it."""
+        if not self.db.run(
+            lambda: self.sql.extend_lease(table, row_id, token, lock), atomic=False, reconnect=True
+        ):
+            raise LeaseLost()
 
     # -- writes every part makes ------------------------------------------------------------------
 

@@ -110,15 +110,7 @@ class WorkflowTasks:
         return _task(row, pending, token)
 
     def extend(self, task: WorkflowTask) -> None:
-        store = self.store
-        data = _data(task)
-        extended = store.db.run(
-            lambda: store.sql.extend_lease("instance", data.row_id, task.lease_token, store.options.workflow_lock),
-            atomic=False,
-            reconnect=True,
-        )
-        if not extended:
-            raise LeaseLost()
+        self.store.extend_lease("instance", _data(task).row_id, task.lease_token, self.store.options.workflow_lock)
 
     def abandon(self, task: WorkflowTask) -> None:
         store = self.store
