@@ -18,11 +18,14 @@ from ..engine.backend import (
     BackendOptions,
     Feature,
     InstanceInfo,
+    InstancePage,
     Stats,
     WorkflowTask,
 )
 from ..engine.core import InstanceState, WorkflowInstance
+from ..engine.errors import NotSupported
 from ..engine.history import Event, WorkflowEvent
+from ..engine.listing import InstanceFilter
 
 
 class BaseBackend(ABC):
@@ -148,3 +151,10 @@ class BaseBackend(ABC):
 
     @abstractmethod
     def get_stats(self) -> Stats: ...
+
+    # Listing, for operators' tools (``manage.py workflows list``); see ``engine.listing``.
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        raise NotSupported(f"{type(self).__name__} cannot list workflow instances")

@@ -24,6 +24,7 @@ from .clock import to_timedelta
 from .converter import Converter, default_converter
 from .core import InstanceState, Metadata, WorkflowInstance
 from .history import Event, WorkflowEvent
+from .listing import InstanceFilter
 from .propagation import ContextPropagator
 
 
@@ -136,6 +137,14 @@ class InstanceInfo:
     created_at: datetime
     completed_at: datetime | None
     metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    """One page of ``list_workflow_instances``: newest first; ``next_cursor`` is None on the last."""
+
+    instances: list[InstanceInfo]
+    next_cursor: str | None
 
 
 @runtime_checkable
@@ -252,6 +261,15 @@ class Backend(Protocol):
     # -- misc ----------------------------------------------------------------------------
 
     def get_stats(self) -> Stats: ...
+
+    # -- listing (operators' tools; see engine.listing) -----------------------------------
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        """Executions that match ``filter``, newest first (``engine.listing`` fixes the order), at
+        most ``limit`` (1 to ``MAX_LIST_LIMIT``); pass ``next_cursor`` back for the next page.
+        ``BaseBackend`` raises ``NotSupported``."""
 
     def feature_supported(self, feature: Feature) -> bool: ...
 

@@ -38,7 +38,7 @@ from django.db import (
 )
 from django.db.models import Count, Exists, OuterRef, Q
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask
+from ...engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
@@ -50,6 +50,7 @@ from ...engine.errors import (
     LeaseLost,
 )
 from ...engine.history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
+from ...engine.listing import InstanceFilter
 from ...models import ActivityTask as ActivityRow
 from ...models import HistoryEvent, Outcome, PendingEvent
 from ...models import WorkflowInstance as InstanceRow
@@ -563,6 +564,13 @@ class OrmBackend(BaseBackend):
             )
 
         return self._db.run(stats, atomic=False, reconnect=True)
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        from .listing import list_workflow_instances
+
+        return list_workflow_instances(self.using, self._db.run, filter, limit, cursor)
 
 
 def _monotonic() -> float:
