@@ -158,3 +158,6 @@ class BaseBackend(ABC):
         self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
     ) -> InstancePage:
         raise NotSupported(f"{type(self).__name__} cannot list workflow instances")
+
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        raise NotSupported(f"{type(self).__name__} cannot show pending events")

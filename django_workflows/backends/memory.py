@@ -213,6 +213,10 @@ class MemoryBackend(BaseBackend):
             infos = [self._info(execution) for execution in self._executions.values()]
         return page_of(infos, filter, limit, cursor)
 
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        with self._cond:
+            return list(self._get(instance).pending)
+
     def get_workflow_instance_history(
         self, instance: WorkflowInstance, last_sequence_id: int | None = None
     ) -> list[Event]:

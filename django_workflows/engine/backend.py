@@ -271,6 +271,11 @@ class Backend(Protocol):
         most ``limit`` (1 to ``MAX_LIST_LIMIT``); pass ``next_cursor`` back for the next page.
         ``BaseBackend`` raises ``NotSupported``."""
 
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        """Events delivered to the execution that no workflow task has taken yet, oldest first:
+        its start event until a worker runs it, signals, results, timers (``visible_at`` in the
+        future). ``InstanceNotFound`` if it does not exist; ``BaseBackend`` raises ``NotSupported``."""
+
     def feature_supported(self, feature: Feature) -> bool: ...
 
     def close(self) -> None: ...

@@ -1,5 +1,5 @@
 """``Backend.list_workflow_instances`` on every backend (memory, ORM, Redis): filters, order,
-pages and cursors."""
+pages and cursors; and ``get_pending_events``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import pytest
 from django_workflows.engine.backend import InstanceInfo
 from django_workflows.engine.clock import system_clock
 from django_workflows.engine.core import InstanceState, WorkflowInstance, new_execution_id
-from django_workflows.engine.history import WorkflowExecutionStartedAttributes, new_event
+from django_workflows.engine.errors import InstanceNotFound
+from django_workflows.engine.history import (
+    EventType,
+    SignalReceivedAttributes,
+    TimerFiredAttributes,
+    WorkflowExecutionStartedAttributes,
+    new_event,
+)
 from django_workflows.engine.listing import MAX_LIST_LIMIT, InstanceFilter
 
 
@@ -100,3 +107,27 @@ def test_bad_limits_and_cursors(backend_factory: Callable[..., Any]) -> None:
             backend.list_workflow_instances(limit=limit)
     with pytest.raises(ValueError, match="invalid listing cursor 'garbage'"):
         backend.list_workflow_instances(cursor="garbage")
+
+
+def test_pending_events(backend_factory: Callable[..., Any]) -> None:
+    backend = backend_factory()
+    instance = _create(backend, "inbox-1")
+    backend.signal_workflow("inbox-1", new_event(SignalReceivedAttributes(name="approve", arg="true"), system_clock.now()))
+    pending = backend.get_pending_events(instance)
+    assert [e.type for e in pending] == [EventType.WORKFLOW_EXECUTION_STARTED, EventType.SIGNAL_RECEIVED]
+    assert pending[1].attributes == SignalReceivedAttributes(name="approve", arg="true")
+    # A timer: a future event of the execution, with its visible_at, after the visible ones.
+    task = backend.get_workflow_task(["default"], 5)
+    assert task is not None
+    now = system_clock.now()
+    at = now + timedelta(hours=1)
+    fired = new_event(TimerFiredAttributes(scheduled_at=now, at=at, name="later"), now, schedule_event_id=1, visible_at=at)
+    backend.complete_workflow_task(
+        task, state=InstanceState.ACTIVE, executed_events=[e.with_sequence_id(n) for n, e in enumerate(task.new_events, 1)],
+        activity_events=[], timer_events=[fired], workflow_events=[],
+    )
+    (timer,) = backend.get_pending_events(instance)
+    assert timer.type is EventType.TIMER_FIRED and timer.visible_at is not None
+    assert abs((timer.visible_at - at).total_seconds()) < 0.01
+    with pytest.raises(InstanceNotFound):
+        backend.get_pending_events(WorkflowInstance("inbox-1", "no-such-execution"))

@@ -572,6 +572,11 @@ class OrmBackend(BaseBackend):
 
         return list_workflow_instances(self.using, self._db.run, filter, limit, cursor)
 
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        from .listing import pending_events
+
+        return pending_events(self.using, self._db.run, instance)
+
 
 def _monotonic() -> float:
     return time.monotonic()

@@ -1,4 +1,5 @@
-"""``list_workflow_instances`` of the ORM backend: one indexed query per page.
+"""``list_workflow_instances`` (one indexed query per page) and ``get_pending_events`` of the ORM
+backend.
 
 The filter maps onto columns of ``WorkflowInstance`` (state, workflow name, queue, creation time,
 instance id prefix, parent), all indexed; the order (creation time, instance id, execution id,
@@ -15,10 +16,13 @@ from django.db import connections
 from django.db.models import CharField, Q, Value
 
 from ...engine.backend import InstanceInfo, InstancePage
-from ...engine.core import InstanceState
+from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.errors import InstanceNotFound
+from ...engine.history import Event
 from ...engine.listing import Cursor, InstanceFilter, check_limit
+from ...models import PendingEvent
 from ...models import WorkflowInstance as InstanceRow
-from .rows import INSTANCE_COLUMNS, instance_from
+from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from
 
 _COLUMNS = ("workflow_name", "queue", "state", "created_at", "completed_at", "metadata", *INSTANCE_COLUMNS)
 
@@ -90,3 +94,21 @@ def _info(row: tuple[Any, ...]) -> InstanceInfo:
         completed_at=completed_at,
         metadata=dict(metadata or {}),
     )
+
+
+def pending_events(using: str, run: Any, instance: WorkflowInstance) -> list[Event]:
+    """The execution's inbox: events not executed yet, in arrival order (timers included)."""
+
+    def read() -> list[Event]:
+        rows = PendingEvent.objects.using(using).filter(
+            instance__instance_id=instance.instance_id, instance__execution_id=instance.execution_id
+        )
+        events = [event_from(*values) for values in rows.order_by("id").values_list(*EVENT_COLUMNS)]
+        if not events and not InstanceRow.objects.using(using).filter(
+            instance_id=instance.instance_id, execution_id=instance.execution_id
+        ).exists():
+            raise InstanceNotFound()
+        return events
+
+    return run(read, atomic=False, reconnect=True)
+

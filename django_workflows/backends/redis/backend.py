@@ -342,6 +342,9 @@ class RedisBackend(BaseBackend):
     ) -> InstancePage:
         return listing.list_workflow_instances(self._redis, self._ns, filter, limit, cursor)
 
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        return listing.pending_events(self._redis, self._ns, instance)
+
     def get_future_events(self) -> list[Event]:
         """Pending events that are not visible yet (timers), for tests (go-workflows'
         ``TestBackend.GetFutureEvents``)."""

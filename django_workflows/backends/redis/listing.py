@@ -1,4 +1,4 @@
-"""``list_workflow_instances`` of the Redis backend.
+"""``list_workflow_instances`` and ``get_pending_events`` of the Redis backend.
 
 Redis keeps no index of executions by creation time, so a listing reads them all: it finds the
 instance ids through ``SCAN`` over the ``executions:<iid>`` sorted sets (only those that start
@@ -17,7 +17,9 @@ from typing import Any
 import redis
 
 from ...engine.backend import InstanceInfo, InstancePage
-from ...engine.core import InstanceState
+from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.errors import InstanceNotFound
+from ...engine.history import Event, event_from_json
 from ...engine.listing import InstanceFilter, page_of
 from . import codec
 from .codec import instance_from, text
@@ -73,3 +75,20 @@ def _info(values: list[Any]) -> InstanceInfo | None:
         completed_at=codec.to_datetime(completed),
         metadata=json.loads(meta) if meta else {},
     )
+
+
+def pending_events(client: redis.Redis, ns: str, instance: WorkflowInstance) -> list[Event]:
+    """The execution's pending list (visible events no task has taken) and its future events
+    (timers), in one transaction."""
+    suffix = f"{instance.instance_id}:{instance.execution_id}"
+    pipe = client.pipeline(transaction=True)
+    pipe.exists(f"{ns}instance:{suffix}")
+    pipe.lrange(f"{ns}pending:{suffix}", 0, -1)
+    pipe.hvals(f"{ns}future:{suffix}")
+    exists, pending, future = pipe.execute()
+    if not exists:
+        raise InstanceNotFound()
+    events = [event_from_json(row) for row in pending]
+    timers = sorted((event_from_json(row) for row in future), key=lambda e: (e.visible_at or e.timestamp, e.id))
+    return events + timers
+
