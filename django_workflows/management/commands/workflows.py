@@ -98,8 +98,12 @@ class Command(BaseCommand):
         except OperationError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from None
 
-    def _json(self, data: Any) -> None:
-        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=repr))
+    def _print(self, options: dict[str, Any], data: Any, text: Any) -> None:
+        """``data`` as JSON with ``--json``, else ``text()`` for people."""
+        if options.get("json"):
+            self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=repr))
+        else:
+            self.stdout.write(text())
 
     def do_list(self, operations: Any, options: dict[str, Any]) -> None:
         from ...engine.listing import InstanceFilter
@@ -113,19 +117,19 @@ class Command(BaseCommand):
             instance_id_prefix=options["prefix"],
         )
         data = operations.list_instances(filter, limit=options["limit"], cursor=options["cursor"])
-        self._json(data) if options["json"] else self.stdout.write(list_text(data))
+        self._print(options, data, lambda: list_text(data))
 
     def do_show(self, operations: Any, options: dict[str, Any]) -> None:
         from ...operations import show_text
 
         data = operations.show(options["instance_id"], options["execution"])
-        self._json(data) if options["json"] else self.stdout.write(show_text(data))
+        self._print(options, data, lambda: show_text(data))
 
     def do_history(self, operations: Any, options: dict[str, Any]) -> None:
         from ...operations import history_text
 
         document, decoded = operations.history(options["instance_id"], options["execution"])
-        self._json(document) if options["json"] else self.stdout.write(history_text(decoded))
+        self._print(options, document, lambda: history_text(decoded))
 
     def do_signal(self, operations: Any, options: dict[str, Any]) -> None:
         from ...operations import parse_json
@@ -159,4 +163,4 @@ class Command(BaseCommand):
         from ...operations import status_text
 
         data = operations.status()
-        self._json(data) if options["json"] else self.stdout.write(status_text(data))
+        self._print(options, data, lambda: status_text(data))
