@@ -1,9 +1,12 @@
 """The process that ``manage.py runworkflows`` runs: a ``Worker`` wired to Django.
 
-It registers everything the apps' ``workflows`` modules registered, connects the Django
-signals, turns SIGTERM/SIGINT into a graceful stop (no new tasks; in-flight ones finish and
-commit), and a second signal into an immediate exit (leases then expire and other workers take
-over).
+It checks before starting that the worker can work at all (``prepare``: a known backend alias,
+sensible flags, a reachable and migrated store), registers everything the apps' ``workflows``
+modules registered, connects the Django signals, turns SIGTERM/SIGINT into a graceful stop (no
+new tasks; in-flight ones finish and commit), and a second signal into an immediate exit (leases
+then expire and other workers take over). A worker that gave up on an unreachable store
+(``WorkerOptions.max_outage``) makes ``run_worker`` raise ``WorkerFailed``, so the command exits
+non-zero and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,26 @@ from dataclasses import dataclass, fields
 from typing import Any, TextIO
 
 from .backends import workflow_backends
+from .engine.core import validate_id
+from .engine.errors import InstanceNotFound
 from .registration import registry
 from .worker import Worker, WorkerOptions
 
 logger = logging.getLogger("django_workflows.runner")
+
+#: After giving up on the store, how long to wait for running tasks before exiting anyway
+#: (they cannot commit their results while the store is down).
+OUTAGE_DRAIN_SECONDS = 10.0
+#: An instance id no one uses: looking it up tells whether the store answers.
+_PROBE_INSTANCE_ID = "__django_workflows_probe__"
+
+
+class WorkerSetupError(Exception):
+    """The worker cannot start; the message names what is wrong and how to fix it (one line)."""
+
+
+class WorkerFailed(Exception):
+    """The worker stopped by itself (the store was unreachable for longer than ``max_outage``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +54,7 @@ class WorkerSettings:
     activity_pollers: int | None = None
     max_parallel_workflow_tasks: int | None = None
     max_parallel_activity_tasks: int | None = None
+    max_outage: float | None = None
     until_idle: bool = False
     run_scheduler: bool = True
 
@@ -46,16 +66,112 @@ class WorkerSettings:
         }
         return WorkerOptions(workflow_queues=self.queues, activity_queues=self.queues, **chosen, **extra)
 
+    def validate(self) -> WorkerOptions:
+        """The worker options these settings make; ``WorkerSetupError`` if they make no sense."""
+        for queue in self.queues:
+            try:
+                validate_id(queue, "queue")
+            except ValueError as exc:
+                raise WorkerSetupError(f"--queue: {exc}") from None
+        try:
+            options = self.worker_options()
+        except (TypeError, ValueError) as exc:
+            raise WorkerSetupError(str(exc)) from None
+        workflows = options.run_workflows and options.workflow_pollers > 0
+        activities = options.run_activities and options.activity_pollers > 0
+        if not workflows and not activities:
+            raise WorkerSetupError(
+                "this worker would poll for nothing: give --workflow-pollers or --activity-pollers a "
+                "positive value (or drop --workflows-only/--activities-only)"
+            )
+        return options
 
-def build_worker(settings: WorkerSettings) -> Worker:
+
+def backend_for(alias: str) -> Any:
+    """The backend of a ``WORKFLOWS`` alias; ``WorkerSetupError`` for an unknown or broken one."""
+    from .backends.handler import InvalidWorkflowBackend
+
+    try:
+        aliases = list(workflow_backends)
+    except InvalidWorkflowBackend as exc:
+        raise WorkerSetupError(str(exc)) from None
+    if alias not in aliases:
+        raise WorkerSetupError(
+            f"unknown workflow backend alias {alias!r}; the WORKFLOWS setting has: {', '.join(aliases)}"
+        )
+    try:
+        return workflow_backends[alias]
+    except InvalidWorkflowBackend as exc:
+        raise WorkerSetupError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. the ORM backend asks a MySQL server for its version
+        raise WorkerSetupError(_unreachable(alias, None, exc)) from None
+
+
+def check_store(backend: Any, alias: str) -> None:
+    """``WorkerSetupError`` unless the backend's store answers and, for the ORM backend, has
+    every migration of this app applied on the backend's database."""
+    from .backends.orm import OrmBackend
+
+    if isinstance(backend, OrmBackend):
+        try:
+            unapplied = unapplied_migrations(backend.using)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the schema means the same
+            raise WorkerSetupError(_unreachable(alias, backend, exc)) from None
+        if unapplied:
+            database = "" if backend.using == "default" else f" --database {backend.using}"
+            raise WorkerSetupError(
+                f"the workflow tables are not migrated on database {backend.using!r} (unapplied: "
+                f"{', '.join(unapplied)}); run `manage.py migrate{database}` first"
+            )
+    try:
+        backend.get_latest_execution(_PROBE_INSTANCE_ID)
+    except InstanceNotFound:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any failure means the store does not answer
+        raise WorkerSetupError(_unreachable(alias, backend, exc)) from None
+
+
+def unapplied_migrations(using: str) -> list[str]:
+    """This app's migrations not applied on database ``using`` (its dependencies included)."""
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[using])
+    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] == "django_workflows"]
+    return [f"{migration.app_label}.{migration.name}" for migration, backwards in executor.migration_plan(targets) if not backwards]
+
+
+def _unreachable(alias: str, backend: Any, exc: BaseException) -> str:
+    where = f" (database {backend.using!r})" if backend is not None and hasattr(backend, "using") else ""
+    message = " ".join(str(exc).split())
+    return (
+        f"cannot reach the store of workflow backend {alias!r}{where}: {type(exc).__name__}: {message}; "
+        "is the server running and are the connection settings right?"
+    )
+
+
+def prepare(settings: WorkerSettings) -> Any:
+    """The backend of a worker, after checking the settings and the store; ``WorkerSetupError``
+    names what is wrong."""
+    settings.validate()
+    backend = backend_for(settings.backend_alias)
+    check_store(backend, settings.backend_alias)
+    return backend
+
+
+def build_worker(settings: WorkerSettings, backend: Any = None) -> Worker:
+    """A worker for ``settings``, on ``backend`` if it was prepared already."""
     from .signals import DjangoSignalListener
 
-    backend = workflow_backends[settings.backend_alias]
+    if backend is None:
+        backend = prepare(settings)
     return Worker(backend, settings.worker_options(listeners=(DjangoSignalListener(),)), registry=registry)
 
 
-def run_worker(settings: WorkerSettings, stdout: TextIO | None = None) -> None:
-    worker = build_worker(settings)
+def run_worker(settings: WorkerSettings, stdout: TextIO | None = None, *, backend: Any = None) -> None:
+    """Run a worker until a signal, until idle (``until_idle``) or until it gives up on the store
+    (then ``WorkerFailed``). ``backend``: the one ``prepare`` returned, if it was called."""
+    worker = build_worker(settings, backend)
     stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -79,29 +195,40 @@ def run_worker(settings: WorkerSettings, stdout: TextIO | None = None) -> None:
     worker.start()
     try:
         while not stop_requested.wait(0.5):
+            if worker.failure is not None:
+                break
             if settings.until_idle and _idle(worker):
-                logger.info("no active instances and no pending tasks: exiting")
+                logger.info("nothing is ready to run: exiting (--until-idle)")
                 break
     finally:
         worker.stop()
-        worker.wait_for_completion()
+        failure = worker.failure
+        drained = worker.wait_for_completion(OUTAGE_DRAIN_SECONDS if failure is not None else None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if failure is not None and not drained:
+            # Task threads are stuck on the dead store; the interpreter would wait for them at exit.
+            logger.error("%s; exiting without waiting for %d running task(s)", failure, worker.in_flight)
+            logging.shutdown()
+            os._exit(1)
         logger.info("worker stopped")
+    if failure is not None:
+        raise WorkerFailed(f"{failure}; exiting so that a supervisor can restart the worker")
 
 
 def _idle(worker: Worker) -> bool:
+    """Nothing is ready to run now: no workflow task with visible events, no activity task, nothing
+    running here. Instances that wait for a timer or a signal do not count: ``--until-idle`` is
+    for CI jobs that run what can run and go on."""
     # Two readings a moment apart, so work that is being handed over between a task and the
     # next one is not mistaken for idleness.
     for attempt in range(2):
         if attempt:
             time.sleep(0.3)
-        stats = worker.backend.get_stats()
-        if (
-            stats.active_workflow_instances
-            or any(stats.pending_workflow_tasks.values())
-            or any(stats.pending_activity_tasks.values())
-            or worker.in_flight
-        ):
+        try:
+            stats = worker.backend.get_stats()
+        except Exception:  # noqa: BLE001 - the store is down: not idle (the pollers handle the outage)
+            return False
+        if any(stats.pending_workflow_tasks.values()) or any(stats.pending_activity_tasks.values()) or worker.in_flight:
             return False
     return True

@@ -52,6 +52,12 @@ logger = logging.getLogger("django_workflows.worker")
 _POLL_TIMEOUT = 1.0
 # Most tasks one poll claims (the free slots bound it too).
 _CLAIM_BATCH = 8
+# While the store is unreachable, pollers wait this long before the first retry, then twice as
+# long after every further failure, up to the cap.
+_OUTAGE_FIRST_DELAY = 0.5
+_OUTAGE_MAX_DELAY = 30.0
+# A heartbeat that failed for a transient reason is tried again after this many seconds.
+_HEARTBEAT_RETRY = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +89,9 @@ class WorkerOptions:
     run_scheduler: bool = True
     #: How often the scheduler looks for due schedules.
     scheduler_interval: timedelta | float = timedelta(seconds=1)
+    #: How long the store may stay unreachable (every poll failing) before the worker gives up
+    #: and stops by itself (``Worker.failure`` says why); 0 retries forever.
+    max_outage: timedelta | float = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         for name in (
@@ -90,8 +99,11 @@ class WorkerOptions:
             "workflow_executor_cache_ttl",
             "activity_heartbeat_interval",
             "scheduler_interval",
+            "max_outage",
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
+        if self.max_outage < timedelta(0):  # type: ignore[operator]
+            raise ValueError(f"max_outage must not be negative (0 retries forever), got {self.max_outage!r}")
         for name in ("workflow_pollers", "activity_pollers", "max_parallel_workflow_tasks", "max_parallel_activity_tasks"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -141,6 +153,10 @@ class _Lane:
     slots: _Slots
     pool: ThreadPoolExecutor
     run: Callable[[Any], None]
+    outage: _Outage
+    #: Most tasks one poll claims: the lane's slots shared among its pollers (at most
+    #: _CLAIM_BATCH), so that one poller holding every free slot does not leave the others idle.
+    batch: int = _CLAIM_BATCH
 
 
 class _Lease:
@@ -151,6 +167,8 @@ class _Lease:
         self.interval = interval
         self.next_at = time.monotonic() + interval
         self.lost = False
+        #: Extensions that failed in a row for a transient reason (a store outage).
+        self.failures = 0
         self._lock = threading.Lock()
 
     def extend(self) -> None:
@@ -200,10 +218,85 @@ class _Heartbeats:
             for lease in due:
                 try:
                     lease.extend()
+                    lease.failures = 0
                 except LeaseLost:
                     logger.warning("lost the lease of a running task; its result will be discarded")
-                except Exception:  # a transient DB error: try again at the next tick
-                    logger.exception("extending a task lease failed")
+                except Exception as exc:  # a transient store error: try again soon
+                    # One line per outage and lease, not one every tick while the store is down.
+                    if not lease.failures:
+                        logger.warning("extending a task lease failed (%s); retrying", _one_line(exc))
+                    lease.failures += 1
+                    lease.next_at = time.monotonic() + min(_HEARTBEAT_RETRY, lease.interval)
+
+
+class StoreUnavailable(Exception):
+    """The backend stayed unreachable for longer than ``WorkerOptions.max_outage``."""
+
+
+class _Outage:
+    """The store's health as the pollers of one lane see it, shared by all of them.
+
+    While polls fail, the pollers retry on one schedule (capped exponential backoff), and the
+    log gets one line per backoff step however many pollers fail, instead of one per poll.
+    After ``max_outage`` seconds of failures (0: never) ``failed`` returns None: give up. One
+    per lane: a store that still answers the activity pollers' reads while it refuses every
+    workflow claim (a lock held elsewhere, a read-only failover) is out for the workflow lane.
+    """
+
+    def __init__(self, kind: str, max_outage: float) -> None:
+        self.kind = kind
+        self.max_outage = max_outage
+        self._lock = threading.Lock()
+        self._started_at: float | None = None
+        self._delay = 0.0
+        self._retry_at = 0.0
+        self.last_error = ""
+
+    def failed(self, exc: BaseException) -> float | None:
+        """Record a failed poll; seconds to wait before polling again, or None to give up."""
+        with self._lock:
+            now = time.monotonic()
+            self.last_error = _one_line(exc)
+            if self._started_at is None:
+                self._started_at, self._delay, self._retry_at = now, 0.0, now
+                logger.debug("polling for %s tasks failed", self.kind, exc_info=exc)
+            elapsed = now - self._started_at
+            if self.max_outage and elapsed >= self.max_outage:
+                return None
+            if now >= self._retry_at:  # the next backoff step
+                self._delay = min(max(self._delay * 2, _OUTAGE_FIRST_DELAY), _OUTAGE_MAX_DELAY)
+                self._retry_at = now + self._delay
+                if self.max_outage:
+                    self._retry_at = min(self._retry_at, self._started_at + self.max_outage)
+                limit = f"giving up after {self.max_outage:g} s" if self.max_outage else "retrying forever"
+                logger.warning(
+                    "store unreachable for %.1f s (%s); next %s poll in %.1f s, %s",
+                    elapsed, self.last_error, self.kind, self._retry_at - now, limit,
+                )
+            return max(0.0, self._retry_at - now)
+
+    def succeeded(self, polled_at: float) -> None:
+        """Record a poll that began at ``polled_at`` (``time.monotonic()``) and worked; one that
+        began before the outage did says nothing about the store now."""
+        if self._started_at is None:  # the common case, without taking the lock
+            return
+        with self._lock:
+            if self._started_at is not None and polled_at >= self._started_at:
+                logger.warning(
+                    "store reachable again for %s polls after %.1f s", self.kind, time.monotonic() - self._started_at
+                )
+                self._started_at = None
+
+    @property
+    def duration(self) -> float:
+        started = self._started_at
+        return 0.0 if started is None else time.monotonic() - started
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (database drivers put hints on further lines)."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class Worker:
@@ -240,6 +333,7 @@ class Worker:
         self._in_flight_lock = threading.Condition()
         self._lease_on_completion = backend.feature_supported(Feature.LEASE_ON_COMPLETION)
         self._scheduler: Scheduler | None = None
+        self._failure: StoreUnavailable | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -262,12 +356,16 @@ class Worker:
         if options.run_workflows and options.workflow_pollers:
             queues = _with_system_queue(options.workflow_queues)
             self.backend.prepare_workflow_queues(queues)
-            lane = self._add_lane("workflow", queues, options.max_parallel_workflow_tasks, self._run_workflow_task)
+            lane = self._add_lane(
+                "workflow", queues, options.max_parallel_workflow_tasks, options.workflow_pollers, self._run_workflow_task
+            )
             self._start_pollers(lane, options.workflow_pollers, self.backend.get_workflow_tasks)
         if options.run_activities and options.activity_pollers:
             queues = _with_system_queue(options.activity_queues)
             self.backend.prepare_activity_queues(queues)
-            lane = self._add_lane("activity", queues, options.max_parallel_activity_tasks, self._run_activity_task)
+            lane = self._add_lane(
+                "activity", queues, options.max_parallel_activity_tasks, options.activity_pollers, self._run_activity_task
+            )
             self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_tasks)
 
     def _start_scheduler(self) -> Scheduler | None:
@@ -283,9 +381,13 @@ class Worker:
         scheduler.start()
         return scheduler
 
-    def _add_lane(self, kind: str, queues: tuple[str, ...], parallel: int, run: Callable[[Any], None]) -> _Lane:
+    def _add_lane(
+        self, kind: str, queues: tuple[str, ...], parallel: int, pollers: int, run: Callable[[Any], None]
+    ) -> _Lane:
         pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
-        lane = self._lanes[kind] = _Lane(kind, queues, _Slots(parallel), pool, run)
+        outage = _Outage(kind, to_timedelta(self.options.max_outage).total_seconds())
+        batch = max(1, min(_CLAIM_BATCH, parallel // max(1, pollers))) if parallel else _CLAIM_BATCH
+        lane = self._lanes[kind] = _Lane(kind, queues, _Slots(parallel), pool, run, outage, batch)
         return lane
 
     def _start_pollers(self, lane: _Lane, count: int, poll: Callable[[Sequence[str], float, int], list[Any]]) -> None:
@@ -300,22 +402,25 @@ class Worker:
             thread.start()
 
     def _poll_loop(self, lane: _Lane, poll: Callable[[Sequence[str], float, int], list[Any]]) -> None:
-        failures = 0
         while not self._stop.is_set():
             if not lane.slots.acquire(self._stop):
                 return
-            # Tasks are claimed in batches, as many as there are free slots (bounded).
-            slots = 1 + lane.slots.try_acquire(_CLAIM_BATCH - 1)
+            # Tasks are claimed in batches, as many as there are free slots (up to this poller's share).
+            slots = 1 + lane.slots.try_acquire(lane.batch - 1)
+            polled_at = time.monotonic()
             try:
                 tasks = poll(lane.queues, _POLL_TIMEOUT, slots)
-                failures = 0
-            except Exception:
-                # The backend is unreachable (a restarting database...): back off and retry.
+            except Exception as exc:
+                # The store is unreachable (a restarting database...): back off and retry, and
+                # give up after max_outage so that a supervisor restarts the process.
                 lane.slots.release(slots)
-                failures += 1
-                logger.exception("polling for %s tasks failed", lane.kind)
-                self._stop.wait(min(0.1 * 2**failures, 5.0))
+                delay = lane.outage.failed(exc)
+                if delay is None:
+                    self._give_up(lane.outage)
+                    return
+                self._stop.wait(delay)
                 continue
+            lane.outage.succeeded(polled_at)
             if len(tasks) < slots:
                 lane.slots.release(slots - len(tasks))
             for task in tasks:
@@ -351,6 +456,21 @@ class Worker:
         """Tasks leased and not finished yet."""
         return self._in_flight
 
+    @property
+    def failure(self) -> StoreUnavailable | None:
+        """Why the worker stopped by itself (the store was unreachable too long), else None."""
+        return self._failure
+
+    def _give_up(self, outage: _Outage) -> None:
+        with self._in_flight_lock:
+            if self._failure is None:
+                self._failure = StoreUnavailable(
+                    f"the workflow store was unreachable for {outage.duration:.1f} s "
+                    f"(max_outage {outage.max_outage:g} s); last error: {outage.last_error}"
+                )
+                logger.error("%s; stopping the worker", self._failure)
+        self._stop.set()
+
     def stop(self) -> None:
         """Stop polling; tasks already running finish (see ``wait_for_completion``)."""
         self._stop.set()
@@ -384,8 +504,10 @@ class Worker:
         die with this worker's cache, and waiting out ``sticky_timeout`` would stall them."""
         try:
             released = self.backend.release_sticky_instances()
-        except Exception:
-            logger.warning("handing back sticky instances failed; they wait out the sticky timeout", exc_info=True)
+        except Exception as exc:  # the store is down (maybe why the worker stops): nothing lost
+            logger.warning(
+                "handing back sticky instances failed (%s: %s); they wait out the sticky timeout", type(exc).__name__, exc
+            )
             return
         if released:
             logger.info("handed back %d sticky instance(s)", released)
@@ -618,4 +740,4 @@ class WorkflowOrchestrator:
         self.wait_for_completion()
 
 
-__all__ = ["ExecutionResult", "Worker", "WorkerOptions", "WorkflowOrchestrator"]
+__all__ = ["ExecutionResult", "StoreUnavailable", "Worker", "WorkerOptions", "WorkflowOrchestrator"]

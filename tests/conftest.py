@@ -155,7 +155,9 @@ def manage(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[
     for process in started:
         process.close()
         if failed:
-            print(f"--- output of manage.py {' '.join(process.args)} ---\n{process.output()}")
+            # The log file, not process.output(): close() has closed the handle that flushes it.
+            text = process.log_path.read_text(errors="replace")
+            print(f"--- output of manage.py {' '.join(process.args)} ---\n{text}")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

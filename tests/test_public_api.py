@@ -99,7 +99,7 @@ PUBLIC = {
         "WorkflowTerminated",
         "WorkflowTimeout",
     },
-    "django_workflows.worker": {"ExecutionResult", "Worker", "WorkerOptions", "WorkflowOrchestrator"},
+    "django_workflows.worker": {"ExecutionResult", "StoreUnavailable", "Worker", "WorkerOptions", "WorkflowOrchestrator"},
     "django_workflows.testing": {
         "BackendConformance",
         "EndToEndConformance",
@@ -116,6 +116,7 @@ PUBLIC = {
         "ExecutionResult",
         "Feature",
         "InstanceInfo",
+        "InstancePage",
         "LeaseRequest",
         "Stats",
         "WorkflowTask",

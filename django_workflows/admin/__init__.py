@@ -7,11 +7,18 @@ history events, payloads, pending events and activity tasks are shown inside the
 Nothing can be added, edited or deleted here; the only way to change an instance is an action
 (``admin.actions``), which goes through the ``Client`` like any other caller.
 
-- List: status, workflow name, queue, created, completed, duration; filters by status, name and
-  queue; search by instance id (prefix) or execution id; a date hierarchy on creation.
-- Instance page (``change_view``): input, result or error with its traceback, the history with
-  decoded payloads one page at a time, a timeline of activities/timers/sub-workflows, the
-  parent/child tree, other executions of the instance id, pending activities, timers and events.
+- List: status, created, completed, duration, workflow name, queue, short execution id, parent
+  and the error (or termination reason); filters by status, name and queue; search by instance id
+  (prefix) or execution id; a date hierarchy on creation.
+- Instance page (``change_view``): input, result or error with its traceback (a cancellation is
+  shown as one), the history with decoded payloads one page at a time (``?compact=1`` leaves out
+  ``WorkflowTaskStarted``), a timeline of activities, timers, sub-workflows and signals, the
+  parent/child tree, other executions of the instance id, pending activities, timers and events,
+  and the history as a JSON download (``<id>/history.json``, the export format of
+  ``engine.history_export``).
+- Both refresh themselves every ``refresh_seconds`` (``static/django_workflows/refresh.js``: the
+  page is fetched and its content swapped in, never while rows are selected or a field is being
+  typed in), with a pause/resume button; the instance page stops once the execution has ended.
 """
 
 from __future__ import annotations
@@ -28,16 +35,18 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 from ..engine.core import InstanceState
+from ..engine.history_export import dumps_history
 from ..models import WorkflowInstance
-from .actions import ACTIONS
+from .actions import ACTIONS, engine_instance
+from .changelist import SNIPPET_CHARS, InstanceChangeList
 from .detail import HISTORY_PAGE_SIZE, InstanceDetail
-from .display import STATUS_LABELS, describe_duration, status_key, status_label
+from .display import STATUS_LABELS, describe_duration, format_duration, status_key, status_label, time_parts
 
 #: The permissions behind the actions, as ``app_label.codename``.
 PERMISSIONS = {
@@ -49,8 +58,10 @@ PERMISSIONS = {
 
 
 def _timestamp(value: datetime) -> str:
-    # To the second: "12:10 p.m." cannot tell apart instances started a few seconds apart.
-    return date_format(timezone.localtime(value), "Y-m-d H:i:s")
+    # The pages' one time format (display.time_parts), the milliseconds set smaller.
+    machine, main, millis = time_parts(value)
+    return format_html('<time class="wf-time" datetime="{}" title="{}">{}<span class="wf-ms">{}</span></time>',
+                       machine, machine, main, millis)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -75,7 +86,10 @@ class StatusFilter(admin.SimpleListFilter):
 
 @admin.register(WorkflowInstance)
 class WorkflowInstanceAdmin(admin.ModelAdmin):
-    list_display = ("instance_link", "status", "workflow_name", "queue", "created", "completed", "duration")
+    # Times right after the status: they stay in view on a 1280 px screen; ids and errors come last.
+    list_display = (
+        "instance_link", "status", "created", "completed", "workflow_name", "queue", "execution", "parent", "error",
+    )
     list_display_links = None
     list_filter = (StatusFilter, "workflow_name", "queue")
     search_fields = ("^instance_id", "=execution_id")
@@ -87,11 +101,15 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     actions = ACTIONS
     # Columns the list needs; leases and metadata stay in the database.
     list_only = (
-        "id", "instance_id", "execution_id", "workflow_name", "queue", "state", "outcome", "created_at", "completed_at"
+        "id", "instance_id", "execution_id", "parent_instance_id", "parent_execution_id", "workflow_name", "queue",
+        "state", "outcome", "created_at", "completed_at",
     )
+    #: Seconds between two refreshes of the list and of a running instance's page.
+    refresh_seconds: float = 5
 
     class Media:
         css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css"]}
+        js: ClassVar[list[str]] = ["django_workflows/refresh.js"]
 
     # -- read-only ---------------------------------------------------------------------------
 
@@ -145,7 +163,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     @admin.display(description=_("instance"), ordering="instance_id")
     def instance_link(self, obj: WorkflowInstance) -> str:
         url = reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_change", args=[obj.pk])
-        return format_html('<a href="{}">{}</a>', url, obj.instance_id)
+        # The full id in the tooltip: the column cuts long ids short (see admin.css).
+        return format_html('<a href="{}" title="{}">{}</a>', url, obj.instance_id, obj.instance_id)
 
     @admin.display(description=_("status"), ordering="state")
     def status(self, obj: WorkflowInstance) -> str:
@@ -156,13 +175,49 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def created(self, obj: WorkflowInstance) -> str:
         return _timestamp(obj.created_at)
 
-    @admin.display(description=_("completed"), ordering="completed_at")
+    @admin.display(description=_("completed / duration"), ordering="completed_at")
     def completed(self, obj: WorkflowInstance) -> str:
-        return _timestamp(obj.completed_at) if obj.completed_at is not None else "—"
+        # One column for both, so the times stay in view on a 1280 px screen.
+        now = timezone.now()
+        if obj.completed_at is None:
+            text = describe_duration(obj.created_at, None, now)
+            return format_html(
+                '—<div class="wf-muted wf-duration" title="{}">{} …</div>', text, format_duration(now - obj.created_at)
+            )
+        return format_html(
+            '{}<div class="wf-muted wf-duration">{}</div>',
+            _timestamp(obj.completed_at),
+            describe_duration(obj.created_at, obj.completed_at, now),
+        )
 
-    @admin.display(description=_("duration"))
-    def duration(self, obj: WorkflowInstance) -> str:
-        return describe_duration(obj.created_at, obj.completed_at, timezone.now())
+    @admin.display(description=_("execution"))
+    def execution(self, obj: WorkflowInstance) -> str:
+        return format_html('<span class="wf-mono" title="{}">{}</span>', obj.execution_id, obj.execution_id[:8])
+
+    @admin.display(description=_("parent"), ordering="parent_instance_id")
+    def parent(self, obj: WorkflowInstance) -> str:
+        if not obj.parent_instance_id:
+            return "—"
+        url = reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_lookup")
+        return format_html(
+            '<a href="{}?instance_id={}&amp;execution_id={}" title="{}">{}</a>',
+            url, obj.parent_instance_id, obj.parent_execution_id, obj.parent_instance_id, obj.parent_instance_id,
+        )
+
+    @admin.display(description=_("error"))
+    def error(self, obj: WorkflowInstance) -> str:
+        text = getattr(obj, "wf_error", "")
+        if not text:
+            return ""
+        shown = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+        return format_html('<span class="wf-error-snippet" title="{}">{}</span>', text, shown)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[InstanceChangeList]:
+        return InstanceChangeList
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"wf_refresh_seconds": self.refresh_seconds, "wf_live": True, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     # -- the instance page -------------------------------------------------------------------
 
@@ -172,8 +227,27 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.lookup_view),
             name="django_workflows_workflowinstance_lookup",
         )
-        # Before the model admin's own URLs: "<path:object_id>/" would swallow "lookup/".
-        return [lookup, *super().get_urls()]
+        history = path(
+            "<path:object_id>/history.json",
+            self.admin_site.admin_view(self.history_json_view),
+            name="django_workflows_workflowinstance_history_json",
+        )
+        # Before the model admin's own URLs: "<path:object_id>/" would swallow these.
+        return [lookup, history, *super().get_urls()]
+
+    def history_json_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The execution's history in the export format, as a download."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        instance = engine_instance(obj)
+        events = self.get_backend().get_workflow_instance_history(instance)
+        response = HttpResponse(dumps_history(instance, obj.workflow_name, events), content_type="application/json")
+        filename = f"{obj.instance_id}-{obj.execution_id[:8]}-history.json"
+        response["Content-Disposition"] = content_disposition_header(True, filename)
+        return response
 
     def lookup_view(self, request: HttpRequest) -> HttpResponse:
         """Redirect ``?instance_id=...&execution_id=...`` (execution optional: the newest) to the
@@ -208,7 +282,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             raise PermissionDenied
         now = timezone.now()
         converter = self.get_backend().options.converter
-        detail = InstanceDetail.build(converter, obj, request.GET.get("page"), now)
+        compact = request.GET.get("compact") == "1"
+        detail = InstanceDetail.build(converter, obj, request.GET.get("page"), now, compact)
         context = {
             **self.admin_site.each_context(request),
             "title": obj.instance_id,
@@ -223,6 +298,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             "instance_actions": self.instance_actions(request, obj),
             "changelist_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_changelist"),
             "lookup_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_lookup"),
+            "history_json_url": reverse(
+                f"{self.admin_site.name}:django_workflows_workflowinstance_history_json", args=[obj.pk]
+            ),
+            "compact": compact,
+            "wf_refresh_seconds": self.refresh_seconds,
+            "wf_live": obj.state == InstanceState.ACTIVE.value,
             "media": self.media,
             **(extra_context or {}),
         }
@@ -233,10 +314,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         """The action buttons of the instance page: those the user may run and the state allows."""
         active = obj.state == InstanceState.ACTIVE.value
         candidates = [
-            ("cancel", "cancel_instances", _("Cancel"), active),
+            ("cancel", "cancel_instances", _("Cancel workflow"), active),
             ("signal", "signal_instances", _("Send signal…"), active),
-            ("terminate", "terminate_instances", _("Terminate…"), active),
-            ("remove", "remove_instances", _("Remove…"), not active),
+            ("terminate", "terminate_instances", _("Terminate workflow…"), active),
+            ("remove", "remove_instances", _("Remove instance…"), not active),
         ]
         return [
             {"name": name, "label": str(label), "kind": permission}

@@ -97,6 +97,12 @@ class Outcome:
     reason: str = ""
     continued_execution_id: str = ""
 
+    @property
+    def canceled(self) -> bool:
+        """The workflow ended because it was canceled (it let the Canceled error through): shown
+        as a cancellation, with the engine's traceback out of the way."""
+        return self.error is not None and self.error.error.type == "Canceled"
+
 
 def started_attributes(instance: WorkflowInstance) -> WorkflowExecutionStartedAttributes | None:
     """The start event, from the history, or from the inbox while no worker has run the instance."""
@@ -189,9 +195,12 @@ class HistoryPage:
 ELLIPSIS = Paginator.ELLIPSIS
 
 
-def history_page(converter: Converter, instance: WorkflowInstance, number: Any) -> HistoryPage:
-    """One page of the history; only that page's payloads are read."""
+def history_page(converter: Converter, instance: WorkflowInstance, number: Any, compact: bool = False) -> HistoryPage:
+    """One page of the history; only that page's payloads are read. ``compact`` leaves out the
+    ``WorkflowTaskStarted`` events (one per workflow task: the bulk of most histories)."""
     rows = HistoryEvent.objects.using(_db(instance)).filter(instance=instance).select_related("payload").order_by("sequence_id")
+    if compact:
+        rows = rows.exclude(event_type=EventType.WORKFLOW_TASK_STARTED.value)
     paginator = Paginator(rows, HISTORY_PAGE_SIZE)
     page = paginator.get_page(number)
     page_range = list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
@@ -228,7 +237,8 @@ class Timeline:
 
 
 def timeline(instance: WorkflowInstance, now: datetime) -> Timeline:
-    """Activities, timers and sub-workflows as bars between the execution's start and end."""
+    """Activities, timers and sub-workflows as bars between the execution's start and end; signals
+    and cancellation requests as markers."""
     scheduled_rows = (
         HistoryEvent.objects.using(_db(instance)).filter(instance=instance, event_type__in=list(_SCHEDULED_TYPES))
         .select_related("payload")
@@ -246,6 +256,16 @@ def timeline(instance: WorkflowInstance, now: datetime) -> Timeline:
         for schedule_event_id, event_type, stamp in end_rows:
             ends[schedule_event_id] = (event_type, stamp)
     items = [_timeline_item(row, ends.get(row.schedule_event_id), now) for row in rows]
+    signal_rows = (
+        HistoryEvent.objects.using(_db(instance))
+        .filter(instance=instance, event_type__in=list(_MOMENT_TYPES))
+        .select_related("payload")
+        .order_by("sequence_id")
+    )
+    signals = list(signal_rows[:TIMELINE_LIMIT])
+    total += len(signals) if len(signals) < TIMELINE_LIMIT else signal_rows.count()
+    items.extend(_signal_item(row) for row in signals)
+    items.sort(key=lambda item: item.start)
     if instance.completed_at is not None:
         # Still open when the execution ended (terminated, or ended without waiting for it).
         for item in items:
@@ -268,6 +288,25 @@ def timeline(instance: WorkflowInstance, now: datetime) -> Timeline:
         if item.left + item.width > 100:
             item.left = round(100 - item.width, 2)
     return Timeline(items, start, end, total)
+
+
+#: Events drawn as instants on the timeline, with their kind.
+_MOMENT_TYPES = {
+    EventType.SIGNAL_RECEIVED.value: "signal",
+    EventType.WORKFLOW_EXECUTION_CANCELED.value: "cancel",
+}
+
+
+def _signal_item(row: HistoryEvent) -> TimelineItem:
+    """A signal (or a cancellation request) is an instant: a marker at the time it arrived."""
+    if row.event_type == EventType.WORKFLOW_EXECUTION_CANCELED.value:
+        return TimelineItem("cancel", "cancellation requested", row.timestamp, row.timestamp, "received")
+    try:
+        attributes = decode_attributes(row.event_type, row.payload.data)
+        name = getattr(attributes, "name", "") or "signal"
+    except Exception as exc:  # noqa: BLE001 - shown on the page instead
+        name = f"? ({exc})"
+    return TimelineItem("signal", name, row.timestamp, row.timestamp, "received")
 
 
 def _timeline_item(row: HistoryEvent, end: tuple[str, datetime] | None, now: datetime) -> TimelineItem:
@@ -430,12 +469,43 @@ class PendingActivity:
     inputs: Field | None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingTimer:
+    """A timer that has not fired yet: its ``TimerFired`` event waits until ``due_at``."""
+
+    name: str
+    due_at: datetime
+    scheduled_at: datetime
+    schedule_event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingEvent:
+    """An event delivered to the execution and not executed yet, named for what it means."""
+
+    label: str
+    view: EventView
+
+
+#: What a waiting event of each type means for the execution.
+_PENDING_LABELS = {
+    EventType.WORKFLOW_EXECUTION_STARTED.value: "Start (no worker has run it yet)",
+    EventType.WORKFLOW_EXECUTION_CANCELED.value: "Cancellation requested",
+    EventType.SIGNAL_RECEIVED.value: "Signal",
+    EventType.TIMER_FIRED.value: "Timer fired",
+    EventType.ACTIVITY_COMPLETED.value: "Activity result",
+    EventType.ACTIVITY_FAILED.value: "Activity failure",
+    EventType.SUB_WORKFLOW_COMPLETED.value: "Sub-workflow result",
+    EventType.SUB_WORKFLOW_FAILED.value: "Sub-workflow failure",
+}
+
+
 @dataclass(slots=True)
 class Pending:
     activities: list[PendingActivity] = field(default_factory=list)
     activity_total: int = 0
-    timers: list[EventView] = field(default_factory=list)
-    events: list[EventView] = field(default_factory=list)
+    timers: list[PendingTimer] = field(default_factory=list)
+    events: list[WaitingEvent] = field(default_factory=list)
     event_total: int = 0
 
     @property
@@ -473,9 +543,10 @@ def pending(converter: Converter, instance: WorkflowInstance, now: datetime) -> 
     for row in event_rows:
         view = event_view(converter, row)
         if row.visible_at is not None and row.visible_at > now:
-            result.timers.append(view)
+            name = next((str(f.value) for f in view.fields if f.name == "name"), "")
+            result.timers.append(PendingTimer(name, row.visible_at, row.timestamp, row.schedule_event_id))
         else:
-            result.events.append(view)
+            result.events.append(WaitingEvent(_PENDING_LABELS.get(row.event_type, row.event_type), view))
     return result
 
 
@@ -501,7 +572,9 @@ class InstanceDetail:
     lease_held: bool
 
     @classmethod
-    def build(cls, converter: Converter, instance: WorkflowInstance, page: Any, now: datetime) -> InstanceDetail:
+    def build(
+        cls, converter: Converter, instance: WorkflowInstance, page: Any, now: datetime, compact: bool = False
+    ) -> InstanceDetail:
         inputs, inputs_note = input_field(converter, instance)
         outcome, outcome_note = outcome_of(converter, instance)
         status = status_key(instance.state, instance.outcome)
@@ -515,7 +588,7 @@ class InstanceDetail:
             outcome=outcome,
             outcome_note=outcome_note,
             cancel_requested_at=cancel_requested_at(instance),
-            history=history_page(converter, instance, page),
+            history=history_page(converter, instance, page, compact),
             timeline=timeline(instance, now),
             tree=tree(instance),
             executions=executions(instance),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..engine.converter import Converter
@@ -80,6 +81,13 @@ def describe_duration(created_at: datetime, completed_at: datetime | None, now: 
     if completed_at is None:
         return str(_("running for %(duration)s") % {"duration": format_duration(now - created_at)})
     return format_duration(completed_at - created_at)
+
+
+def time_parts(value: datetime) -> tuple[str, str, str]:
+    """The one way the admin shows a time: ``(ISO 8601 for machines, "2026-01-31 12:00:05",
+    ".123")`` in the current time zone; the template shows the milliseconds smaller."""
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return local.isoformat(), local.strftime("%Y-%m-%d %H:%M:%S"), f".{local.microsecond // 1000:03d}"
 
 
 def pretty_json(value: Any) -> str:
@@ -190,6 +198,17 @@ class EventView:
     #: Why the attributes could not be decoded (then ``raw`` holds the stored text).
     error: str = ""
     raw: str = ""
+
+    @property
+    def happened_at(self) -> datetime:
+        """When the event took effect: a timer's ``TimerFired`` is written when the timer is
+        scheduled and becomes visible when it fires."""
+        return self.visible_at or self.timestamp
+
+    @property
+    def is_canceled_error(self) -> bool:
+        """A ``WorkflowExecutionFinished`` that ends a cancellation (its error type is Canceled)."""
+        return any(f.kind == "error" and f.value.error.type == "Canceled" for f in self.fields)
 
 
 def event_view(converter: Converter, row: Any) -> EventView:

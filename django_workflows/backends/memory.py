@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
+from ..engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask, WorkflowTaskCompletion
 from ..engine.clock import Clock, system_clock
 from ..engine.core import InstanceState, Metadata, WorkflowInstance, validate_id
 from ..engine.errors import (
@@ -34,6 +34,7 @@ from ..engine.history import (
     WorkflowEvent,
     WorkflowExecutionStartedAttributes,
 )
+from ..engine.listing import InstanceFilter, page_of
 from ..schedules.records import ScheduleRecord
 from ..schedules.store import Change, ScheduleClaim, ScheduleNotFound
 from .base import BaseBackend
@@ -195,16 +196,30 @@ class MemoryBackend(BaseBackend):
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
         with self._cond:
-            execution = self._get(instance)
-            return InstanceInfo(
-                instance=execution.instance,
-                workflow_name=execution.name,
-                queue=execution.queue,
-                state=execution.state,
-                created_at=execution.created_at,
-                completed_at=execution.completed_at,
-                metadata=dict(execution.metadata),
-            )
+            return self._info(self._get(instance))
+
+    @staticmethod
+    def _info(execution: _Execution) -> InstanceInfo:
+        return InstanceInfo(
+            instance=execution.instance,
+            workflow_name=execution.name,
+            queue=execution.queue,
+            state=execution.state,
+            created_at=execution.created_at,
+            completed_at=execution.completed_at,
+            metadata=dict(execution.metadata),
+        )
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        with self._cond:
+            infos = [self._info(execution) for execution in self._executions.values()]
+        return page_of(infos, filter, limit, cursor)
+
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        with self._cond:
+            return list(self._get(instance).pending)
 
     def get_workflow_instance_history(
         self, instance: WorkflowInstance, last_sequence_id: int | None = None

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from .clock import to_timedelta
 from .converter import Converter, default_converter
 from .core import InstanceState, Metadata, WorkflowInstance
-from .errors import WorkflowError
+from .errors import NotSupported, WorkflowError
 from .history import Event, WorkflowEvent
+from .listing import InstanceFilter
 from .propagation import ContextPropagator
 
 if TYPE_CHECKING:
@@ -195,6 +196,14 @@ class InstanceInfo:
     created_at: datetime
     completed_at: datetime | None
     metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    """One page of ``list_workflow_instances``: newest first; ``next_cursor`` is None on the last."""
+
+    instances: list[InstanceInfo]
+    next_cursor: str | None
 
 
 class Backend(ABC):
@@ -372,6 +381,22 @@ class Backend(ABC):
     def abandon_activity_task(self, task: ActivityTask) -> None:
         """Release the lease without a result, so another worker takes the task at once; this
         lease does not count against ``max_activity_leases``."""
+
+    # -- listing (operators' tools; see engine.listing) -----------------------------------
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        """Executions that match ``filter``, newest first (``engine.listing`` fixes the order), at
+        most ``limit`` (1 to ``MAX_LIST_LIMIT``); pass ``next_cursor`` back for the next page.
+        By default ``NotSupported``."""
+        raise NotSupported(f"{type(self).__name__} cannot list workflow instances")
+
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        """Events delivered to the execution that no workflow task has taken yet, oldest first:
+        its start event until a worker runs it, signals, results, timers (``visible_at`` in the
+        future). ``InstanceNotFound`` if it does not exist; by default ``NotSupported``."""
+        raise NotSupported(f"{type(self).__name__} cannot show pending events")
 
     # -- misc ----------------------------------------------------------------------------
 

@@ -147,13 +147,24 @@ class Scheduler:
                         self.run_once()
                 else:
                     self.run_once()
+                if failures:
+                    logger.info("the scheduler fires schedules again after %d failed round(s)", failures)
                 failures = 0
-            except Exception:
+            except Exception as exc:
                 # The store is unreachable (a restarting database...) or a firing failed: its
-                # claim expires and is retried; back off meanwhile.
+                # claim expires and is retried; back off meanwhile, with one line per backoff
+                # step (the traceback at DEBUG: during an outage the pollers report it too).
                 failures += 1
-                logger.exception("the scheduler failed to fire due schedules")
-                self._stop.wait(min(0.1 * 2**failures, 5.0))
+                delay = min(0.1 * 2**failures, 5.0)
+                if delay < 5.0 or failures % 12 == 0:
+                    logger.warning(
+                        "the scheduler failed to fire due schedules (%s: %s); retrying in %.1f s",
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                logger.debug("the scheduler's failure", exc_info=True)
+                self._stop.wait(delay)
                 continue
             self._stop.wait(self.interval)
 

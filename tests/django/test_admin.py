@@ -247,7 +247,7 @@ def text_of(response: Any) -> str:
 
 def listed_ids(html: str) -> list[str]:
     """Instance ids in the changelist's rows, in order."""
-    return re.findall(r'<td class="field-instance_link"><a href="[^"]+">([^<]+)</a>', html)
+    return re.findall(r'<td class="field-instance_link"><a href="[^"]+" title="[^"]+">([^<]+)</a>', html)
 
 
 pytestmark = pytest.mark.django_db
@@ -272,7 +272,7 @@ def test_list_shows_every_execution_with_status_name_queue_and_duration(world: W
         assert f">{label}</span>" in html
     assert "admin_approval" in html and "approvals" in html
     assert "running for " in html  # the waiting instance's duration
-    assert re.search(r'<td class="field-duration">\d+(\.\d)? (ms|s)</td>', html)
+    assert re.search(r'<div class="wf-muted wf-duration">\d+(\.\d)? (ms|s)</div>', html)
     # The date hierarchy offers the creation date of the rows.
     assert f"created_at__year={row(world.order).created_at.year}" in html
 
@@ -354,7 +354,10 @@ def test_running_instance_shows_pending_timer_and_signal_channel_state(world: Wo
     assert "running for " in section(html, "wf-summary")
     assert "Not finished yet." in section(html, "wf-outcome")
     timers = section(html, "wf-pending-timers")
-    assert "TimerFired" in timers and "approval-deadline" in timers
+    # The future event is named for what it is: a timer due at a time, not a "TimerFired".
+    assert "Timer due at" in timers and "approval-deadline" in timers and "TimerFired" not in timers
+    due = PendingEvent.objects.get(instance=row(world.waiting), event_type=EventType.TIMER_FIRED.value).visible_at
+    assert f'datetime="{due.isoformat()}"' in timers
     assert "wf-bar-pending" in section(html, "wf-timeline")
 
 
@@ -570,3 +573,39 @@ def cancel_requested(instance_id: str) -> bool:
         PendingEvent.objects.filter(instance=instance, event_type=canceled).exists()
         or HistoryEvent.objects.filter(instance=instance, event_type=canceled).exists()
     )
+
+
+# -- history download and compact history --------------------------------------------------------
+
+
+def test_history_downloads_as_the_export_format(world: World, admin_client: HttpClient, client: HttpClient) -> None:
+    from django_workflows.engine.history_export import read_history
+
+    url = reverse("admin:django_workflows_workflowinstance_history_json", args=[row(world.order).pk])
+    assert f'href="{url}"' in text_of(admin_client.get(detail_url(world.order)))
+    response = admin_client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == f'attachment; filename="{world.order}-{row(world.order).execution_id[:8]}-history.json"'
+    loaded = read_history(response.content)
+    assert loaded.instance.instance_id == world.order and loaded.workflow_name == "admin_order"
+    assert [e.sequence_id for e in loaded.events] == list(
+        HistoryEvent.objects.filter(instance=row(world.order)).order_by("sequence_id").values_list("sequence_id", flat=True)
+    )
+    # A sub-workflow's export names its parent.
+    child = read_history(admin_client.get(reverse(
+        "admin:django_workflows_workflowinstance_history_json", args=[row(world.shipping).pk]
+    )).content)
+    assert child.instance.parent is not None and child.instance.parent.instance_id == world.order
+    # Staff without the view permission get nothing; anonymous users go to the login page.
+    client.force_login(staff_user("nobody"))
+    assert client.get(url).status_code == 403
+    client.logout()
+    assert client.get(url).status_code == 302
+
+
+def test_compact_history_leaves_out_workflow_task_events(world: World, admin_client: HttpClient) -> None:
+    full = text_of(admin_client.get(detail_url(world.order)))
+    compact = text_of(admin_client.get(detail_url(world.order) + "?compact=1"))
+    assert "wf-event-WorkflowTaskStarted" in full
+    assert "wf-event-WorkflowTaskStarted" not in compact and "wf-event-ActivityCompleted" in compact
+    assert "(without workflow task events)" in compact and "Show all events" in compact

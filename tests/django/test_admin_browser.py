@@ -1,5 +1,7 @@
 """The workflow admin in a real headless Chromium against a live server: log in, list, filter,
-open instance pages, page through a long history, cancel from the list, signal through the form.
+open instance pages, page through a long history, cancel from the list, signal through the form;
+pages that refresh themselves (and pause), the list at 1280 px, times, compact history, the JSON
+download and how a cancellation looks.
 
 Screenshots land in ``<artifacts>/admin/`` for a human to look at (the pytest header names the
 directory; ``WORKFLOWS_TEST_ARTIFACTS`` chooses it).
@@ -7,6 +9,8 @@ directory; ``WORKFLOWS_TEST_ARTIFACTS`` chooses it).
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +18,11 @@ import pytest
 from django.contrib.auth.models import User
 from selenium.webdriver.support.ui import Select
 
+from django_workflows.admin import WorkflowInstanceAdmin
+from django_workflows.client import Client
+from django_workflows.engine.history import EventType
+from django_workflows.engine.history_export import read_history
+from django_workflows.models import HistoryEvent
 from tests.django.browser import (
     chromium,
     log_in,
@@ -22,6 +31,7 @@ from tests.django.browser import (
     open_page,
     screenshot,
     submit,
+    wait_until,
 )
 from tests.django.test_admin import (
     admin_approval,
@@ -59,7 +69,15 @@ def by_css(driver: Any, selector: str) -> Any:
 
 
 def listed(driver: Any) -> list[str]:
-    return [cell.text for cell in driver.find_elements("css selector", "#result_list td.field-instance_link a")]
+    # In one script: the list may be swapped for a fresh copy between two WebDriver calls.
+    return list(driver.execute_script(
+        "return Array.from(document.querySelectorAll('#result_list td.field-instance_link a')).map(a => a.textContent)"
+    ))
+
+
+def click_row(driver: Any, pk: int) -> None:
+    """Tick or untick a row's checkbox (one script: the row may be swapped meanwhile)."""
+    driver.execute_script(f"document.querySelector(\"input.action-select[value='{pk}']\").click()")
 
 
 def open_instance(driver: Any, base: str, instance_id: str) -> None:
@@ -160,3 +178,191 @@ def test_cancel_from_the_list_and_signal_through_the_form(browser: Any, live_ser
         assert '"by": "operator"' in by_css(browser, "#wf-outcome").text
         assert "SignalReceived" in by_css(browser, "#history").text
         screenshot(browser, "08-signal-done")
+
+
+# -- staying current ----------------------------------------------------------------------------
+
+FAST_REFRESH = 0.5  # seconds between refreshes in these tests (the default is 5)
+TIME_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
+
+
+@pytest.fixture
+def fast_refresh(monkeypatch: pytest.MonkeyPatch, browser: Any) -> Iterator[None]:
+    monkeypatch.setattr(WorkflowInstanceAdmin, "refresh_seconds", FAST_REFRESH)
+    yield
+    # The pause button is remembered in localStorage: leave the next test a resumed browser.
+    browser.execute_script("window.localStorage.removeItem('django_workflows.refresh.paused')")
+
+
+def refreshes(driver: Any) -> int:
+    return int(by_css(driver, "#wf-refresh").get_attribute("data-refreshes"))
+
+
+def wait_for_refreshes(driver: Any, count: int, message: str) -> None:
+    start_count = refreshes(driver)
+    wait_until(driver, lambda d: refreshes(d) >= start_count + count, message)
+
+
+def not_reloaded(driver: Any) -> bool:
+    return driver.execute_script("return window.wfMarker === 42") is True
+
+
+def test_a_running_instance_page_refreshes_itself_and_can_pause(
+    browser: Any, live_server: Any, operator: User, fast_refresh: None
+) -> None:
+    base = live_server.url
+    with running_worker() as client:
+        start(client, "r-wait", admin_approval, "r-wait", queue="approvals")
+        wait_until_waiting("r-wait")
+        log_in(browser, base, "operator", "operator-pw")
+        open_instance(browser, base, "r-wait")
+        browser.execute_script("window.wfMarker = 42")
+        toggle = by_css(browser, "#wf-refresh-toggle")
+        assert toggle.text == "Pause auto-refresh"
+        wait_for_refreshes(browser, 2, "the running instance's page to refresh")
+
+        # Paused: the workflow completes, the page does not change.
+        toggle.click()
+        assert by_css(browser, "#wf-refresh-toggle").text == "Resume auto-refresh"
+        paused_at = refreshes(browser)
+        client.signal_workflow("r-wait", "approve", {"approved": True})
+        client.wait_for_workflow_instance("r-wait", timeout=60)
+        time.sleep(FAST_REFRESH * 4)  # several refresh periods pass without a refresh
+        assert refreshes(browser) == paused_at
+        assert by_css(browser, "#wf-status").text == "Running"
+        assert "Auto-refresh paused." in by_css(browser, "#wf-refresh-state").text
+        screenshot(browser, "09-refresh-paused", full_page=False)
+
+        # Resumed: the page catches up without a reload, and stops refreshing once finished.
+        by_css(browser, "#wf-refresh-toggle").click()
+        wait_until(browser, lambda d: by_css(d, "#wf-status").text == "Completed", "the page to show the completion")
+        assert not_reloaded(browser), "the page was reloaded instead of refreshed"
+        assert "SignalReceived" in by_css(browser, "#history").text
+        assert by_css(browser, "#wf-refresh").get_attribute("data-live") == "0"
+        assert by_css(browser, ".wf-timeline .wf-bar-received")  # the signal on the timeline
+        assert "approve" in by_css(browser, "#wf-timeline").text
+        stopped_at = refreshes(browser)
+        time.sleep(FAST_REFRESH * 4)
+        assert refreshes(browser) == stopped_at, "a finished instance's page keeps refreshing"
+        screenshot(browser, "10-refreshed-completed")
+
+
+def test_the_list_refreshes_itself_but_not_while_rows_are_selected(
+    browser: Any, live_server: Any, operator: User, fast_refresh: None
+) -> None:
+    base = live_server.url
+    client = Client()
+    start(client, "l-first", admin_order, "l-first", 1)
+    log_in(browser, base, "operator", "operator-pw")
+    open_page(browser, f"{base}{CHANGELIST}")
+    browser.execute_script("window.wfMarker = 42")
+    assert listed(browser) == ["l-first"]
+
+    start(client, "l-second", admin_order, "l-second", 2)
+    wait_until(browser, lambda d: "l-second" in listed(d), "the list to show the new instance")
+    assert not_reloaded(browser)
+
+    # A selected row holds the list still (the operator is about to run an action on it).
+    click_row(browser, row("l-first").pk)
+    assert by_css(browser, ".action-counter").text == "1 of 2 selected"
+    start(client, "l-third", admin_order, "l-third", 3)
+    time.sleep(FAST_REFRESH * 4)
+    assert "l-third" not in listed(browser)
+    assert "waits while you select rows" in by_css(browser, "#wf-refresh-state").text
+    screenshot(browser, "11-list-held-while-selected", full_page=False)
+    click_row(browser, row("l-first").pk)
+    wait_until(browser, lambda d: "l-third" in listed(d), "the list to refresh once nothing is selected")
+    assert not_reloaded(browser)
+    # The refreshed rows work with the admin's actions like the first ones (and selecting one
+    # stops the refreshes, so the elements stay put from here on).
+    click_row(browser, row("l-third").pk)
+    assert by_css(browser, ".action-counter").text == "1 of 3 selected"
+    by_css(browser, "#action-toggle").click()
+    assert by_css(browser, ".action-counter").text == "3 of 3 selected"
+
+
+def test_list_columns_at_1280_pixels(browser: Any, live_server: Any, operator: User) -> None:
+    world = run_world()
+    base = live_server.url
+    size = browser.get_window_size()
+    browser.set_window_size(1280, 900)
+    try:
+        log_in(browser, base, "operator", "operator-pw")
+        open_page(browser, f"{base}{CHANGELIST}")
+        visible_right = browser.execute_script("return document.querySelector('.results').getBoundingClientRect().right")
+        for column in ("created", "completed"):
+            right = browser.execute_script(
+                f"return document.querySelector('#result_list th.column-{column}').getBoundingClientRect().right"
+            )
+            assert right <= visible_right, f"the {column} column is scrolled out of view at 1280 px"
+        screenshot(browser, "12-list-1280", full_page=False)
+        failing = by_css(browser, f"input.action-select[value='{row(world.failing).pk}']").find_element(
+            "xpath", "./ancestor::tr"
+        )
+        snippet = failing.find_element("css selector", "td.field-error .wf-error-snippet")
+        assert snippet.get_attribute("title").startswith("ValueError: card declined for order-2 <script>")
+        child = by_css(browser, f"input.action-select[value='{row(world.shipping).pk}']").find_element("xpath", "./ancestor::tr")
+        assert child.find_element("css selector", "td.field-parent a").text == world.order
+        assert child.find_element("css selector", "td.field-execution").text == row(world.shipping).execution_id[:8]
+        for cell in browser.find_elements("css selector", "#result_list td.field-created time"):
+            assert TIME_TEXT.match(cell.text), cell.text
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+
+
+def test_instance_page_times_compact_mode_download_and_cancellation(
+    browser: Any, live_server: Any, operator: User
+) -> None:
+    world = run_world()
+    base = live_server.url
+    log_in(browser, base, "operator", "operator-pw")
+
+    # A fired timer is shown at the time it fired; every time has the one format.
+    open_instance(browser, base, world.shipping)
+    fired = HistoryEvent.objects.get(instance=row(world.shipping), event_type=EventType.TIMER_FIRED.value)
+    cell = by_css(browser, "#history tr.wf-event-TimerFired td.wf-nowrap")
+    assert cell.find_element("css selector", "time").get_attribute("datetime") == fired.visible_at.isoformat()
+    assert "scheduled" in cell.text
+    times = browser.find_elements("css selector", "#content time.wf-time")
+    assert len(times) > 10 and all(TIME_TEXT.match(t.text) for t in times), [t.text for t in times]
+    page_text = by_css(browser, "#content").text
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}|UTC|[ap]\.m\.", page_text), "a time in another format"
+
+    # Compact mode: no WorkflowTaskStarted rows, and the pages stay compact.
+    open_instance(browser, base, world.chatty)
+    assert browser.find_elements("css selector", "#history tr.wf-event-WorkflowTaskStarted")
+    submit(browser, by_css(browser, "#wf-compact-toggle"))
+    assert not browser.find_elements("css selector", "#history tr.wf-event-WorkflowTaskStarted")
+    assert "(without workflow task events)" in by_css(browser, "#history h2").text
+    assert "compact=1" in by_css(browser, "nav.wf-pages a").get_attribute("href")
+    screenshot(browser, "13-history-compact", full_page=False)
+
+    # The JSON download is the history export format.
+    link = by_css(browser, "#wf-history-json")
+    document = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {credentials: 'same-origin'}).then(r => r.json()).then(done);",
+        link.get_attribute("href"),
+    )
+    loaded = read_history(document)
+    assert loaded.instance.instance_id == world.chatty and loaded.workflow_name == "admin_chatty"
+    assert len(loaded.events) == HistoryEvent.objects.filter(instance=row(world.chatty)).count()
+
+    # An operator's cancellation reads as one: no engine traceback in sight.
+    with running_worker() as client:
+        start(client, "c-wait", admin_approval, "c-wait", queue="approvals")
+        wait_until_waiting("c-wait")
+        open_instance(browser, base, "c-wait")
+        assert by_css(browser, "button[name=wf-cancel]").text == "Cancel workflow"
+        assert by_css(browser, "button[name=wf-terminate]").text == "Terminate workflow…"
+        submit(browser, by_css(browser, "button[name=wf-cancel]"))
+        client.wait_for_workflow_instance("c-wait", timeout=60)
+    open_instance(browser, base, "c-wait")
+    outcome = by_css(browser, "#wf-outcome")
+    assert outcome.find_element("css selector", "h2").text == "Canceled"
+    assert "cancellation requested at" in outcome.find_element("css selector", ".wf-canceled").text
+    assert "Traceback (most recent call last)" not in outcome.text
+    assert outcome.find_element("css selector", "details.wf-trace").get_attribute("open") is None
+    assert by_css(browser, "#wf-status").text == "Canceled"
+    assert "cancellation requested" in by_css(browser, "#wf-timeline").text
+    screenshot(browser, "14-instance-canceled")

@@ -79,3 +79,68 @@ def test_until_idle_exits_when_nothing_is_left(manage):
     worker = manage("runworkflows", "--until-idle")
     assert worker.wait(90) == 0, worker.output()
     assert client.get_workflow_instance_state(instance) is InstanceState.FINISHED
+    assert "nothing is ready to run: exiting (--until-idle)" in worker.output()
+
+
+def test_until_idle_does_not_wait_for_timers_or_signals(manage):
+    """An instance that waits for a signal (with a 30 s reminder timer) does not keep the worker:
+    it runs as far as it can, and the worker exits while the instance stays active."""
+    client = Client()
+    waiting = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="idle-order"), "order_workflow", 1)
+    done = client.create_workflow_instance(WorkflowInstanceOptions(), "Workflow1", "x")
+    worker = manage("runworkflows", "--until-idle")
+    assert worker.wait(90) == 0, worker.output()
+    assert client.get_workflow_instance_state(done) is InstanceState.FINISHED
+    assert client.get_workflow_instance_state(waiting) is InstanceState.ACTIVE
+    types = [event.type for event in client.backend.get_workflow_instance_history(waiting)]
+    assert EventType.ACTIVITY_COMPLETED in types and EventType.TIMER_SCHEDULED in types
+
+
+# -- refusing to start ------------------------------------------------------------------------
+
+
+def _refused(process, code: int = 1) -> str:
+    assert process.wait(60) == code, process.output()
+    output = process.output()
+    assert "Traceback" not in output, output
+    assert "started on queues" not in output, output
+    return output
+
+
+def test_refuses_an_unmigrated_database(manage, tmp_path: Path):
+    empty = tmp_path / "empty.sqlite3"
+    output = _refused(manage("runworkflows", DB="sqlite", SQLITE_PATH=str(empty)))
+    assert (
+        "CommandError: the workflow tables are not migrated on database 'default' "
+        "(unapplied: django_workflows.0001_initial"
+    ) in output
+    assert "run `manage.py migrate` first" in output
+
+
+def test_refuses_an_unknown_backend_alias(manage):
+    output = _refused(manage("runworkflows", "--backend", "nope"))
+    assert "CommandError: unknown workflow backend alias 'nope'; the WORKFLOWS setting has: default" in output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workflow-pollers", "-1"], "argument --workflow-pollers: must not be negative, got -1"),
+        (["--max-parallel-activity-tasks", "many"], "argument --max-parallel-activity-tasks: expected a whole number"),
+        (["--max-outage", "-5"], "argument --max-outage: must be a non-negative number of seconds, got -5"),
+    ],
+)
+def test_refuses_flags_out_of_range(manage, flags, message):
+    output = _refused(manage("runworkflows", *flags), code=2)
+    assert f"manage.py runworkflows: error: {message}" in output
+
+
+def test_refuses_to_poll_for_nothing(manage):
+    output = _refused(manage("runworkflows", "--workflows-only", "--workflow-pollers", "0"))
+    assert "CommandError: this worker would poll for nothing" in output
+
+
+def test_refuses_an_unreachable_store(manage, tmp_path: Path):
+    # A Redis server that is not there: nothing listens on port 1.
+    output = _refused(manage("runworkflows", WORKFLOWS_BACKEND="redis", REDIS_URL="redis://127.0.0.1:1/0"))
+    assert "CommandError: cannot reach the store of workflow backend 'default': ConnectionError:" in output

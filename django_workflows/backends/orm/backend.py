@@ -40,7 +40,7 @@ from django.db import (
 )
 from django.db.models import Count, Exists, OuterRef
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask, WorkflowTaskCompletion
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
@@ -50,6 +50,7 @@ from ...engine.errors import (
     InstanceNotFound,
 )
 from ...engine.history import Event, WorkflowExecutionStartedAttributes
+from ...engine.listing import InstanceFilter
 from ...models import HistoryEvent, Outcome, PendingEvent
 from ..base import BaseBackend
 from ..handler import InvalidWorkflowBackend
@@ -57,6 +58,7 @@ from ..rules import terminated_events
 from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
+from .listing import list_workflow_instances, pending_events
 from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, execution_rows, instance_from, new_execution
 from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, visible_q
@@ -433,3 +435,11 @@ class OrmBackend(BaseBackend):
             )
 
         return self.store.db.run(stats, atomic=False, reconnect=True)
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        return list_workflow_instances(self.using, self.store.db.run, filter, limit, cursor)
+
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        return pending_events(self.using, self.store.db.run, instance)

@@ -208,6 +208,7 @@ class Transactions:
                 if integrity_failures >= integrity_attempts:
                     raise
             except (OperationalError, InterfaceError) as exc:
+                was_open = connection.connection is not None
                 if is_lock_conflict(exc):
                     if time.monotonic() >= give_up_at:
                         raise
@@ -215,7 +216,10 @@ class Transactions:
                     raise
                 else:
                     reconnected = True
-                    logger.warning("database connection %r was lost; retrying once", self.using)
+                    # A connection that worked and broke is news; a connect that failed is the
+                    # database being down, which the worker logs once per backoff step.
+                    log = logger.warning if was_open else logger.debug
+                    log("database connection %r was lost; retrying once", self.using)
             with self._lock:
                 self.retries += 1
             time.sleep(backoff(attempt))

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask, WorkflowTaskCompletion
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
@@ -47,9 +47,10 @@ from ...engine.history import (
     event_from_json,
     event_to_json,
 )
+from ...engine.listing import InstanceFilter
 from ..base import BaseBackend
 from ..rules import abandoned_activity_result, terminated_events
-from . import codec, keys
+from . import codec, keys, listing
 from .checks import persistence_messages
 from .codec import instance_from, instance_json, ms, text
 from .lua import Scripts
@@ -331,6 +332,14 @@ class RedisBackend(BaseBackend):
 
     def get_stats(self) -> Stats:
         return codec.stats(self._scripts("stats"))
+
+    def list_workflow_instances(
+        self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> InstancePage:
+        return listing.list_workflow_instances(self._redis, self._ns, filter, limit, cursor)
+
+    def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
+        return listing.pending_events(self._redis, self._ns, instance)
 
     def get_future_events(self) -> list[Event]:
         """Pending events that are not visible yet (timers), for tests (go-workflows'

@@ -1,17 +1,46 @@
 """``manage.py runworkflows``: run a workflow worker until SIGTERM or SIGINT.
 
-This command only parses flags; ``django_workflows.runner.run_worker`` does the work.
+This command only parses flags; ``django_workflows.runner.run_worker`` does the work. Problems
+that keep the worker from working (an unknown backend alias, flags out of range, an unmigrated
+or unreachable store) end it at once with a one-line error and exit status 1 (2 for flags that
+do not parse); a store that stays unreachable for ``--max-outage`` seconds while it runs ends
+it with status 1 too, so a supervisor restarts it.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, got {text}")
+    return value
 
 
 class Command(BaseCommand):
     help = "Run workflows and activities from the configured backend until SIGTERM/SIGINT (drains in-flight tasks)."
+    # The system checks run in handle(), after the store check: with the database down they
+    # would fail first, with a traceback instead of the one-line error.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -21,14 +50,14 @@ class Command(BaseCommand):
         only = parser.add_mutually_exclusive_group()
         only.add_argument("--workflows-only", action="store_true", help="Run workflow tasks only.")
         only.add_argument("--activities-only", action="store_true", help="Run activity tasks only.")
-        parser.add_argument("--workflow-pollers", type=int, metavar="N", help="Workflow pollers (default 2).")
-        parser.add_argument("--activity-pollers", type=int, metavar="N", help="Activity pollers (default 2).")
+        parser.add_argument("--workflow-pollers", type=non_negative_int, metavar="N", help="Workflow pollers (default 2).")
+        parser.add_argument("--activity-pollers", type=non_negative_int, metavar="N", help="Activity pollers (default 2).")
         parser.add_argument(
-            "--max-parallel-workflow-tasks", type=int, metavar="N",
+            "--max-parallel-workflow-tasks", type=non_negative_int, metavar="N",
             help="Workflow tasks run at once (default 8; 0 = no limit).",
         )
         parser.add_argument(
-            "--max-parallel-activity-tasks", type=int, metavar="N",
+            "--max-parallel-activity-tasks", type=non_negative_int, metavar="N",
             help="Activity tasks run at once (default 32; 0 = no limit).",
         )
         parser.add_argument(
@@ -37,12 +66,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--backend", default="default", metavar="ALIAS", help="Alias in the WORKFLOWS setting.")
         parser.add_argument(
+            "--max-outage", type=non_negative_seconds, metavar="SECONDS",
+            help="Exit with status 1 once the store has been unreachable this long (default 300; 0 = retry forever).",
+        )
+        parser.add_argument(
             "--until-idle", action="store_true",
-            help="Exit once no workflow instance is active and no task is pending or running.",
+            help="Exit once nothing is ready to run now (instances waiting for timers or signals do not count).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from ...runner import WorkerSettings, run_worker
+        from ...runner import WorkerFailed, WorkerSettings, WorkerSetupError, prepare, run_worker
 
         settings = WorkerSettings(
             backend_alias=options["backend"],
@@ -53,7 +86,14 @@ class Command(BaseCommand):
             activity_pollers=options["activity_pollers"],
             max_parallel_workflow_tasks=options["max_parallel_workflow_tasks"],
             max_parallel_activity_tasks=options["max_parallel_activity_tasks"],
+            max_outage=options["max_outage"],
             until_idle=options["until_idle"],
             run_scheduler=not options["no_scheduler"],
         )
-        run_worker(settings, stdout=self.stdout)
+        try:
+            backend = prepare(settings)
+            if not options.get("skip_checks"):
+                self.check()
+            run_worker(settings, stdout=self.stdout, backend=backend)
+        except (WorkerSetupError, WorkerFailed) as exc:
+            raise CommandError(str(exc)) from None

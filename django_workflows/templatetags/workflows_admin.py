@@ -1,0 +1,28 @@
+"""Template filters of the workflow admin pages (``{% load workflows_admin %}``).
+
+``wf_time`` renders every time on those pages the same way (``admin.display.time_parts``): a
+``<time>`` element with the ISO 8601 value in ``datetime`` and ``title``, the local time to the
+second, and the milliseconds in a smaller span.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from ..admin.display import time_parts
+
+register = template.Library()
+
+
+@register.filter
+def wf_time(value: Any) -> SafeString | str:
+    if not isinstance(value, datetime):
+        return "—"
+    machine, main, millis = time_parts(value)
+    return format_html('<time class="wf-time" datetime="{}" title="{}">{}<span class="wf-ms">{}</span></time>',
+                       machine, machine, main, millis)

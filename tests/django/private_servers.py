@@ -1,0 +1,152 @@
+"""Database and Redis servers that one test owns: started in a temporary directory on a free
+port, so the test can stop and restart them without disturbing the servers the rest of the
+suite (and other tox environments) share. MariaDB's lives in ``test_db_restart``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO_ROOT, ManageProcess, wait_for
+from tests.django.test_db_restart import PrivateMariaDB
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def missing_postgres() -> str:
+    if not (PG_BIN / "postgres").exists():
+        return f"needs PostgreSQL 15 server binaries in {PG_BIN}"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "PostgreSQL refuses to run as root, and runuser is not there to drop to the postgres user"
+    return ""
+
+
+def missing_redis() -> str:
+    return "" if shutil.which("redis-server") else "needs redis-server"
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster with trust authentication on loopback (as the ``postgres`` OS user
+    when the tests run as root: the server refuses to run as root)."""
+
+    def __init__(self) -> None:
+        # Not pytest's tmp_path: the postgres user cannot enter root's 0700 directories.
+        self.root = Path(tempfile.mkdtemp(prefix="wf-pg-", dir="/tmp"))
+        self.port = free_port()
+        self.data = self.root / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--locale=C.UTF-8")
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *args], check=check, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off"
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
+                  "start", "-o", options)
+
+    def stop(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+    def sql(self, statement: str) -> None:
+        self._run(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", statement)
+
+    def env(self) -> dict[str, str]:
+        return {"DB": "postgres", "PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": "postgres",
+                "PGPASSWORD": "", "PGDATABASE": "wf"}
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PrivateRedis:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.root)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, timeout=30, what="redis-server to start")
+
+    def _answers(self) -> bool:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+        return out.stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def env(self) -> dict[str, str]:
+        return {"WORKFLOWS_BACKEND": "redis", "REDIS_URL": f"redis://127.0.0.1:{self.port}/0"}
+
+
+def mariadb_env(server: PrivateMariaDB) -> dict[str, str]:
+    return {"DB": "mysql", "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(server.port), "MYSQL_USER": "wf",
+            "MYSQL_PASSWORD": "wf-pw", "MYSQL_DATABASE": "wf"}
+
+
+def manage_env(store_env: dict[str, str], workflow_options: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a ``manage.py`` subprocess on a private store."""
+    env = dict(os.environ)
+    for name in ("DB", "SQLITE_PATH", "MYSQL_DATABASE", "PGDATABASE", "WORKFLOWS_BACKEND", "REDIS_URL"):
+        env.pop(name, None)
+    env.update(store_env)
+    env.update(
+        WORKFLOWS_OPTIONS=json.dumps(workflow_options or {}), PYTHONUNBUFFERED="1", TESTPROJECT_TEST_APPS="1",
+        WORKFLOWS_LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+class Processes:
+    """``manage.py`` subprocesses of one test, killed at the end."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.started: list[ManageProcess] = []
+
+    def start(self, *args: str) -> ManageProcess:
+        process = ManageProcess(list(args), self.env, self.log_dir / f"{args[0]}-{time.monotonic_ns()}.log")
+        self.started.append(process)
+        return process
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        """Run a command to its end; its output (it must succeed)."""
+        process = self.start(*args)
+        code = process.wait(timeout)
+        assert code == 0, f"manage.py {' '.join(args)} exited {code}:\n{process.output()}"
+        return process.output()
+
+    def close(self) -> None:
+        for process in self.started:
+            process.close()
+
+
+__all__ = ["REPO_ROOT", "PrivateMariaDB", "PrivatePostgres", "PrivateRedis", "Processes"]
