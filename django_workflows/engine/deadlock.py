@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -193,11 +194,26 @@ def _stack_of(thread: threading.Thread) -> list[traceback.FrameSummary]:
     return stack[steps[-1] + 1 :] if steps else list(stack)
 
 
+def _libraries() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple({paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths})
+
+
+def _culprit(stack: list[traceback.FrameSummary]) -> traceback.FrameSummary:
+    """The innermost frame of the application's own code (not Python's library, not an
+    installed package): where the workflow called what hung; else the innermost frame."""
+    libraries = _libraries()
+    for summary in reversed(stack):
+        if not summary.filename.startswith(libraries):
+            return summary
+    return stack[-1]
+
+
 def _deadlock_error(workflow: str, coroutine: str, timeout: float, stack: list[traceback.FrameSummary]) -> DeadlockDetected:
     where = ""
     if stack:
-        last = stack[-1]
-        where = f" It was at {last.filename}:{last.lineno} in {last.name}: {(last.line or '').strip()}"
+        culprit = _culprit(stack)
+        where = f" It was at {culprit.filename}:{culprit.lineno} in {culprit.name}: {(culprit.line or '').strip()}"
     message = (
         f"potential deadlock: {workflow} did not yield back to the engine within {timeout:g} s (coroutine "
         f"{coroutine}).{where} Workflow code must not sleep, block on I/O or compute for long: use "
