@@ -22,7 +22,7 @@ from django_workflows.engine.core import WorkflowInstance
 from django_workflows.engine.history import EventType, WorkflowExecutionStartedAttributes
 from django_workflows.engine.registry import Registry
 from django_workflows.replay import SelectionError, parse_since
-from django_workflows.testing import ReplayFailed, Replayer
+from django_workflows.testing import Replayer, ReplayFailed
 from django_workflows.testing.history_files import WorkflowHistory, read_histories
 from testproject.example import orders
 
