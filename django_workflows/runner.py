@@ -35,6 +35,8 @@ class WorkerSettings:
     activity_pollers: int | None = None
     max_parallel_workflow_tasks: int | None = None
     max_parallel_activity_tasks: int | None = None
+    workflow_failure_policy: str | None = None
+    workflow_deadlock_timeout: float | None = None
     until_idle: bool = False
 
     def worker_options(self, **extra: Any) -> WorkerOptions:

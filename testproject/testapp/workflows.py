@@ -80,3 +80,10 @@ def slow(seconds: float) -> float:
 @register_workflow
 async def slow_workflow(ctx: workflow.Context, seconds: float) -> float:
     return await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, slow, seconds)
+
+
+@register_workflow
+async def hanging_workflow(ctx: workflow.Context, seconds: float) -> str:
+    """Workflow code that never yields back to the engine: a deadlock the worker must detect."""
+    time.sleep(seconds)
+    return "woke up"
