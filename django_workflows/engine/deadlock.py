@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import queue
 import sys
 import sysconfig
 import threading
@@ -57,7 +58,9 @@ class WorkflowCodeHung(Exception):
 class _Job(Generic[T]):
     fn: Callable[[], T]
     on_abandoned: Callable[[], None] | None
-    done: threading.Event = field(default_factory=threading.Event)
+    # SimpleQueues (C) for the hand-offs: several times cheaper than Events, and a workflow task
+    # makes two of them.
+    done: queue.SimpleQueue[bool] = field(default_factory=queue.SimpleQueue)
     result: Any = None
     error: BaseException | None = None
     finished: bool = False
@@ -68,21 +71,17 @@ class _CodeThread:
 
     def __init__(self, owner: CodeThreads, name: str) -> None:
         self._owner = owner
-        self._start = threading.Event()
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._job: _Job[Any] | None = None
-        self._stopping = False
         self.abandoned = False
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
 
     def submit(self, job: _Job[Any]) -> None:
-        self._job = job
-        self._start.set()
+        self._jobs.put(job)
 
     def stop(self) -> None:
-        self._stopping = True
-        self._start.set()
+        self._jobs.put(None)
 
     def abandon(self, job: _Job[Any]) -> bool:
         """Give the thread up while it runs ``job``; False if the job finished meanwhile."""
@@ -95,12 +94,9 @@ class _CodeThread:
     def _loop(self) -> None:
         try:
             while True:
-                self._start.wait()
-                self._start.clear()
-                job = self._job
-                if self._stopping or job is None:
+                job = self._jobs.get()
+                if job is None:
                     return
-                self._job = None
                 try:
                     job.result = job.fn()
                 except BaseException as exc:  # handed to the waiting task thread
@@ -108,7 +104,7 @@ class _CodeThread:
                 with self._lock:
                     job.finished = True
                     abandoned = self.abandoned
-                job.done.set()
+                job.done.put(True)
                 if abandoned:
                     logger.warning("abandoned workflow code returned; its result is discarded")
                     if job.on_abandoned is not None:
@@ -143,7 +139,12 @@ class CodeThreads:
         worker = self._take()
         worker.submit(job)
         interval = min(0.25, self.timeout / 4)
-        while not job.done.wait(interval):
+        while True:
+            try:
+                job.done.get(timeout=interval)
+                break
+            except queue.Empty:
+                pass
             started = scheduler.step_started
             if not started or time.monotonic() - started <= self.timeout:
                 continue
