@@ -29,8 +29,10 @@ from __future__ import annotations
 
 from .commands import PatchMarkerCommand
 from .context import Context
-from .core import validate_id
 from .state import WorkflowState, state_of
+
+#: Longest patch id (it is stored in every marker).
+MAX_PATCH_ID_LENGTH = 255
 
 
 def patched(ctx: Context, patch_id: str) -> bool:
@@ -53,8 +55,8 @@ def deprecate_patch(ctx: Context, patch_id: str) -> None:
     if _checked(patch_id) in state.patches:
         return
     if state.replaying:
-        # A history with the marker, or one recorded after this call was deployed... or before
-        # the patch at all: the command matching catches the last kind if it differs.
+        # With or without a marker in the history: both are the new branch. (A history from
+        # before the patch took the old branch, and the command matching reports it.)
         state.patches[patch_id] = True
         return
     _record(state, patch_id, deprecated=True)
@@ -66,4 +68,8 @@ def _record(state: WorkflowState, patch_id: str, *, deprecated: bool) -> None:
 
 
 def _checked(patch_id: str) -> str:
-    return validate_id(patch_id, "patch id")
+    if not isinstance(patch_id, str) or not patch_id.strip():
+        raise ValueError(f"a patch id must be a non-empty string, got {patch_id!r}")
+    if len(patch_id) > MAX_PATCH_ID_LENGTH:
+        raise ValueError(f"a patch id must be at most {MAX_PATCH_ID_LENGTH} characters, got {len(patch_id)}")
+    return patch_id

@@ -162,7 +162,7 @@ def test_a_marker_no_code_asks_for_is_ignored() -> None:
 
 def test_patch_ids_are_checked() -> None:
     async def flow(ctx: workflow.Context) -> bool:
-        return workflow.patched(ctx, "bad:id")
+        return workflow.patched(ctx, "")
 
     result = Driver([flow]).task(started("flow"))
     assert result.error is not None and "patch id" in result.error.message
