@@ -195,13 +195,14 @@ class Client:
         ``InstanceNotFinished``, unless ``terminate_running`` terminates that execution first
         (with ``reason``)."""
         instance = self._resolve(instance)
+        running = self._running(instance.instance_id, terminate_running)
         started = started_attributes(self.backend.get_workflow_instance_history(instance))
         if started is None:
             raise ResetError(
-                f"execution {instance} has no start event in its history (it ended before it ran), so "
-                "its input is unknown and it cannot be restarted"
+                f"execution {instance} has no start event in its history (it has not run yet, or ended "
+                "before it ran), so its input is unknown and it cannot be restarted"
             )
-        self._make_room(instance.instance_id, terminate_running, reason or "terminated to restart the instance")
+        self._terminate(running, reason or "terminated to restart the instance")
         restarted = WorkflowInstance(instance.instance_id, new_execution_id())
         self.backend.create_workflow_instance(restarted, new_event(started, system_clock.now()))
         return restarted
@@ -218,25 +219,32 @@ class Client:
         naming the ones that are; a running execution of the instance id is handled as in
         ``restart_workflow_instance``. Nothing changes before those checks pass."""
         instance = self._resolve(instance)
+        running = self._running(instance.instance_id, terminate_running)
         history = self.backend.get_workflow_instance_history(instance)
         reset = WorkflowInstance(instance.instance_id, new_execution_id())
         seed = plan_reset(history, to, reset, system_clock.now())
-        self._make_room(instance.instance_id, terminate_running, reason or f"terminated to reset the instance to {to}")
+        self._terminate(running, reason or f"terminated to reset the instance to {to}")
         self.backend.create_workflow_instance_from_history(seed)
         return reset
 
-    def _make_room(self, instance_id: str, terminate_running: bool, reason: str) -> None:
-        """No execution of ``instance_id`` may be running for a restart or a reset."""
+    def _running(self, instance_id: str, terminate_running: bool) -> WorkflowInstance | None:
+        """The running execution of ``instance_id`` that a restart or a reset must terminate
+        first (None if none runs); ``InstanceNotFinished`` if one runs and may not be terminated."""
         latest = self.backend.get_latest_execution(instance_id)
         if self.backend.get_workflow_instance_state(latest) is not InstanceState.ACTIVE:
-            return
+            return None
         if not terminate_running:
             raise InstanceNotFinished(
                 f"workflow instance {instance_id} is still running (execution {latest.execution_id}); "
                 "terminate it first, or pass terminate_running=True"
             )
+        return latest
+
+    def _terminate(self, running: WorkflowInstance | None, reason: str) -> None:
+        if running is None:
+            return
         try:
-            self.backend.terminate_workflow_instance(latest, reason)
+            self.backend.terminate_workflow_instance(running, reason)
         except InstanceFinished:
             pass  # it ended meanwhile: there is room now
 
