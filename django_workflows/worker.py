@@ -113,13 +113,15 @@ class WorkerOptions:
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
         policies = dict(self.workflow_failure_policies)
-        for where, policy in [("workflow_failure_policy", self.workflow_failure_policy), *policies.items()]:
+        named = [(f"workflow_failure_policies[{name!r}]", policy) for name, policy in policies.items()]
+        for where, policy in [("workflow_failure_policy", self.workflow_failure_policy), *named]:
             if policy not in FAILURE_POLICIES:
                 raise ValueError(f"{where}: the failure policy must be 'block' or 'fail', got {policy!r}")
         object.__setattr__(self, "workflow_failure_policies", policies)
-        if self.blocked_retry_first_interval <= timedelta(0) or self.blocked_retry_max_interval < self.blocked_retry_first_interval:  # type: ignore[operator]
+        first, longest = to_timedelta(self.blocked_retry_first_interval), to_timedelta(self.blocked_retry_max_interval)
+        if first <= timedelta(0) or longest < first:
             raise ValueError("blocked_retry_first_interval must be positive and at most blocked_retry_max_interval")
-        if self.workflow_deadlock_timeout < timedelta(0):  # type: ignore[operator]
+        if to_timedelta(self.workflow_deadlock_timeout) < timedelta(0):
             raise ValueError("workflow_deadlock_timeout must not be negative")
         for name in ("workflow_pollers", "activity_pollers", "max_parallel_workflow_tasks", "max_parallel_activity_tasks"):
             value = getattr(self, name)

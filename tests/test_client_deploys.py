@@ -75,3 +75,18 @@ def test_a_blocked_instance_says_why_in_its_info_and_result_timeout(client: Clie
     assert info.is_blocked and info.blocked.error.type == "PanicError" and "missing_api" in info.blocked.error.message
     with pytest.raises(WorkflowTimeout, match=r"it is blocked since .*failed attempts\): PanicError: .*missing_api"):
         client.get_workflow_result(instance, 0.3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workflow_failure_policy": "explode"}, "workflow_failure_policy: the failure policy must be 'block' or 'fail'"),
+        ({"workflow_failure_policies": {"order": "ignore"}}, r"workflow_failure_policies\['order'\]"),
+        ({"blocked_retry_first_interval": 0}, "must be positive"),
+        ({"blocked_retry_first_interval": 10, "blocked_retry_max_interval": 1}, "at most blocked_retry_max_interval"),
+        ({"workflow_deadlock_timeout": -1}, "must not be negative"),
+    ],
+)
+def test_worker_options_of_safe_deploys_are_checked(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        WorkerOptions(**options)

@@ -300,7 +300,7 @@ class DeployCases(EndToEndFixtures):
             assert error.type == "DeadlockDetected"
             assert f"workflow {name}" in error.message and instance.instance_id in error.message
             assert where in error.message + error.stacktrace and name in error.stacktrace
-        assert h.worker.in_flight == 0  # no slot is held by the stuck code
+        wait_until(lambda: h.worker.in_flight == 0, what="no task in flight: the stuck code holds no slot")
         started = time.monotonic()
         h.worker.stop()
         assert h.worker.wait_for_completion(20), "the worker did not stop within 20 s"
