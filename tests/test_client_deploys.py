@@ -30,6 +30,10 @@ async def twice(ctx: workflow.Context, n: int) -> int:
     return first + second
 
 
+async def waits(ctx: workflow.Context) -> None:
+    await workflow.new_signal_channel(ctx, "never").receive(ctx)
+
+
 async def broken(ctx: workflow.Context) -> None:
     workflow.missing_api(ctx)  # type: ignore[attr-defined]
 
@@ -40,6 +44,7 @@ def client() -> Client:
     worker = Worker(backend, WorkerOptions(blocked_retry_first_interval=0.1, blocked_retry_max_interval=0.2))
     worker.register_workflow(twice)
     worker.register_workflow(broken)
+    worker.register_workflow(waits)
     worker.register_activity(count)
     worker.start()
     yield Client(backend, registry=worker.registry)
@@ -66,7 +71,7 @@ def test_async_restart_and_reset(client: Client) -> None:
     # Twice two activities, then the reset re-runs only the second one.
     assert (result, runs) == (3, 5) and calls[-1] == 2
     with pytest.raises(InstanceNotFinished):
-        asyncio.run(client.arestart_workflow_instance(client.create_workflow_instance(None, twice, 5)))
+        asyncio.run(client.arestart_workflow_instance(client.create_workflow_instance(None, waits)))
 
 
 def test_a_blocked_instance_says_why_in_its_info_and_result_timeout(client: Client) -> None:
