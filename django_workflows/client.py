@@ -56,6 +56,7 @@ from .engine.history import (
     new_event,
 )
 from .engine.registry import Registry, check_arguments
+from .engine.reset import ResetError, plan_reset, started_attributes
 from .schedules import (
     DEFAULT_CATCHUP_WINDOW,
     DEFAULT_CLAIM_LEASE,
@@ -80,6 +81,7 @@ __all__ = [
     "InstanceAlreadyExists",
     "InstanceNotFinished",
     "NotSupported",
+    "ResetError",
     "WorkflowTimeout",
     "WorkflowTerminated",
     "OverlapPolicy",
@@ -257,6 +259,70 @@ class Client:
             self.signal_workflow(EXPIRATION_INSTANCE_ID, UPDATE_SIGNAL, seconds)
             return None
 
+    # -- restart and reset --------------------------------------------------------------------
+
+    def restart_workflow_instance(
+        self, instance: WorkflowInstance | str, *, terminate_running: bool = False, reason: str = ""
+    ) -> WorkflowInstance:
+        """Start a new execution of a finished instance: same instance id, workflow, queue and
+        input as ``instance`` (an execution, or the newest one of an instance id). Returns the
+        new execution. While the instance id has a running execution this raises
+        ``InstanceNotFinished``, unless ``terminate_running`` terminates that execution first
+        (with ``reason``)."""
+        instance = self._resolve(instance)
+        running = self._running(instance.instance_id, terminate_running)
+        started = started_attributes(self.backend.get_workflow_instance_history(instance))
+        if started is None:
+            raise ResetError(
+                f"execution {instance} has no start event in its history (it has not run yet, or ended "
+                "before it ran), so its input is unknown and it cannot be restarted"
+            )
+        self._terminate(running, reason or "terminated to restart the instance")
+        restarted = WorkflowInstance(instance.instance_id, new_execution_id())
+        self.backend.create_workflow_instance(restarted, new_event(started, system_clock.now()))
+        return restarted
+
+    def reset_workflow_instance(
+        self, instance: WorkflowInstance | str, to: int, *, terminate_running: bool = False, reason: str = ""
+    ) -> WorkflowInstance:
+        """Start a new execution whose history is ``instance``'s up to the workflow task that
+        starts at history sequence ``to`` (a ``WorkflowTaskStarted`` event), which then continues
+        with the code deployed now: activities completed before that point do not run again, the
+        work after it does (``engine.reset`` has the details). Returns the new execution.
+
+        A ``to`` that is not the start of a workflow task raises ``ResetError`` (a ``ValueError``)
+        naming the ones that are; a running execution of the instance id is handled as in
+        ``restart_workflow_instance``. Nothing changes before those checks pass."""
+        instance = self._resolve(instance)
+        running = self._running(instance.instance_id, terminate_running)
+        history = self.backend.get_workflow_instance_history(instance)
+        reset = WorkflowInstance(instance.instance_id, new_execution_id())
+        seed = plan_reset(history, to, reset, system_clock.now())
+        self._terminate(running, reason or f"terminated to reset the instance to {to}")
+        self.backend.create_workflow_instance_from_history(seed)
+        return reset
+
+    def _running(self, instance_id: str, terminate_running: bool) -> WorkflowInstance | None:
+        """The running execution of ``instance_id`` that a restart or a reset must terminate
+        first (None if none runs); ``InstanceNotFinished`` if one runs and may not be terminated."""
+        latest = self.backend.get_latest_execution(instance_id)
+        if self.backend.get_workflow_instance_state(latest) is not InstanceState.ACTIVE:
+            return None
+        if not terminate_running:
+            raise InstanceNotFinished(
+                f"workflow instance {instance_id} is still running (execution {latest.execution_id}); "
+                "terminate it first, or pass terminate_running=True"
+            )
+        return latest
+
+    def _terminate(self, running: WorkflowInstance | None, reason: str) -> None:
+        if running is None:
+            return
+        try:
+            self.backend.terminate_workflow_instance(running, reason)
+        except InstanceFinished:
+            pass  # it ended meanwhile: there is room now
+
     # -- reading -----------------------------------------------------------------------------
 
     def get_workflow_instance_state(self, instance: WorkflowInstance | str) -> InstanceState:
@@ -294,7 +360,15 @@ class Client:
         try:
             self.wait_for_workflow_instance(instance, timeout)
         except WorkflowTimeout:
-            raise WorkflowTimeout("workflow did not finish in time: workflow did not finish in specified timeout") from None
+            message = "workflow did not finish in time: workflow did not finish in specified timeout"
+            blocked = self.backend.get_workflow_instance_info(instance).blocked
+            if blocked is not None:
+                # The usual reason it did not finish: say so rather than leave the caller guessing.
+                message += (
+                    f"; it is blocked since {blocked.since.isoformat()} ({blocked.attempts} failed attempts): "
+                    f"{blocked.error.type}: {blocked.error.message}"
+                )
+            raise WorkflowTimeout(message) from None
         converter = self.backend.options.converter
         for event in reversed(self.backend.get_workflow_instance_history(instance)):
             attributes = event.attributes
@@ -460,6 +534,23 @@ class Client:
 
     async def astart_auto_expiration(self, delay: float | timedelta) -> WorkflowInstance | None:
         return await sync_to_async(self.start_auto_expiration)(delay)
+
+    async def arestart_workflow_instance(
+        self, instance: WorkflowInstance | str, *, terminate_running: bool = False, reason: str = ""
+    ) -> WorkflowInstance:
+        return await sync_to_async(self.restart_workflow_instance, thread_sensitive=False)(
+            instance, terminate_running=terminate_running, reason=reason
+        )
+
+    async def areset_workflow_instance(
+        self, instance: WorkflowInstance | str, to: int, *, terminate_running: bool = False, reason: str = ""
+    ) -> WorkflowInstance:
+        return await sync_to_async(self.reset_workflow_instance, thread_sensitive=False)(
+            instance, to, terminate_running=terminate_running, reason=reason
+        )
+
+    async def aget_workflow_instance_info(self, instance: WorkflowInstance | str) -> InstanceInfo:
+        return await sync_to_async(self.get_workflow_instance_info, thread_sensitive=False)(instance)
 
     async def aget_workflow_instance_state(self, instance: WorkflowInstance | str) -> InstanceState:
         return await sync_to_async(self.get_workflow_instance_state, thread_sensitive=False)(instance)

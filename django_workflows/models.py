@@ -69,6 +69,14 @@ class WorkflowInstance(models.Model):
     lease_token = models.CharField(_("lease token"), max_length=UUID_LENGTH, blank=True, default="")
     worker = models.CharField(_("worker"), max_length=255, blank=True, default="")
     sticky_until = models.DateTimeField(_("sticky until"), null=True, blank=True)
+    # Set while the execution's workflow task is blocked (its code disagrees with its history,
+    # raised a bug-class error or hung; ``Backend.block_workflow_task``): the error (the engine's
+    # ``ErrorInfo`` as JSON), the first failure, the attempts, and the retry time claims wait for.
+    # A completed workflow task clears them.
+    blocked_error = models.JSONField(_("blocked by"), null=True, blank=True)
+    blocked_since = models.DateTimeField(_("blocked since"), null=True, blank=True)
+    blocked_attempts = models.IntegerField(_("blocked attempts"), default=0)
+    blocked_until = models.DateTimeField(_("blocked until"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("workflow instance")
@@ -94,6 +102,8 @@ class WorkflowInstance(models.Model):
             ("terminate_workflowinstance", _("Can terminate workflow instances")),
             ("signal_workflowinstance", _("Can signal workflow instances")),
             ("remove_workflowinstance", _("Can remove workflow instances")),
+            ("restart_workflowinstance", _("Can restart workflow instances")),
+            ("reset_workflowinstance", _("Can reset workflow instances")),
         ]
 
     def __str__(self) -> str:
@@ -102,6 +112,10 @@ class WorkflowInstance(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state == InstanceState.ACTIVE.value
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.is_active and self.blocked_since is not None
 
 
 class Payload(models.Model):

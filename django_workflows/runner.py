@@ -55,6 +55,8 @@ class WorkerSettings:
     max_parallel_workflow_tasks: int | None = None
     max_parallel_activity_tasks: int | None = None
     max_outage: float | None = None
+    workflow_failure_policy: str | None = None
+    workflow_deadlock_timeout: float | None = None
     until_idle: bool = False
     run_scheduler: bool = True
 

@@ -15,6 +15,11 @@ that they are not part of the workflow's history.
     It finished with a ``Canceled`` error after a cancellation request.
 ``activity_failed(sender, instance, activity_name, attempt, error)``
     An activity attempt failed (the workflow may still retry it); sender is the activity name.
+``workflow_blocked(sender, instance, workflow_name, blocked)``
+    The code could not run a workflow task (non-determinism, a bug-class error, a deadlock...),
+    so the instance is blocked until fixed code is deployed; ``blocked`` is the
+    ``engine.backend.BlockedInfo`` (error, since, attempts, retry time). Sent at every failed
+    attempt: alert on ``blocked.attempts == 1``.
 
 Not to be confused with workflow *signals* (``Client.signal_workflow``), messages sent to a
 running workflow.
@@ -27,7 +32,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from .engine.backend import ActivityTask, WorkflowTask
+from .engine.backend import ActivityTask, BlockedInfo, WorkflowTask
 from .engine.core import InstanceState
 from .engine.errors import Canceled, WorkflowError
 from .engine.executor import ExecutionResult
@@ -45,6 +50,7 @@ workflow_completed = Signal()
 workflow_failed = Signal()
 workflow_canceled = Signal()
 activity_failed = Signal()
+workflow_blocked = Signal()
 
 logger = logging.getLogger("django_workflows.signals")
 
@@ -75,6 +81,10 @@ class DjangoSignalListener:
         error = WorkflowError.from_info(attributes.error)
         signal = workflow_canceled if isinstance(error, Canceled) else workflow_failed
         signal.send(sender=name, instance=task.instance, workflow_name=name, error=error)
+
+    def workflow_task_blocked(self, *, backend: Any, task: WorkflowTask, blocked: BlockedInfo) -> None:
+        name = task.workflow_name
+        workflow_blocked.send(sender=name, instance=task.instance, workflow_name=name, blocked=blocked)
 
     def activity_task_completed(self, *, backend: Any, task: ActivityTask, result: Event) -> None:
         if not isinstance(result.attributes, ActivityFailedAttributes):

@@ -9,6 +9,12 @@ tasks in flight finish (drain); ``wait_for_completion()`` waits for them.
 
 Workflow tasks go through the executor cache: an instance the worker ran recently continues its
 cached executor without replaying history (sticky execution).
+
+A workflow task the code cannot run (its replay disagrees with the history, the code raises a
+bug-class error or is not registered, or it hangs past ``workflow_deadlock_timeout``) is by
+default *blocked*: nothing is committed, and the backend keeps the instance away from workers
+for a backoff that doubles up to ``blocked_retry_max_interval``, so a deploy of fixed code
+continues it. ``workflow_failure_policy="fail"`` fails such workflows at once instead.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +35,7 @@ from .engine.backend import (
     NO_LEASES,
     ActivityTask,
     Backend,
+    BlockBackoff,
     ExecutionResult,
     Feature,
     LeaseRequest,
@@ -38,8 +45,9 @@ from .engine.backend import (
 from .engine.cache import ExecutorCache
 from .engine.clock import system_clock, to_timedelta
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
-from .engine.errors import CompletionRejected, LeaseLost
-from .engine.executor import Executor, StaleExecutor
+from .engine.deadlock import CodeThreads, WorkflowCodeHung
+from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError
+from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
 from .engine.history import SignalReceivedAttributes, new_event
 from .engine.registry import Registry
@@ -58,6 +66,9 @@ _OUTAGE_FIRST_DELAY = 0.5
 _OUTAGE_MAX_DELAY = 30.0
 # A heartbeat that failed for a transient reason is tried again after this many seconds.
 _HEARTBEAT_RETRY = 1.0
+
+#: What a workflow task the code cannot run does (``WorkerOptions.workflow_failure_policy``).
+FAILURE_POLICIES = ("block", "fail")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +103,19 @@ class WorkerOptions:
     #: How long the store may stay unreachable (every poll failing) before the worker gives up
     #: and stops by itself (``Worker.failure`` says why); 0 retries forever.
     max_outage: timedelta | float = timedelta(minutes=5)
+    #: A workflow task the code cannot run (replay disagrees with history, a bug-class error,
+    #: an unregistered workflow, a deadlock): "block" leaves the history alone and retries the
+    #: task with backoff until fixed code is deployed; "fail" fails the workflow at once.
+    workflow_failure_policy: str = "block"
+    #: The policy of particular workflows, by name (the others follow the one above).
+    workflow_failure_policies: Mapping[str, str] = field(default_factory=dict)
+    #: First wait before a blocked task is tried again; it doubles up to the maximum.
+    blocked_retry_first_interval: timedelta | float = timedelta(seconds=1)
+    blocked_retry_max_interval: timedelta | float = timedelta(minutes=5)
+    #: Workflow code that does not yield back to the engine for this long (between two awaits
+    #: of the workflow API) is deadlocked; 0 turns detection off (the code then runs on the
+    #: task's own thread).
+    workflow_deadlock_timeout: timedelta | float = timedelta(seconds=10)
 
     def __post_init__(self) -> None:
         for name in (
@@ -100,10 +124,24 @@ class WorkerOptions:
             "activity_heartbeat_interval",
             "scheduler_interval",
             "max_outage",
+            "blocked_retry_first_interval",
+            "blocked_retry_max_interval",
+            "workflow_deadlock_timeout",
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
         if self.max_outage < timedelta(0):  # type: ignore[operator]
             raise ValueError(f"max_outage must not be negative (0 retries forever), got {self.max_outage!r}")
+        policies = dict(self.workflow_failure_policies)
+        named = [(f"workflow_failure_policies[{name!r}]", policy) for name, policy in policies.items()]
+        for where, policy in [("workflow_failure_policy", self.workflow_failure_policy), *named]:
+            if policy not in FAILURE_POLICIES:
+                raise ValueError(f"{where}: the failure policy must be 'block' or 'fail', got {policy!r}")
+        object.__setattr__(self, "workflow_failure_policies", policies)
+        first, longest = to_timedelta(self.blocked_retry_first_interval), to_timedelta(self.blocked_retry_max_interval)
+        if first <= timedelta(0) or longest < first:
+            raise ValueError("blocked_retry_first_interval must be positive and at most blocked_retry_max_interval")
+        if to_timedelta(self.workflow_deadlock_timeout) < timedelta(0):
+            raise ValueError("workflow_deadlock_timeout must not be negative")
         for name in ("workflow_pollers", "activity_pollers", "max_parallel_workflow_tasks", "max_parallel_activity_tasks"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -334,6 +372,12 @@ class Worker:
         self._lease_on_completion = backend.feature_supported(Feature.LEASE_ON_COMPLETION)
         self._scheduler: Scheduler | None = None
         self._failure: StoreUnavailable | None = None
+        self._backoff = BlockBackoff(
+            to_timedelta(self.options.blocked_retry_first_interval), to_timedelta(self.options.blocked_retry_max_interval)
+        )
+        deadlock_timeout = to_timedelta(self.options.workflow_deadlock_timeout).total_seconds()
+        #: Where workflow code runs, watched for deadlocks (None: on the task's thread, unwatched).
+        self._code = CodeThreads(deadlock_timeout) if deadlock_timeout > 0 else None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -492,6 +536,8 @@ class Worker:
                 self._in_flight_lock.wait(remaining)
         for lane in self._lanes.values():
             lane.pool.shutdown(wait=True)
+        if self._code is not None:
+            self._code.close()
         self._heartbeats.stop()
         if "workflow" in self._lanes:
             self._hand_back_sticky_instances()
@@ -538,23 +584,47 @@ class Worker:
     def _run_workflow_task(self, task: WorkflowTask) -> None:
         key = (task.instance.instance_id, task.instance.execution_id)
         with self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease:
-            executor = self.cache.get(key) or self._new_executor(task)
+            running = self.cache.get(key) or self._new_executor(task)
+            executor: Executor | None = running
+            result: ExecutionResult | None = None
+            failure: WorkflowError | None
             try:
                 try:
-                    result = executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events)
+                    result = self._execute(running, task)
                 except StaleExecutor:
-                    executor.close()
-                    executor = self._new_executor(task)
-                    result = executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events)
+                    running.close()
+                    executor = running = self._new_executor(task)
+                    result = self._execute(running, task)
+                failure = running.task_failure
+            except WorkflowCodeHung as hung:
+                # The executor stays with its stuck thread, which discards it if it ever returns.
+                executor, failure = None, hung.error
             except Exception:
-                executor.close()
+                running.close()
                 logger.exception("executing workflow task of %s failed", task.instance)
                 self._abandon(self.backend.abandon_workflow_task, task)
                 return
             if lease.lost:
-                executor.close()
+                if executor is not None:
+                    executor.close()
                 return
-            if result.state is InstanceState.ACTIVE:
+            if failure is not None:
+                if self._failure_policy(task) == "block":
+                    if executor is not None:
+                        executor.close()  # a later attempt replays from the untouched history
+                    if self._block(task, failure):
+                        return
+                logger.error("workflow %s (instance %s) fails: %s: %s", task.workflow_name, task.instance, failure.type, failure.message)
+                if result is None:  # hung: no executor can finish this task
+                    result = failed_task_result(
+                        instance=task.instance,
+                        workflow_name=task.workflow_name,
+                        last_sequence_id=task.last_sequence_id,
+                        new_events=task.new_events,
+                        error=failure,
+                    )
+            assert result is not None
+            if result.state is InstanceState.ACTIVE and executor is not None:
                 # Cached before completing: the completion can hand the instance's next task to
                 # another poller of this worker at once, and that one must find the executor.
                 self.cache.put(key, executor)
@@ -582,9 +652,62 @@ class Worker:
             for activity_task in leased:
                 assert activities is not None
                 self._dispatch(activities, activity_task)
-        if result.state is not InstanceState.ACTIVE:
+        if result.state is not InstanceState.ACTIVE and executor is not None:
             executor.close()
         self._notify("workflow_task_completed", task=task, result=result)
+
+    def _execute(self, executor: Executor, task: WorkflowTask) -> ExecutionResult:
+        """Run the task's workflow code, on a watched code thread unless deadlock detection is
+        off. History is read here, on the task's thread: only the code runs on the other one,
+        so the deadlock watch times code, not the database."""
+        history = None
+        if executor.needs_history(task.last_sequence_id):
+            history = self.backend.get_workflow_instance_history(task.instance, executor.last_sequence_id or None)
+
+        def run() -> ExecutionResult:
+            return executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events, history=history)
+
+        if self._code is None:
+            return run()
+        name = task.workflow_name or executor.state.name or "?"
+        return self._code.run(
+            run,
+            executor.state.scheduler,
+            on_abandoned=executor.close,
+            describe=lambda: f"workflow {name} (instance {task.instance.instance_id}, execution {task.instance.execution_id})",
+        )
+
+    def _failure_policy(self, task: WorkflowTask) -> str:
+        options = self.options
+        return options.workflow_failure_policies.get(task.workflow_name, options.workflow_failure_policy)
+
+    def _block(self, task: WorkflowTask, failure: WorkflowError) -> bool:
+        """Block the task (see the module docstring); False if the backend cannot, so the
+        workflow fails instead. A lost lease or a backend error leaves the task to others."""
+        try:
+            blocked = self.backend.block_workflow_task(task, failure.to_info(), self._backoff)
+        except NotSupported:
+            logger.warning("%s cannot block workflow tasks: failing %s instead", type(self.backend).__name__, task.instance)
+            return False
+        except LeaseLost:
+            logger.warning("lost the lease of workflow task %s before blocking it", task.instance)
+            return True
+        except Exception:
+            logger.exception("blocking the workflow task of %s failed", task.instance)
+            self._abandon(self.backend.abandon_workflow_task, task)
+            return True
+        logger.error(
+            "workflow %s (instance %s) is blocked since %s, attempt %d, next try at %s: %s: %s",
+            task.workflow_name,
+            task.instance,
+            blocked.since.isoformat(),
+            blocked.attempts,
+            blocked.retry_at.isoformat(),
+            failure.type,
+            failure.message,
+        )
+        self._notify("workflow_task_blocked", task=task, blocked=blocked)
+        return True
 
     def _complete_workflow_task(
         self, task: WorkflowTask, result: ExecutionResult, activities: _Lane | None, slots: int
@@ -592,13 +715,14 @@ class Worker:
         leases = NO_LEASES if activities is None or not slots else LeaseRequest(activities.queues, slots)
         return list(self.backend.complete_workflow_task(task, WorkflowTaskCompletion(result, leases)) or ())
 
-    def _discard(self, key: tuple[str, str], executor: Executor) -> None:
+    def _discard(self, key: tuple[str, str], executor: Executor | None) -> None:
         """Drop an executor whose task was not committed (it is ahead of the stored history)."""
         cached = self.cache.get(key)
         if cached is not None and cached is not executor:
             self.cache.put(key, cached)  # another task's executor: keep it
         # Had another poller taken it meanwhile, its newer task would find it stale and replay.
-        executor.close()
+        if executor is not None:
+            executor.close()
 
     # -- activity tasks ----------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from .engine.side_effects import side_effect
 from .engine.signals import new_signal_channel, signal_workflow
 from .engine.subworkflows import SubWorkflowOptions, create_sub_workflow_instance
 from .engine.timers import schedule_timer, sleep
+from .engine.versioning import deprecate_patch, patched
 
 
 def new_channel() -> Channel:
@@ -89,6 +90,7 @@ __all__ = [
     "WorkflowInstance",
     "can_retry",
     "create_sub_workflow_instance",
+    "deprecate_patch",
     "execute_activity",
     "gather",
     "go",
@@ -103,6 +105,7 @@ __all__ = [
     "on_future",
     "on_receive",
     "on_send",
+    "patched",
     "replaying",
     "schedule_timer",
     "select",

@@ -1,6 +1,6 @@
 """The pure core must import neither Django nor Redis: the engine (django_workflows/engine/) and
 what is built on it alone, the worker, the client, the workflow and activity APIs, the memory
-backend, the backend contract and the tester (DESIGN.md §1; procrastinate's seam)."""
+backend, the backend contract, the tester and the replayer (DESIGN.md §1; procrastinate's seam)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ CORE_MODULES = (
     "backends.rules",
     "testing.tester",
     "testing.tester_mocks",
+    "testing.replayer",
+    "testing.history_files",
 )
 FORBIDDEN = ("django", "redis", "django_redis")
 FORBIDDEN_IMPORT = re.compile(

@@ -46,7 +46,7 @@ from ..models import WorkflowInstance
 from .actions import ACTIONS, engine_instance
 from .changelist import SNIPPET_CHARS, InstanceChangeList
 from .detail import HISTORY_PAGE_SIZE, InstanceDetail
-from .display import STATUS_LABELS, describe_duration, format_duration, status_key, status_label, time_parts
+from .display import STATUS_LABELS, blocked_error, describe_duration, format_duration, status_key, status_label, time_parts
 
 #: The permissions behind the actions, as ``app_label.codename``.
 PERMISSIONS = {
@@ -54,6 +54,8 @@ PERMISSIONS = {
     "terminate": "django_workflows.terminate_workflowinstance",
     "signal": "django_workflows.signal_workflowinstance",
     "remove": "django_workflows.remove_workflowinstance",
+    "restart": "django_workflows.restart_workflowinstance",
+    "reset": "django_workflows.reset_workflowinstance",
 }
 
 
@@ -76,7 +78,9 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[WorkflowInstance]) -> QuerySet[WorkflowInstance]:
         value = self.value()
         if value == "running":
-            return queryset.filter(state=InstanceState.ACTIVE.value)
+            return queryset.filter(state=InstanceState.ACTIVE.value, blocked_since__isnull=True)
+        if value == "blocked":
+            return queryset.filter(state=InstanceState.ACTIVE.value, blocked_since__isnull=False)
         if value == "continued_as_new":
             return queryset.filter(state=InstanceState.CONTINUED_AS_NEW.value)
         if value in STATUS_LABELS:
@@ -102,7 +106,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     # Columns the list needs; leases and metadata stay in the database.
     list_only = (
         "id", "instance_id", "execution_id", "parent_instance_id", "parent_execution_id", "workflow_name", "queue",
-        "state", "outcome", "created_at", "completed_at",
+        "state", "outcome", "created_at", "completed_at", "blocked_since", "blocked_error",
     )
     #: Seconds between two refreshes of the list and of a running instance's page.
     refresh_seconds: float = 5
@@ -134,6 +138,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def has_remove_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["remove"])
+
+    def has_restart_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["restart"])
+
+    def has_reset_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["reset"])
 
     def get_backend(self) -> Any:
         """The backend whose tables this admin shows: the first ORM backend of ``WORKFLOWS``
@@ -168,8 +178,20 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="state")
     def status(self, obj: WorkflowInstance) -> str:
-        key = status_key(obj.state, obj.outcome)
-        return format_html('<span class="wf-status wf-status-{}">{}</span>', key, status_label(key))
+        key = status_key(obj.state, obj.outcome, obj.is_blocked)
+        label = format_html('<span class="wf-status wf-status-{}">{}</span>', key, status_label(key))
+        if key != "blocked" or obj.blocked_since is None:
+            return label
+        # Why and since when, in the list already: a blocked instance needs someone's attention.
+        error = blocked_error(obj)
+        return format_html(
+            '{}<div class="wf-muted wf-blocked-since" title="{}">{} {} · {}</div>',
+            label,
+            error.message if error else "",
+            _("since"),
+            _timestamp(obj.blocked_since),
+            error.type if error else "?",
+        )
 
     @admin.display(description=_("created"), ordering="created_at")
     def created(self, obj: WorkflowInstance) -> str:
@@ -296,6 +318,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             "now": now,
             "history_page_size": HISTORY_PAGE_SIZE,
             "instance_actions": self.instance_actions(request, obj),
+            # History rows of workflow tasks offer "Reset to here" to those who may reset.
+            "can_reset": self.has_reset_permission(request),
             "changelist_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_changelist"),
             "lookup_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_lookup"),
             "history_json_url": reverse(
@@ -318,6 +342,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             ("signal", "signal_instances", _("Send signal…"), active),
             ("terminate", "terminate_instances", _("Terminate workflow…"), active),
             ("remove", "remove_instances", _("Remove instance…"), not active),
+            ("restart", "restart_instances", _("Restart workflow…"), True),
         ]
         return [
             {"name": name, "label": str(label), "kind": permission}

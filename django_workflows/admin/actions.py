@@ -1,4 +1,5 @@
-"""Operator actions of the admin: cancel, terminate, signal and remove workflow instances.
+"""Operator actions of the admin: cancel, terminate, signal, remove, restart and reset workflow
+instances.
 
 The admin side of go-workflows' client operations (``CancelWorkflowInstance``,
 ``SignalWorkflow``, ``RemoveWorkflowInstance``) plus termination, which go-workflows' issue #196
@@ -12,8 +13,10 @@ asks for. Every action:
   and reports per instance what happened (``“order-1”: canceled``, ``“order-2”: already finished``);
 - writes what it did to the admin's ``LogEntry`` log (with the termination reason).
 
-Signal, terminate and remove first show an intermediate form (signal name and JSON payload,
-termination reason, removal confirmation); its submission comes back here with ``apply`` set.
+Signal, terminate, remove, restart and reset first show an intermediate form (signal name and
+JSON payload, termination reason, removal or restart confirmation, the reset point); its
+submission comes back here with ``apply`` set. Reset starts from a history row of the instance
+page ("Reset to here", on the workflow task it goes back to) and takes one execution at a time.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext_lazy as _
 
 from ..client import Client
 from ..engine.converter import Converter
 from ..engine.core import WorkflowInstance as EngineInstance
-from ..engine.errors import InstanceFinished, InstanceNotFinished, InstanceNotFound
+from ..engine.errors import InstanceAlreadyExists, InstanceFinished, InstanceNotFinished, InstanceNotFound
+from ..engine.reset import ResetError
 from ..models import WorkflowInstance
 from .display import status_key, status_label
 
@@ -63,6 +68,7 @@ _ROW_COLUMNS = (
     "workflow_name",
     "state",
     "outcome",
+    "blocked_since",
 )
 
 
@@ -118,6 +124,34 @@ class ConfirmForm(forms.Form):
     """No fields: submitting it confirms the action."""
 
 
+class RestartForm(forms.Form):
+    terminate_running = forms.BooleanField(
+        label=_("Terminate a running execution first"),
+        required=False,
+        help_text=_("Without it, an instance id that still has a running execution is left alone."),
+    )
+
+
+class ResetForm(forms.Form):
+    to = forms.IntegerField(
+        label=_("Reset to history sequence"),
+        min_value=1,
+        help_text=_(
+            "A WorkflowTaskStarted event: the new execution keeps the history before it, and runs that "
+            "workflow task and everything after it again with the code deployed now."
+        ),
+    )
+    terminate_running = RestartForm.base_fields["terminate_running"]
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=MAX_REASON_LENGTH,
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 70}),
+        help_text=_("Kept in the admin log (and in the termination, if one is needed)."),
+    )
+
+
 # -- running an action on each selected instance -----------------------------------------------
 
 
@@ -150,6 +184,7 @@ def run_per_instance(
     operation: Callable[[WorkflowInstance], None],
     done: str,
     log: Callable[[WorkflowInstance], None],
+    still_running: str | None = None,
 ) -> list[Result]:
     """Apply ``operation`` to each row; an engine error for one row does not stop the others."""
     labels = _labels(rows)
@@ -162,7 +197,7 @@ def run_per_instance(
         except InstanceNotFound:
             outcome, level = str(_("not found")), messages.WARNING
         except InstanceNotFinished:
-            outcome, level = str(_("still running, not removed")), messages.WARNING
+            outcome, level = still_running or str(_("still running, not removed")), messages.WARNING
         except Exception as exc:
             logger.exception("admin action on workflow instance %s failed", row.instance_id)
             outcome, level = str(_("failed: %(error)s") % {"error": exc}), messages.ERROR
@@ -261,7 +296,7 @@ def intermediate_page(
     opts = modeladmin.model._meta
     selection = []
     for row in rows:
-        key = status_key(row.state, row.outcome)
+        key = status_key(row.state, row.outcome, row.is_blocked)
         selection.append({"row": row, "status": key, "label": status_label(key)})
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -381,4 +416,95 @@ def remove_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, qu
     return None
 
 
-ACTIONS = [cancel_instances, terminate_instances, signal_instances, remove_instances]
+RESTART_PAGE = FormPage(
+    "restart_instances",
+    _("Restart workflow instances"),
+    _(
+        "Each selected execution starts again as a new execution of its instance id, with the same "
+        "workflow, queue and input, running the code deployed now. Its old executions stay as they are."
+    ),
+    _("Restart"),
+)
+RESET_PAGE = FormPage(
+    "reset_instances",
+    _("Reset a workflow instance"),
+    _(
+        "A new execution of the instance id starts with this execution's history up to the chosen "
+        "workflow task, then runs on with the code deployed now: activities completed before that point "
+        "do not run again; the work after it does. Signals received after the point are delivered again."
+    ),
+    _("Reset"),
+)
+
+
+@admin.action(description=_("Restart selected workflow instances…"), permissions=["restart"])
+def restart_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    rows = selected_rows(modeladmin, request, queryset)
+    if rows is None:
+        return None
+    form = RestartForm(_submitted(request))
+    if _submitted(request) is None or not form.is_valid():
+        return intermediate_page(modeladmin, request, rows, RESTART_PAGE, form)
+    terminate = form.cleaned_data["terminate_running"]
+    client = _client(modeladmin)
+    restarted: dict[int, EngineInstance] = {}
+
+    def restart(row: WorkflowInstance) -> None:
+        restarted[row.pk] = client.restart_workflow_instance(
+            engine_instance(row), terminate_running=terminate, reason="terminated to restart it through the admin"
+        )
+
+    run_per_instance(
+        modeladmin,
+        request,
+        # One new execution per instance id, from the newest selected execution of it.
+        list({row.instance_id: row for row in rows}.values()),
+        restart,
+        str(_("restarted")),
+        lambda row: modeladmin.log_change(
+            request, row, f"Restarted through the admin as execution {restarted[row.pk].execution_id}."
+        ),
+        still_running=str(_("still running, not restarted (terminate it first)")),
+    )
+    return _back(request)
+
+
+@admin.action(description=_("Reset a workflow instance to a workflow task…"), permissions=["reset"])
+def reset_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    rows = selected_rows(modeladmin, request, queryset)
+    if rows is None:
+        return None
+    if len(rows) != 1:
+        modeladmin.message_user(
+            request, _("Reset one execution at a time, from a row of its history; nothing was done."), messages.ERROR
+        )
+        return None
+    (row,) = rows
+    submitted = _submitted(request)
+    # The history row's button posts the sequence id; the confirmation page posts it back.
+    form = ResetForm(submitted if submitted is not None else None, initial={"to": request.POST.get("to")})
+    if submitted is None or not form.is_valid():
+        return intermediate_page(modeladmin, request, rows, RESET_PAGE, form)
+    to, reason = form.cleaned_data["to"], form.cleaned_data["reason"]
+    try:
+        reset = _client(modeladmin).reset_workflow_instance(
+            engine_instance(row),
+            to,
+            terminate_running=form.cleaned_data["terminate_running"],
+            reason=reason or "terminated to reset it through the admin",
+        )
+    except (ResetError, InstanceNotFinished, InstanceAlreadyExists, InstanceNotFound) as exc:
+        form.add_error("to" if isinstance(exc, ResetError) else "terminate_running", str(exc))
+        return intermediate_page(modeladmin, request, rows, RESET_PAGE, form)
+    message = f"Reset to history sequence {to} through the admin as execution {reset.execution_id}"
+    modeladmin.log_change(request, row, f"{message}: {reason}" if reason else f"{message}.")
+    modeladmin.message_user(
+        request, _("“%(id)s”: reset to history sequence %(to)d") % {"id": row.instance_id, "to": to}, messages.SUCCESS
+    )
+    lookup = reverse(f"{modeladmin.admin_site.name}:django_workflows_workflowinstance_lookup")
+    return HttpResponseRedirect(
+        f"{lookup}?{urlencode({'instance_id': reset.instance_id, 'execution_id': reset.execution_id})}"
+    )
+
+
+ACTIONS = [cancel_instances, terminate_instances, signal_instances, remove_instances, restart_instances, reset_instances]

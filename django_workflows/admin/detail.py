@@ -34,6 +34,7 @@ from .display import (
     ErrorView,
     EventView,
     Field,
+    blocked_error,
     decode_attributes,
     decode_value,
     describe_duration,
@@ -348,7 +349,7 @@ class TreeNode:
 
     @property
     def status(self) -> str:
-        return status_key(self.row.state, self.row.outcome) if self.row is not None else "removed"
+        return status_key(self.row.state, self.row.outcome, self.row.is_blocked) if self.row is not None else "removed"
 
     @property
     def status_label(self) -> str:
@@ -376,6 +377,7 @@ _TREE_COLUMNS = (
     "outcome",
     "created_at",
     "completed_at",
+    "blocked_since",
 )
 
 
@@ -554,6 +556,23 @@ def pending(converter: Converter, instance: WorkflowInstance, now: datetime) -> 
 
 
 @dataclass(frozen=True, slots=True)
+class Blocked:
+    """Why an active execution is blocked (its workflow task keeps failing), for the banner."""
+
+    error: ErrorView | None
+    since: datetime
+    attempts: int
+    retry_at: datetime | None
+
+
+def blocked(instance: WorkflowInstance) -> Blocked | None:
+    if not instance.is_blocked or instance.blocked_since is None:
+        return None
+    error = blocked_error(instance)
+    return Blocked(ErrorView.of(error) if error else None, instance.blocked_since, instance.blocked_attempts, instance.blocked_until)
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceDetail:
     instance: WorkflowInstance
     status: str
@@ -570,6 +589,7 @@ class InstanceDetail:
     executions: list[TreeNode]
     pending: Pending
     lease_held: bool
+    blocked: Blocked | None = None
 
     @classmethod
     def build(
@@ -577,7 +597,7 @@ class InstanceDetail:
     ) -> InstanceDetail:
         inputs, inputs_note = input_field(converter, instance)
         outcome, outcome_note = outcome_of(converter, instance)
-        status = status_key(instance.state, instance.outcome)
+        status = status_key(instance.state, instance.outcome, instance.is_blocked)
         return cls(
             instance=instance,
             status=status,
@@ -594,4 +614,5 @@ class InstanceDetail:
             executions=executions(instance),
             pending=pending(converter, instance, now),
             lease_held=instance.locked_until is not None and instance.locked_until > now,
+            blocked=blocked(instance),
         )

@@ -36,6 +36,8 @@ _PAYLOAD_FIELDS = frozenset({"inputs", "result", "arg"})
 #: Status key -> label, in the order the list filter offers them.
 STATUS_LABELS: dict[str, Any] = {
     "running": _("Running"),
+    # Active, but its workflow task keeps failing (Backend.block_workflow_task) until fixed code runs it.
+    "blocked": _("Blocked"),
     "completed": _("Completed"),
     "failed": _("Failed"),
     "canceled": _("Canceled"),
@@ -44,10 +46,10 @@ STATUS_LABELS: dict[str, Any] = {
 }
 
 
-def status_key(state: int, outcome: str) -> str:
-    """One word for an execution's state and outcome (``running``, ``failed``...)."""
+def status_key(state: int, outcome: str, blocked: bool = False) -> str:
+    """One word for an execution's state and outcome (``running``, ``blocked``, ``failed``...)."""
     if state == InstanceState.ACTIVE.value:
-        return "running"
+        return "blocked" if blocked else "running"
     if outcome in STATUS_LABELS:
         return outcome
     if state == InstanceState.CONTINUED_AS_NEW.value:
@@ -57,6 +59,17 @@ def status_key(state: int, outcome: str) -> str:
 
 def status_label(key: str) -> str:
     return str(STATUS_LABELS.get(key, _("Finished")))
+
+
+def blocked_error(row: Any) -> ErrorInfo | None:
+    """The error a blocked execution's row stores (``blocked_error``), or None."""
+    data = getattr(row, "blocked_error", None)
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return ErrorInfo(type="?", message=data)
+    return ErrorInfo.from_dict(data) if isinstance(data, dict) else None
 
 
 def format_duration(delta: timedelta) -> str:

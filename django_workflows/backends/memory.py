@@ -17,11 +17,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask, WorkflowTaskCompletion
+from ..engine.backend import (
+    ActivityTask,
+    BlockBackoff,
+    BlockedInfo,
+    ExecutionSeed,
+    Feature,
+    InstanceInfo,
+    InstancePage,
+    Stats,
+    WorkflowTask,
+    WorkflowTaskCompletion,
+)
 from ..engine.clock import Clock, system_clock
 from ..engine.core import InstanceState, Metadata, WorkflowInstance, validate_id
 from ..engine.errors import (
     CompletionRejected,
+    ErrorInfo,
     InstanceAlreadyExists,
     InstanceFinished,
     InstanceNotFinished,
@@ -65,6 +77,8 @@ class _Execution:
     lease_token: str | None = None
     sticky_until: datetime | None = None
     worker: str = ""
+    #: Set while its workflow task is blocked (``block_workflow_task``).
+    blocked: BlockedInfo | None = None
 
 
 @dataclass(slots=True)
@@ -106,20 +120,25 @@ class MemoryBackend(BaseBackend):
     def _create(self, instance: WorkflowInstance, event: Event, now: datetime) -> None:
         attributes = event.attributes
         assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+        self._add_execution(instance, attributes, now).pending.append(event)
+
+    def _add_execution(
+        self, instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes, now: datetime
+    ) -> _Execution:
         if instance.instance_id in self._active:
             raise InstanceAlreadyExists()
         key = (instance.instance_id, instance.execution_id)
         if key in self._executions:
             raise InstanceAlreadyExists()
-        self._executions[key] = _Execution(
+        execution = self._executions[key] = _Execution(
             instance=instance,
             name=attributes.name,
             queue=attributes.queue,
             metadata=dict(attributes.metadata),
             created_at=now,
-            pending=[event],
         )
         self._active[instance.instance_id] = instance.execution_id
+        return execution
 
     def _visible(self, execution: _Execution, now: datetime) -> list[Event]:
         return [e for e in execution.pending if e.visible_at is None or e.visible_at <= now]
@@ -127,6 +146,7 @@ class MemoryBackend(BaseBackend):
     def _finish(self, execution: _Execution, state: InstanceState, now: datetime) -> None:
         execution.state = state
         execution.completed_at = now
+        execution.blocked = None
         if self._active.get(execution.instance.instance_id) == execution.instance.execution_id:
             del self._active[execution.instance.instance_id]
 
@@ -136,6 +156,18 @@ class MemoryBackend(BaseBackend):
         validate_id(instance.instance_id)
         with self._cond:
             self._create(instance, event, self._clock.now())
+            self._cond.notify_all()
+
+    def create_workflow_instance_from_history(self, seed: ExecutionSeed) -> None:
+        validate_id(seed.instance.instance_id)
+        with self._cond:
+            execution = self._add_execution(seed.instance, seed.started, self._clock.now())
+            execution.history = list(seed.history)
+            execution.pending = [*seed.pending_events, *seed.timer_events]
+            for event in seed.activity_events:
+                self._activities[event.id] = _Activity(
+                    id=event.id, instance=seed.instance, queue=activity_queue(event, seed.started.queue), event=event
+                )
             self._cond.notify_all()
 
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
@@ -208,6 +240,7 @@ class MemoryBackend(BaseBackend):
             created_at=execution.created_at,
             completed_at=execution.completed_at,
             metadata=dict(execution.metadata),
+            blocked=execution.blocked,
         )
 
     def list_workflow_instances(
@@ -251,6 +284,11 @@ class MemoryBackend(BaseBackend):
             if x.state is InstanceState.ACTIVE
             for e in x.pending
             if e.visible_at is not None and e.visible_at > now
+        ]
+        future += [
+            x.blocked.retry_at
+            for x in self._executions.values()
+            if x.blocked is not None and x.state is InstanceState.ACTIVE and x.blocked.retry_at > now
         ]
         if future:
             wait = max(0.0, min(wait, (min(future) - now).total_seconds()))
@@ -339,6 +377,23 @@ class MemoryBackend(BaseBackend):
             self._cond.notify_all()
         return len(mine)
 
+    def block_workflow_task(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
+        with self._cond:
+            execution = self._leased(task)
+            now = self._clock.now()
+            previous = execution.blocked
+            attempts = 1 if previous is None else previous.attempts + 1
+            execution.blocked = BlockedInfo(
+                error=error,
+                since=now if previous is None else previous.since,
+                attempts=attempts,
+                retry_at=now + backoff.delay(attempts),
+            )
+            execution.locked_until = execution.lease_token = None
+            execution.sticky_until = None
+            self._cond.notify_all()
+            return execution.blocked
+
     def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         result, leases = completion.result, completion.lease_activities
         state = result.state
@@ -372,6 +427,7 @@ class MemoryBackend(BaseBackend):
                     leased.append(self._lease_activity(activity, now))
             execution.locked_until = execution.lease_token = None
             execution.sticky_until = now + self.options.sticky
+            execution.blocked = None  # the code ran the task: whatever blocked it is fixed
             if state is not InstanceState.ACTIVE:
                 # Finish before delivering: a continue-as-new start for this instance id must
                 # not find this execution still active.
@@ -484,6 +540,7 @@ class MemoryBackend(BaseBackend):
             execution.state is InstanceState.ACTIVE
             and execution.queue in queues
             and (execution.locked_until is None or execution.locked_until <= now)
+            and (execution.blocked is None or execution.blocked.retry_at <= now)
             and (
                 execution.sticky_until is None
                 or execution.sticky_until <= now

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from .clock import to_timedelta
 from .converter import Converter, default_converter
 from .core import InstanceState, Metadata, WorkflowInstance
-from .errors import NotSupported, WorkflowError
-from .history import Event, WorkflowEvent
+from .errors import ErrorInfo, NotSupported, WorkflowError
+from .history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
 from .listing import InstanceFilter
 from .propagation import ContextPropagator
 
@@ -186,6 +186,21 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BlockedInfo:
+    """Why and since when an active execution's workflow tasks keep failing (its code disagrees
+    with its history, raised a bug-class error, or hung): the worker blocked it, and retries it
+    at ``retry_at`` (``Backend.block_workflow_task``)."""
+
+    error: ErrorInfo
+    #: The first failure of this run of failures.
+    since: datetime
+    #: Failed attempts so far.
+    attempts: int
+    #: When a worker may try the task again.
+    retry_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstanceInfo:
     """What a backend knows about one execution, besides its history."""
 
@@ -196,6 +211,48 @@ class InstanceInfo:
     created_at: datetime
     completed_at: datetime | None
     metadata: Metadata
+    #: Set while the execution is blocked (active, but its workflow task keeps failing).
+    blocked: BlockedInfo | None = None
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.blocked is not None and self.state is InstanceState.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class BlockBackoff:
+    """How long a blocked execution waits before its next attempt: ``first`` after the first
+    failure, doubling with every further one, never more than ``maximum``."""
+
+    first: timedelta = timedelta(seconds=1)
+    maximum: timedelta = timedelta(minutes=5)
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number ``attempt`` (1 for the first)."""
+        if attempt < 1:
+            raise ValueError(f"attempt must be at least 1, got {attempt}")
+        # Capped before multiplying, so a long run of failures cannot overflow.
+        factor = 2 ** min(attempt - 1, 40)
+        return min(self.first * factor, self.maximum)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionSeed:
+    """A new execution that starts with a history (a reset: the old execution's history up to a
+    workflow task) instead of a pending start event (``Backend.create_workflow_instance_from_history``)."""
+
+    instance: WorkflowInstance
+    #: Name, queue and metadata of the execution (its start event's).
+    started: WorkflowExecutionStartedAttributes
+    #: History events, numbered 1, 2, ... (may be empty: then the start event is pending).
+    history: list[Event]
+    #: Events the execution's next workflow task receives (reapplied signals, results).
+    pending_events: list[Event] = field(default_factory=list)
+    #: ``ActivityScheduled`` events to enqueue as activity tasks (activities the history
+    #: schedules but has no result for).
+    activity_events: list[Event] = field(default_factory=list)
+    #: ``TimerFired`` events to store as future pending events (timers without a result).
+    timer_events: list[Event] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +402,27 @@ class Backend(ABC):
         many were. A worker that stops gracefully calls it after its last task. By default
         nothing (stickiness then runs out by itself)."""
         return 0
+
+    # -- safe deploys: blocked tasks, executions seeded with a history ------------------------
+
+    def block_workflow_task(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
+        """Give up a workflow task whose code cannot run it (non-determinism, a bug-class error,
+        a deadlock) without committing anything: the history and the pending events stay as they
+        are, the lease and the stickiness are released, and no claim (nor a hand-off from an
+        activity completion) leases the execution before its retry time. The backend counts the
+        attempts of this run of failures (the first keeps ``since``), waits
+        ``backoff.delay(attempts)`` and stores ``error``, all of which ``get_workflow_instance_info``
+        reports as ``InstanceInfo.blocked`` until a completion of the execution's workflow task
+        (or its end) clears them. ``LeaseLost`` if this worker no longer holds the lease.
+
+        The default raises ``NotSupported``; the worker then fails the workflow instead."""
+        raise NotSupported(f"{type(self).__name__} cannot block workflow tasks")
+
+    def create_workflow_instance_from_history(self, seed: ExecutionSeed) -> None:
+        """Create an active execution whose history is ``seed.history``, with its pending events,
+        activity tasks and timers, in one step (a reset). Raises ``InstanceAlreadyExists`` as
+        ``create_workflow_instance`` does. The default raises ``NotSupported``."""
+        raise NotSupported(f"{type(self).__name__} cannot create executions from a history")
 
     # -- activity tasks ------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from .history import (
     ActivityScheduledAttributes,
     Event,
     EventType,
+    PatchMarkerAttributes,
     SideEffectResultAttributes,
     SubWorkflowCancellationRequestedAttributes,
     SubWorkflowCompletedAttributes,
@@ -333,3 +334,26 @@ class ContinueAsNewCommand(Command):
             )
         )
         self.state = CommandState.DONE
+
+
+class PatchMarkerCommand(Command):
+    """Records that live code passed ``patched``/``deprecate_patch`` for ``patch_id``.
+
+    It has no schedule event id (``id`` 0) and is not in ``WorkflowState.commands``: replay
+    matches markers by patch id, so adding a patch does not shift the ids of later commands.
+    """
+
+    event_type = EventType.PATCH_MARKER
+
+    def __init__(self, patch_id: str, *, deprecated: bool) -> None:
+        super().__init__(0)
+        self.patch_id = patch_id
+        self.deprecated = deprecated
+
+    def describe(self) -> str:
+        return f"PatchMarker({self.patch_id})"
+
+    def execute(self, now: datetime, out: CommandResult) -> None:
+        if self.state is CommandState.PENDING:
+            out.events.append(new_event(PatchMarkerAttributes(patch_id=self.patch_id, deprecated=self.deprecated), now))
+            self.state = CommandState.DONE

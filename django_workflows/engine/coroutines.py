@@ -14,6 +14,7 @@ with a clear error rather than silently breaking determinism.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Coroutine as PyCoroutine
 from typing import Any, Protocol
 
@@ -108,6 +109,9 @@ class Scheduler:
     def __init__(self) -> None:
         self.coroutines: list[Coroutine] = []
         self.current: Coroutine | None = None
+        #: ``time.monotonic()`` when the running step of ``current`` began, 0.0 between steps:
+        #: what the deadlock watch of ``engine.deadlock`` looks at from another thread.
+        self.step_started = 0.0
         self._closed = False
 
     def spawn(self, name: str, coro: PyCoroutine[Any, Any, Any], on_done: Any = None) -> Coroutine:
@@ -127,10 +131,12 @@ class Scheduler:
                 co = self.coroutines[index]
                 if co.runnable():
                     self.current = co
+                    self.step_started = time.monotonic()
                     try:
                         co.step()
                     finally:
                         self.current = None
+                        self.step_started = 0.0
                     progressed = True
                 index += 1
             if not progressed:

@@ -131,9 +131,45 @@ class PanicError(WorkflowError):
 
 
 class NondeterminismError(WorkflowError):
-    """Replaying history produced different commands than the history records."""
+    """Replaying history produced different commands than the history records.
+
+    Raised by the executor with where it happened: the history event (``sequence_id``,
+    ``event_type``), what that event says the code did (``expected``) and what the code did
+    instead (``got``); the ``Replayer`` reports these. An error rebuilt from stored data has
+    only its message.
+    """
 
     default_type = "NondeterminismError"
+    # Class defaults too: ``from_info`` rebuilds errors without calling this ``__init__``.
+    sequence_id = 0
+    event_type = ""
+    expected = ""
+    got = ""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        sequence_id: int = 0,
+        event_type: str = "",
+        expected: str = "",
+        got: str = "",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("permanent", True)
+        super().__init__(message, **kwargs)
+        self.sequence_id = sequence_id
+        self.event_type = event_type
+        self.expected = expected
+        self.got = got
+
+
+class DeadlockDetected(WorkflowError):
+    """Workflow code did not yield back to the engine within the worker's deadlock timeout (a
+    ``time.sleep``, blocking I/O or a long loop in workflow code); the message names the
+    workflow and the stack says where it hung."""
+
+    default_type = "DeadlockDetected"
 
     def __init__(self, message: str = "", **kwargs: Any) -> None:
         kwargs.setdefault("permanent", True)
@@ -169,6 +205,7 @@ class ChannelClosed(Exception):
 _ENGINE_ERROR_TYPES: dict[str, type[WorkflowError]] = {
     "PanicError": PanicError,
     "NondeterminismError": NondeterminismError,
+    "DeadlockDetected": DeadlockDetected,
     "Canceled": Canceled,
     "ActivityAbandoned": ActivityAbandoned,
 }

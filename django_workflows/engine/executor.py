@@ -10,6 +10,18 @@ An executor owns one execution of a workflow. For each workflow task it
 3. turns the commands produced into events: history events, activity tasks, timers, and events
    for other instances; and numbers the executed events after the existing history.
 
+Replay is strict (as Temporal's): a recorded command event must match the command the code
+produces at that point, every command the code produces while a task is replayed must be
+recorded in that task, and code that finishes the workflow where the recorded run went on
+disagrees too. Any of these is non-determinism: a ``NondeterminismError`` naming the instance,
+the event, what the history says and what the code did instead. The history already recorded
+is never rewritten.
+
+Non-determinism, a bug-class error raised by workflow code (``BUG_ERRORS``) and an unknown
+workflow are the code's fault, not the instance's: the executor marks such a failure as the
+task's (``Executor.task_failure``), so that a worker can abandon the task and retry it once
+fixed code is deployed (the worker's failure policy) instead of committing the failure.
+
 Non-determinism fails the workflow with a ``NondeterminismError`` naming the instance, the
 event and what the code did instead; the history already recorded is never rewritten.
 
@@ -41,7 +53,7 @@ from .commands import (
 from .continue_as_new import ContinueAsNew
 from .converter import Converter, PayloadError
 from .core import InstanceState, Metadata, WorkflowInstance
-from .coroutines import Coroutine
+from .coroutines import Coroutine, ForeignAwaitable
 from .errors import NondeterminismError, PanicError, WorkflowError, format_traceback
 from .history import (
     TERMINAL_EVENT_TYPES,
@@ -50,6 +62,7 @@ from .history import (
     ActivityScheduledAttributes,
     Event,
     EventType,
+    PatchMarkerAttributes,
     SideEffectResultAttributes,
     SignalReceivedAttributes,
     SubWorkflowCompletedAttributes,
@@ -64,6 +77,40 @@ from .registry import ArgumentMismatch, Registry, WorkflowNotFound, check_argume
 from .state import WorkflowState
 
 DEFAULT_MAX_HISTORY_SIZE = 10_000
+
+#: Exceptions from workflow code that say the code is wrong rather than the data it was given
+#: (Python raises them for a misspelt name, a missing attribute or import, a call with the wrong
+#: arguments, an unfinished stub, unbounded recursion, an asyncio call in a workflow). A deploy
+#: that introduces one breaks every instance that reaches it, and deploying fixed code is the
+#: cure, so they fail the workflow *task* (the worker blocks the instance and retries) instead of
+#: the workflow. Every other exception still fails the workflow with a ``PanicError``, and an
+#: error raised on purpose (``WorkflowError``, ``PermanentError``) fails it as that error.
+BUG_ERRORS: tuple[type[BaseException], ...] = (
+    NameError,
+    AttributeError,
+    TypeError,
+    ImportError,
+    SyntaxError,
+    NotImplementedError,
+    RecursionError,
+    ForeignAwaitable,
+)
+
+#: History events that record a command; replaying one after the code has ended the workflow
+#: means the recorded run went on where the code stopped.
+_COMMAND_EVENT_TYPES = frozenset(
+    {
+        EventType.ACTIVITY_SCHEDULED,
+        EventType.TIMER_SCHEDULED,
+        EventType.TIMER_CANCELED,
+        EventType.SUB_WORKFLOW_SCHEDULED,
+        EventType.SUB_WORKFLOW_CANCELLATION_REQUESTED,
+        EventType.SIDE_EFFECT_RESULT,
+    }
+)
+#: Failures the engine records by itself (not the workflow code's own ending): a replay does
+#: not expect the code to produce them.
+ENGINE_FAILURE_TYPES = frozenset({"NondeterminismError", "DeadlockDetected", "HistorySizeExceeded", "WorkflowNotFound"})
 
 
 class HistoryProvider(Protocol):
@@ -110,6 +157,14 @@ class Executor:
         self.state.metadata = dict(self._metadata)
         self.last_sequence_id = 0
         self.completed = False
+        #: The failure of the last task when it is the code's fault (see the module docstring);
+        #: None for a task that succeeded or failed the workflow on purpose.
+        self.task_failure: WorkflowError | None = None
+        #: A replayed terminal event ended the execution (not the code).
+        self.ended_by_history = False
+        #: The replayed history says the workflow code finished (result or error), but the
+        #: code did not: the ``Replayer`` reports it. None otherwise.
+        self.unmatched_finish: Event | None = None
         self._main: Coroutine | None = None
         self._final_error: WorkflowError | None = None
         #: The command that ends the execution, once the code has ended it.
@@ -121,13 +176,22 @@ class Executor:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    def execute_task(self, *, last_sequence_id: int, new_events: Sequence[Event]) -> ExecutionResult:
-        """Execute one workflow task; see the module docstring."""
+    def needs_history(self, last_sequence_id: int) -> bool:
+        """Whether a task with this history length makes the executor read history first."""
+        return last_sequence_id > self.last_sequence_id
+
+    def execute_task(
+        self, *, last_sequence_id: int, new_events: Sequence[Event], history: Sequence[Event] | None = None
+    ) -> ExecutionResult:
+        """Execute one workflow task; see the module docstring. ``history`` is the history after
+        what this executor has seen, read by the caller (else from the history provider)."""
         if last_sequence_id < self.last_sequence_id:
             raise StaleExecutor("task has older history than current state, cannot execute")
+        self.task_failure = None
         if last_sequence_id > self.last_sequence_id:
-            error = self._replay_history()
+            error = self._replay_history(history)
             if error is not None:
+                self.task_failure = error
                 return self._fail_replay(error, last_sequence_id, new_events)
 
         now = self._clock.now()
@@ -138,6 +202,7 @@ class Executor:
             for event, run in _runs(executed):
                 self._execute_event(event, run=run)
         except NondeterminismError as err:
+            self.task_failure = err
             self._complete(error=err)
         commands = self._process_commands(now)
         all_events = executed + commands.events
@@ -171,10 +236,12 @@ class Executor:
 
     # -- replay ------------------------------------------------------------------------------
 
-    def _replay_history(self) -> NondeterminismError | None:
-        """Replay the history not seen yet; the error if it fits no order of commands."""
+    def _replay_history(self, history: Sequence[Event] | None = None) -> NondeterminismError | None:
+        """Replay the history not seen yet (``history``, or read from the provider); the error if
+        it fits no order of commands."""
         from_start = self.last_sequence_id == 0
-        history = self._history.get_workflow_instance_history(self.instance, self.last_sequence_id or None)
+        if history is None:
+            history = self._history.get_workflow_instance_history(self.instance, self.last_sequence_id or None)
         error: NondeterminismError | None = None
         try:
             self._replay(history)
@@ -227,20 +294,62 @@ class Executor:
         self._final = probe._final
         self._inexact = probe._inexact
 
+    def replay(self, history: Sequence[Event]) -> None:
+        """Replay recorded events only, without executing a task (the ``Replayer``); raises
+        ``NondeterminismError`` where the code disagrees with them."""
+        self._replay(history)
+
     def _replay(self, history: Sequence[Event]) -> None:
-        self.state.replaying = True
+        state = self.state
+        state.replaying = True
         try:
             unseen = [event for event in history if event.sequence_id > self.last_sequence_id]
-            for event, run in _runs(unseen):
+            patches = _task_patches(unseen)
+            for index, (event, run) in enumerate(_runs(unseen)):
+                if event.type is EventType.WORKFLOW_TASK_STARTED and index:
+                    self._check_task_end(event)
+                state.replay_patches = patches[index]
                 self._execute_event(event, run=run)
                 self.last_sequence_id = event.sequence_id
+            if unseen:
+                self._check_task_end(unseen[-1])
         finally:
-            self.state.replaying = False
+            state.replaying = False
+            state.replay_patches = frozenset()
+
+    def _check_task_end(self, boundary: Event) -> None:
+        """A replayed task ended (``boundary`` starts the next task or is the history's last
+        event): whatever the code produced in it must be in the history by now."""
+        if self.ended_by_history:
+            return
+        state = self.state
+        unrecorded = [
+            command
+            for command in state.to_execute
+            if command.state in (CommandState.PENDING, CommandState.CANCEL_PENDING)
+        ]
+        state.to_execute = []
+        if not unrecorded:
+            return
+        got = ", ".join(self._describe_command(command) for command in unrecorded)
+        raise self._mismatch(boundary, "no more commands in this workflow task", got, at_task_end=True)
+
+    def _describe_command(self, command: Any) -> str:
+        if isinstance(command, CompleteWorkflowCommand):
+            if command.error is not None:
+                return f"the end of the workflow with {command.error.type}: {command.error.message}"
+            return "the end of the workflow"
+        if isinstance(command, ContinueAsNewCommand):
+            return "ContinueAsNew"
+        if command.state is CommandState.CANCEL_PENDING:
+            return f"a cancellation of {command.describe()}"
+        return str(command.describe())
 
     def _fail_replay(
         self, err: NondeterminismError, last_sequence_id: int, new_events: Sequence[Event]
     ) -> ExecutionResult:
-        self._logger.error("workflow %s: %s", self.instance, err)
+        # The worker decides what becomes of it (block or fail) and logs that.
+        self._logger.debug("workflow %s: %s", self.instance, err)
         now = self._clock.now()
         self.last_sequence_id = last_sequence_id
         self._complete(error=err)
@@ -267,8 +376,8 @@ class Executor:
         state = self.state
         state.history_length += 1
         if self.completed:
-            if event.type in TERMINAL_EVENT_TYPES:
-                self._on_finished(event)  # the recorded end of what the code ended in this replay
+            if state.replaying:
+                self._replayed_after_end(event)
             return
         handler = _HANDLERS.get(event.type)
         if handler is not None:
@@ -286,7 +395,11 @@ class Executor:
         try:
             workflow_fn = self._registry.get_workflow(attrs.name)
         except WorkflowNotFound as exc:
-            self._complete(error=WorkflowError(str(exc), type="WorkflowNotFound", permanent=True))
+            # Not registered in this worker: a deploy that lacks it (or still lacks it, in a
+            # rolling one); a worker with the code can run it, so this is the task's failure.
+            error = WorkflowError(str(exc), type="WorkflowNotFound", permanent=True)
+            self.task_failure = error
+            self._complete(error=error)
             return
         try:
             args = [state.decode(payload) for payload in attrs.inputs]
@@ -392,7 +505,36 @@ class Executor:
         # recorded before carry the id of the command that ended the execution.
         if self._final is not None:
             self._final.done()
+        if event.type is not EventType.WORKFLOW_EXECUTION_TERMINATED and not _engine_failure(event):
+            self.unmatched_finish = event  # the recorded run's code finished here; this code did not
         self.completed = True
+        self.ended_by_history = True
+
+    def _replayed_after_end(self, event: Event) -> None:
+        """A recorded event replayed after the code ended the workflow."""
+        if event.type in TERMINAL_EVENT_TYPES:
+            # The recorded run ended here too (results are not compared, only that it ended).
+            for command in self.state.to_execute:
+                if isinstance(command, (CompleteWorkflowCommand, ContinueAsNewCommand)):
+                    command.done()
+            self.ended_by_history = True
+        elif event.type in _COMMAND_EVENT_TYPES and not self.ended_by_history:
+            ending = next(
+                (c for c in self.state.to_execute if isinstance(c, (CompleteWorkflowCommand, ContinueAsNewCommand))),
+                None,
+            )
+            got = self._describe_command(ending) if ending is not None else "the end of the workflow"
+            raise self._mismatch(event, _describe_event(event), got)
+        # Other events (results, signals, markers) may follow the end within its task: ignored.
+
+    def _on_patch_marker(self, event: Event) -> None:
+        attrs: PatchMarkerAttributes = event.attributes  # type: ignore[assignment]
+        if self.state.patches.get(attrs.patch_id) is False:
+            raise self._mismatch(
+                event, f"patched({attrs.patch_id!r}) to be True", f"patched({attrs.patch_id!r}) returning False earlier"
+            )
+        # True: the code took the patched branch, as recorded. Unknown: no code asks for this
+        # patch any more (its deprecate_patch call was deleted); the marker changes nothing.
 
     # -- matching helpers --------------------------------------------------------------------
 
@@ -415,13 +557,26 @@ class Executor:
             )
         return command
 
-    def _mismatch(self, event: Event, expected: str, found: str) -> NondeterminismError:
+    def _mismatch(self, event: Event, expected: str, found: str, *, at_task_end: bool = False) -> NondeterminismError:
         where = f"at history sequence {event.sequence_id}" if event.sequence_id else "in the new events"
+        if at_task_end:
+            if event.type is EventType.WORKFLOW_TASK_STARTED:
+                what = f"the workflow task before history sequence {event.sequence_id} ({event.type.value})"
+            else:
+                what = f"the last recorded workflow task (ending with {event.type.value} {where})"
+            message = f"{what} recorded no more commands, but the workflow code produced {found}"
+        else:
+            message = (
+                f"history event {event.type.value} {where} with schedule event id {event.schedule_event_id} "
+                f"expected the workflow code to produce {expected}, but it produced {found}"
+            )
         return NondeterminismError(
             f"workflow instance {self.instance.instance_id} (execution {self.instance.execution_id}) of "
-            f"workflow {self.state.name or '?'}: history event {event.type.value} {where} with schedule "
-            f"event id {event.schedule_event_id} expected the workflow code to produce {expected}, but it "
-            f"produced {found}"
+            f"workflow {self.state.name or '?'}: {message}",
+            sequence_id=event.sequence_id,
+            event_type=event.type.value,
+            expected=expected,
+            got=found,
         )
 
     # -- completion --------------------------------------------------------------------------
@@ -431,13 +586,13 @@ class Executor:
             return
         state = self.state
         if state.panic is not None:
-            self._complete(error=_panic_error(state.panic, state.panic_coroutine))
+            self._panic(state.panic, state.panic_coroutine)
             return
         main = self._main
         if main is None or not main.done:
             return
         if main.error is not None and not isinstance(main.error, (WorkflowError, ContinueAsNew)):
-            self._complete(error=_panic_error(main.error, "main"))
+            self._panic(main.error, "main")
             return
         if not state.scheduler.all_done():
             return  # the workflow ends when every coroutine has ended
@@ -463,6 +618,12 @@ class Executor:
                 self._complete(error=WorkflowError(f"converting workflow result: {exc}", type="PayloadError", permanent=True))
                 return
             self._complete(result=payload)
+
+    def _panic(self, exc: BaseException, coroutine: str) -> None:
+        error = _panic_error(exc, coroutine)
+        if isinstance(exc, BUG_ERRORS):
+            self.task_failure = error
+        self._complete(error=error)
 
     def _complete(self, *, result: str | None = None, error: WorkflowError | None = None) -> None:
         state = self.state
@@ -548,6 +709,31 @@ def _runs(events: Sequence[Event]) -> list[tuple[Event, bool]]:
     return out
 
 
+def _task_patches(events: Sequence[Event]) -> list[frozenset[str]]:
+    """For each event, the patch ids whose markers are recorded in its workflow task (the
+    events from one ``WorkflowTaskStarted`` up to the next)."""
+    out: list[frozenset[str]] = []
+    start = 0
+    for index in range(len(events) + 1):
+        if index == len(events) or (index and events[index].type is EventType.WORKFLOW_TASK_STARTED):
+            ids = frozenset(
+                e.attributes.patch_id for e in events[start:index] if isinstance(e.attributes, PatchMarkerAttributes)
+            )
+            out.extend([ids] * (index - start))
+            start = index
+    return out
+
+
+def _describe_event(event: Event) -> str:
+    name = getattr(event.attributes, "name", "")
+    return f"{event.type.value}({name})" if name else event.type.value
+
+
+def _engine_failure(event: Event) -> bool:
+    error = getattr(event.attributes, "error", None)
+    return error is not None and error.type in ENGINE_FAILURE_TYPES
+
+
 def _panic_error(exc: BaseException, coroutine: str) -> PanicError:
     where = "workflow" if coroutine == "main" else f"workflow coroutine {coroutine}"
     return PanicError(f"panic in {where}: {exc!r}", stacktrace=format_traceback(exc))
@@ -568,8 +754,34 @@ _HANDLERS: dict[EventType, Any] = {
     EventType.SUB_WORKFLOW_FAILED: Executor._on_sub_workflow_result,
     EventType.SIGNAL_RECEIVED: Executor._on_signal,
     EventType.SIDE_EFFECT_RESULT: Executor._on_side_effect,
+    EventType.PATCH_MARKER: Executor._on_patch_marker,
     EventType.WORKFLOW_EXECUTION_CANCELED: Executor._on_canceled,
     EventType.WORKFLOW_EXECUTION_FINISHED: Executor._on_finished,
     EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW: Executor._on_finished,
     EventType.WORKFLOW_EXECUTION_TERMINATED: Executor._on_finished,
 }
+
+
+def failed_task_result(
+    *,
+    instance: WorkflowInstance,
+    workflow_name: str,
+    last_sequence_id: int,
+    new_events: Sequence[Event],
+    error: WorkflowError,
+    clock: Clock = system_clock,
+) -> ExecutionResult:
+    """A task's result that fails the workflow with ``error`` without running its code (the
+    code hung, so no executor can finish the task): the task's new events are recorded, then the
+    failure, as ``Executor._fail_replay`` does; a parent hears of it."""
+    now = clock.now()
+    final = CommandResult()
+    CompleteWorkflowCommand(0, instance=instance, result=None, error=error.to_info()).execute(now, final)
+    events = [new_event(WorkflowTaskStartedAttributes(), now), *new_events, *final.events]
+    return ExecutionResult(
+        state=InstanceState.FINISHED,
+        executed=[event.with_sequence_id(last_sequence_id + i) for i, event in enumerate(events, start=1)],
+        workflow_events=final.workflow_events,
+        workflow_name=workflow_name,
+        error=error,
+    )

@@ -42,6 +42,8 @@ class EventType(str, enum.Enum):
     SIGNAL_RECEIVED = "SignalReceived"
     SIDE_EFFECT_RESULT = "SideEffectResult"
     TRACE_STARTED = "TraceStarted"
+    #: ``workflow.patched``/``deprecate_patch`` passed a patch for the first time (versioning).
+    PATCH_MARKER = "PatchMarker"
 
     def __str__(self) -> str:
         return self.value
@@ -194,6 +196,18 @@ class TraceStartedAttributes(Attributes):
     span_id: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatchMarkerAttributes(Attributes):
+    """Recorded the first time an execution passes ``patched(ctx, patch_id)`` (or
+    ``deprecate_patch``) live: replays of this history take the patched branch. It carries no
+    schedule event id, so adding a patch does not shift the ids of the commands after it."""
+
+    event_type: ClassVar[EventType] = EventType.PATCH_MARKER
+    patch_id: str
+    #: Written by ``deprecate_patch``: the code no longer has the old branch.
+    deprecated: bool = False
+
+
 ATTRIBUTE_CLASSES: dict[EventType, type[Attributes]] = {
     cls.event_type: cls
     for cls in (
@@ -216,6 +230,7 @@ ATTRIBUTE_CLASSES: dict[EventType, type[Attributes]] = {
         SignalReceivedAttributes,
         SideEffectResultAttributes,
         TraceStartedAttributes,
+        PatchMarkerAttributes,
     )
 }
 

@@ -54,6 +54,11 @@ class WorkflowState:
         self._next_id = 1
         self.signal_channels: dict[str, Channel[Any]] = {}
         self.pending_signals: dict[str, list[Payload | None]] = {}
+        #: Patch ids this execution has decided (``engine.versioning``): True = patched branch.
+        self.patches: dict[str, bool] = {}
+        #: While replaying: the patch ids whose markers the history records in the task being
+        #: replayed (what ``patched`` answers from).
+        self.replay_patches: frozenset[str] = frozenset()
         #: The error of a coroutine that raised something other than a WorkflowError.
         self.panic: BaseException | None = None
         self.panic_coroutine = ""

@@ -97,3 +97,10 @@ async def collect_signals(ctx: workflow.Context, count: int) -> list[object]:
         if ctx.err() is not None:
             raise workflow.Canceled()
     return received
+
+
+@register_workflow
+async def hanging_workflow(ctx: workflow.Context, seconds: float) -> str:
+    """Workflow code that never yields back to the engine: a deadlock the worker must detect."""
+    time.sleep(seconds)
+    return "woke up"

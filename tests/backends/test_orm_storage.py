@@ -294,6 +294,8 @@ def test_models_for_the_admin() -> None:
         "terminate_workflowinstance",
         "signal_workflowinstance",
         "remove_workflowinstance",
+        "restart_workflowinstance",
+        "reset_workflowinstance",
     }
     assert str(meta.verbose_name) == "workflow instance"
     assert str(InstanceRow(workflow_name="order", instance_id="o-1", execution_id="e1")) == "order o-1 (e1)"

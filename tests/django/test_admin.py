@@ -463,12 +463,16 @@ def test_nothing_can_be_added_edited_or_deleted(world: World, admin_client: Http
 
 def test_superuser_sees_every_action(world: World, admin_client: HttpClient) -> None:
     html = text_of(admin_client.get(reverse(CHANGELIST)))
-    for action in ("cancel_instances", "terminate_instances", "signal_instances", "remove_instances"):
+    for action in (
+        "cancel_instances", "terminate_instances", "signal_instances", "remove_instances", "restart_instances", "reset_instances"
+    ):
         assert f'value="{action}"' in html
     running = text_of(admin_client.get(detail_url(world.waiting)))
-    assert {"wf-cancel", "wf-signal", "wf-terminate"} <= set(re.findall(r'name="(wf-\w+)"', running))
+    assert {"wf-cancel", "wf-signal", "wf-terminate", "wf-restart"} <= set(re.findall(r'name="(wf-\w+)"', running))
     finished = text_of(admin_client.get(detail_url(world.order)))
-    assert set(re.findall(r'name="(wf-\w+)"', finished)) == {"wf-remove"}
+    # Remove and restart; "Reset to here" on the history's workflow task rows (wf-reset-<sequence>).
+    assert set(re.findall(r'name="(wf-\w+)"', finished)) == {"wf-remove", "wf-restart"}
+    assert re.search(r'name="wf-reset-\d+"', finished)
 
 
 def test_view_only_staff_sees_pages_but_no_actions(world: World, client: HttpClient) -> None:
@@ -532,7 +536,10 @@ def test_pages_send_a_csrf_token_with_every_action_form(world: World, admin_user
     client.force_login(admin_user)
     page = text_of(client.get(detail_url(world.waiting)))
     forms = re.findall(r'<form method="post".*?</form>', page, re.DOTALL)
-    assert len(forms) == 3 and all('name="csrfmiddlewaretoken"' in form for form in forms)
+    # Cancel, signal, terminate, restart, and a reset per workflow task of the history.
+    resets = len(re.findall(r'name="wf-reset-\d+"', page))
+    assert resets >= 1 and len(forms) == 4 + resets
+    assert all('name="csrfmiddlewaretoken"' in form for form in forms)
 
 
 # -- formatting --------------------------------------------------------------------------------

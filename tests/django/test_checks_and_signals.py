@@ -13,6 +13,7 @@ from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.registry import Registry
 from django_workflows.signals import DjangoSignalListener
 from django_workflows.worker import Worker, WorkerOptions
+from tests.conftest import wait_for
 
 
 def run_check_ids(**kwargs) -> set[str]:
@@ -148,3 +149,33 @@ def test_sqlite_outside_wal_mode_is_warned_by_the_database_check():
     finally:
         with connections[using].cursor() as cursor:
             cursor.execute("PRAGMA journal_mode=WAL")
+
+
+async def broken(ctx: workflow.Context) -> None:
+    workflow.not_a_function(ctx)  # type: ignore[attr-defined]  # an AttributeError: the task blocks
+
+
+def test_workflow_blocked_is_sent_at_every_failed_attempt():
+    received: list[dict] = []
+
+    def receive(sender, **kwargs):
+        received.append({"sender": sender, **kwargs})
+
+    signals.workflow_blocked.connect(receive)
+    try:
+        backend = MemoryBackend()
+        registry = Registry()
+        registry.register_workflow(broken)
+        options = WorkerOptions(
+            listeners=(DjangoSignalListener(),), blocked_retry_first_interval=0.05, blocked_retry_max_interval=0.1
+        )
+        client = Client(backend, registry=registry)
+        with Worker(backend, options, registry=registry):
+            instance = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="broken"), broken)
+            wait_for(lambda: len(received) >= 2, timeout=30, what="two blocked attempts")
+    finally:
+        signals.workflow_blocked.disconnect(receive)
+    first, second = received[:2]
+    assert first["sender"] == "broken" and first["instance"] == instance and first["workflow_name"] == "broken"
+    assert (first["blocked"].attempts, second["blocked"].attempts) == (1, 2)
+    assert first["blocked"].error.type == "PanicError" and "not_a_function" in first["blocked"].error.message

@@ -12,3 +12,72 @@ def test_no_missing_migrations():
         call_command("makemigrations", "--check", "--dry-run", verbosity=0)
     except SystemExit as exc:  # makemigrations --check exits 1 when a migration is missing
         pytest.fail(f"models and migrations differ (makemigrations --check exited {exc.code}); run makemigrations")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_safe_deploys_migration_is_additive():
+    """0004 adds the blocked-task columns and two permissions; rows written before keep their data."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("django_workflows", "0003_schedules")], [("django_workflows", "0004_safe_deploys")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old_model = executor.loader.project_state(before).apps.get_model("django_workflows", "WorkflowInstance")
+    row = old_model.objects.create(
+        instance_id="old-1", execution_id="e-1", active_instance_id="old-1", workflow_name="wf", queue="default",
+        created_at="2026-01-01T00:00:00Z",
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new_model = executor.loader.project_state(after).apps.get_model("django_workflows", "WorkflowInstance")
+    migrated = new_model.objects.get(pk=row.pk)
+    assert (migrated.instance_id, migrated.workflow_name, migrated.active_instance_id) == ("old-1", "wf", "old-1")
+    assert (migrated.blocked_since, migrated.blocked_until, migrated.blocked_error, migrated.blocked_attempts) == (None, None, None, 0)
+    # Back and forth again: the migration reverses cleanly, then the suite continues on the latest.
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(before)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    new_model.objects.filter(pk=row.pk).delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pending_ready_at_migration_fills_existing_rows():
+    """0002 adds the queue and ready time of pending events, filled in for the rows there are:
+    an immediate event is ready since it was queued, a timer when it fires."""
+    from datetime import UTC, datetime
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("django_workflows", "0001_initial")], [("django_workflows", "0002_pending_ready_at")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    instance = apps.get_model("django_workflows", "WorkflowInstance").objects.create(
+        instance_id="old-2", execution_id="e-2", active_instance_id="old-2", workflow_name="wf", queue="reports",
+        created_at="2026-01-01T00:00:00Z",
+    )
+    payload = apps.get_model("django_workflows", "Payload").objects.create(id="p-old", instance=instance, data="{}")
+    queued, fires = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    pending = apps.get_model("django_workflows", "PendingEvent")
+    pending.objects.create(instance=instance, payload=payload, event_id="now", event_type="SignalReceived", timestamp=queued)
+    pending.objects.create(
+        instance=instance, payload=payload, event_id="timer", event_type="TimerFired", timestamp=queued, visible_at=fires
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    migrated = executor.loader.project_state(after).apps.get_model("django_workflows", "PendingEvent")
+    rows = {row.event_id: (row.queue, row.ready_at) for row in migrated.objects.filter(instance_id=instance.pk)}
+    assert rows == {"now": ("reports", queued), "timer": ("reports", fires)}
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrated.objects.filter(instance_id=instance.pk).delete()
+    apps.get_model("django_workflows", "Payload").objects.filter(pk="p-old").delete()
+    apps.get_model("django_workflows", "WorkflowInstance").objects.filter(pk=instance.pk).delete()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
-from django_workflows.engine.errors import InstanceNotFound
+from django_workflows.engine.errors import InstanceNotFound, WorkflowError
 from django_workflows.engine.history import EventType
+from django_workflows.models import WorkflowInstance as WorkflowInstanceRow
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -144,3 +146,33 @@ def test_refuses_an_unreachable_store(manage, tmp_path: Path):
     # A Redis server that is not there: nothing listens on port 1.
     output = _refused(manage("runworkflows", WORKFLOWS_BACKEND="redis", REDIS_URL="redis://127.0.0.1:1/0"))
     assert "CommandError: cannot reach the store of workflow backend 'default': ConnectionError:" in output
+
+
+def test_sigterm_stops_a_worker_whose_workflow_code_hangs(manage):
+    # The code sleeps for two minutes without yielding; with the default deadlock timeout (10 s)
+    # the worker gives the task up, blocks the instance and still exits within 20 s of SIGTERM.
+    client = Client()
+    instance = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="hangs"), "hanging_workflow", 120)
+    healthy = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="healthy"), "Workflow1", "x")
+    worker = manage("runworkflows")
+    assert client.get_workflow_result(healthy, timeout=60) == 59
+    wait_for(lambda: WorkflowInstanceRow.objects.filter(instance_id="hangs", locked_until__isnull=False).exists(),
+             what="the hanging task to be leased")
+    worker.send(signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(20) == 0, worker.output()
+    assert time.monotonic() - started < 20
+    blocked = client.get_workflow_instance_info(instance).blocked
+    assert blocked is not None and blocked.error.type == "DeadlockDetected"
+    assert "hanging_workflow" in blocked.error.message and "time.sleep(seconds)" in blocked.error.message
+    assert client.get_workflow_instance_state(instance) is InstanceState.ACTIVE
+
+
+def test_failure_policy_and_deadlock_timeout_flags(manage):
+    client = Client()
+    instance = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="hangs-fail"), "hanging_workflow", 30)
+    worker = manage("runworkflows", "--deadlock-timeout", "1", "--failure-policy", "fail")
+    with pytest.raises(WorkflowError, match="potential deadlock: workflow hanging_workflow"):
+        client.get_workflow_result(instance, timeout=60)
+    worker.send(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()

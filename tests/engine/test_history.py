@@ -17,6 +17,7 @@ from django_workflows.engine.history import (
     ActivityScheduledAttributes,
     Attributes,
     EventType,
+    PatchMarkerAttributes,
     SideEffectResultAttributes,
     SignalReceivedAttributes,
     SubWorkflowCancellationRequestedAttributes,
@@ -80,11 +81,13 @@ SAMPLES: dict[EventType, Attributes] = {
     EventType.SIGNAL_RECEIVED: SignalReceivedAttributes(name="approve", arg='{"by":"ann"}'),
     EventType.SIDE_EFFECT_RESULT: SideEffectResultAttributes(result='"random"'),
     EventType.TRACE_STARTED: TraceStartedAttributes(span_id="abc123"),
+    EventType.PATCH_MARKER: PatchMarkerAttributes(patch_id="add-fraud-check", deprecated=True),
 }
 
 
-def test_there_are_19_event_types_with_go_workflows_names() -> None:
-    assert len(EventType) == 19
+def test_there_are_20_event_types_with_go_workflows_names() -> None:
+    # go-workflows' 19, plus PatchMarker (versioning, which go-workflows does not have).
+    assert len(EventType) == 20
     assert set(ATTRIBUTE_CLASSES) == set(EventType) == set(SAMPLES)
     assert EventType.WORKFLOW_EXECUTION_STARTED.value == "WorkflowExecutionStarted"
     assert TERMINAL_EVENT_TYPES == {

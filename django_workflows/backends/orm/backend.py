@@ -40,10 +40,22 @@ from django.db import (
 )
 from django.db.models import Count, Exists, OuterRef
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import (
+    ActivityTask,
+    BlockBackoff,
+    BlockedInfo,
+    ExecutionSeed,
+    Feature,
+    InstanceInfo,
+    InstancePage,
+    Stats,
+    WorkflowTask,
+    WorkflowTaskCompletion,
+)
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
+    ErrorInfo,
     InstanceAlreadyExists,
     InstanceFinished,
     InstanceNotFinished,
@@ -54,14 +66,14 @@ from ...engine.listing import InstanceFilter
 from ...models import HistoryEvent, Outcome, PendingEvent
 from ..base import BaseBackend
 from ..handler import InvalidWorkflowBackend
-from ..rules import terminated_events
+from ..rules import activity_queue, terminated_events
 from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
 from .listing import list_workflow_instances, pending_events
 from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, execution_rows, instance_from, new_execution
 from .schedules import OrmScheduleStore
-from .sql import new_token, payload_json, visible_q
+from .sql import new_token, payload_json, read_json, visible_q
 from .store import ACTIVE, OrmStore
 from .transactions import DEFAULT_LOCK_RETRY_TIMEOUT, SUPPORTED_VENDORS, DbNow, first, raw_delete
 from .workflow_tasks import WorkflowTasks
@@ -201,6 +213,35 @@ class OrmBackend(BaseBackend):
             taken |= {instance_id for instance_id in ids if ids.count(instance_id) > 1}
             raise InstanceAlreadyExists(f"already started: {', '.join(sorted(taken)) or 'one of the ids'}") from None
 
+    def create_workflow_instance_from_history(self, seed: ExecutionSeed) -> None:
+        validate_id(seed.instance.instance_id)
+        store, sql = self.store, self.store.sql
+
+        def create() -> None:
+            row = new_execution(seed.instance, seed.started)
+            row.last_sequence_id = len(seed.history)
+            row.save(using=self.using, force_insert=True)
+            history = [(new_token(), event) for event in seed.history]
+            activities = [(new_token(), event) for event in seed.activity_events]
+            sql.insert_payloads([(payload_id, row.pk, payload_json(event)) for payload_id, event in history + activities])
+            sql.insert_history([(row.pk, payload_id, event) for payload_id, event in history])
+            queue = seed.started.queue
+            sql.insert_activities(
+                [(row.pk, payload_id, event, activity_queue(event, queue)) for payload_id, event in activities],
+                {},
+                store.options.worker_name,
+                store.options.activity_lock,
+            )
+            store.insert_events([(row.pk, row.queue, event) for event in [*seed.pending_events, *seed.timer_events]])
+            store.notify_on_commit("workflow", [e.visible_at for e in seed.timer_events if e.visible_at is not None])
+            if activities:
+                store.notify_on_commit("activity")
+
+        try:
+            store.db.run(create)
+        except IntegrityError:
+            raise InstanceAlreadyExists() from None
+
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         store = self.store
 
@@ -241,6 +282,10 @@ class OrmBackend(BaseBackend):
                 locked_until=None,
                 lease_token="",
                 last_sequence_id=last_sequence_id + 1,
+                blocked_error=None,
+                blocked_since=None,
+                blocked_attempts=0,
+                blocked_until=None,
             )
             payload_id = new_token()
             store.sql.insert_payloads([(payload_id, row_id, payload_json(terminated))])
@@ -318,13 +363,19 @@ class OrmBackend(BaseBackend):
         return InstanceState(state)
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
-        columns = ("workflow_name", "queue", "state", "created_at", "completed_at", "metadata", *INSTANCE_COLUMNS)
+        columns = (
+            "workflow_name", "queue", "state", "created_at", "completed_at", "metadata",
+            "blocked_error", "blocked_since", "blocked_attempts", "blocked_until", *INSTANCE_COLUMNS,
+        )
         row = self.store.db.run(
             lambda: first(self.store.execution(instance).values_list(*columns)), atomic=False, reconnect=True
         )
         if row is None:
             raise InstanceNotFound()
-        name, queue, state, created_at, completed_at, metadata, *identity = row
+        name, queue, state, created_at, completed_at, metadata, error, since, attempts, until, *identity = row
+        blocked = None
+        if since is not None and until is not None and error is not None:
+            blocked = BlockedInfo(error=ErrorInfo.from_dict(read_json(error)), since=since, attempts=attempts, retry_at=until)
         return InstanceInfo(
             instance=instance_from(*identity),
             workflow_name=name,
@@ -333,6 +384,7 @@ class OrmBackend(BaseBackend):
             created_at=created_at,
             completed_at=completed_at,
             metadata=dict(metadata or {}),
+            blocked=blocked,
         )
 
     def get_workflow_instance_history(
@@ -394,6 +446,9 @@ class OrmBackend(BaseBackend):
 
     def abandon_workflow_task(self, task: WorkflowTask) -> None:
         self.workflow_tasks.abandon(task)
+
+    def block_workflow_task(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
+        return self.workflow_tasks.block(task, error, backoff)
 
     def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         return self.workflow_tasks.complete(task, completion)

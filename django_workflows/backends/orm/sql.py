@@ -88,6 +88,12 @@ def visible(alias: str = "") -> str:
     return f"({alias}visible_at IS NULL OR {alias}visible_at <= {{now}})"
 
 
+def unblocked(alias: str = "") -> str:
+    """The execution's workflow task is not blocked, or its retry time has come
+    (``block_workflow_task``)."""
+    return f"({alias}blocked_until IS NULL OR {alias}blocked_until <= {{now}})"
+
+
 def visible_q() -> Q:
     """``visible()`` for QuerySets of ``PendingEvent``."""
     return Q(visible_at__isnull=True) | Q(visible_at__lte=DbNow())
@@ -248,7 +254,7 @@ class HotSql:
     _FIND_CANDIDATES = (
         "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
         " WHERE p.queue IN (%(queues)s) AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
-        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s) LIMIT %(limit)s"
+        + " AND " + unblocked("i.") + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s) LIMIT %(limit)s"
     )
 
     def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[int]:
@@ -260,7 +266,7 @@ class HotSql:
 
     _CLAIM_CANDIDATES = (
         "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i"
-        " WHERE i.id IN (%(row_ids)s) AND i.state = 0 AND " + free("i.")
+        " WHERE i.id IN (%(row_ids)s) AND i.state = 0 AND " + free("i.") + " AND " + unblocked("i.")
         + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
         " ORDER BY i.id LIMIT %(limit)s{skip_locked}"
     )
@@ -299,7 +305,7 @@ class HotSql:
 
     _LEASE_HANDED_OVER = (
         "UPDATE {instance} SET locked_until = %(until)s, lease_token = %(token)s, worker = %(worker)s"
-        " WHERE id = %(row_id)s AND state = 0 AND " + free()
+        " WHERE id = %(row_id)s AND state = 0 AND " + free() + " AND " + unblocked()
         + " AND (sticky_until IS NULL OR sticky_until <= {now} OR worker = %(worker)s)"
     )
 
@@ -349,6 +355,40 @@ class HotSql:
         """Forget that free executions are sticky to ``worker``; return how many were."""
         return self._rowcount("release_sticky", self._RELEASE_STICKY, worker=worker)
 
+    # -- workflow tasks: blocking (safe deploys) -------------------------------------------------
+
+    _LOCK_TO_BLOCK = "SELECT blocked_attempts FROM {instance} WHERE " + LEASED + "{for_update}"
+    _BLOCK = (
+        "UPDATE {instance} SET locked_until = NULL, lease_token = '', sticky_until = NULL,"
+        " blocked_error = %(error)s, blocked_since = COALESCE(blocked_since, {now}),"
+        " blocked_attempts = %(attempts)s, blocked_until = %(until)s WHERE " + LEASED
+    )
+    _BLOCKED = "SELECT blocked_since, blocked_until FROM {instance} WHERE id = %(row_id)s"
+
+    def lock_to_block(self, row_id: int, token: str) -> int | None:
+        """Lock the leased execution; the attempts of its current run of blocked tasks (None if
+        the lease is lost)."""
+        template = self._LOCK_TO_BLOCK.replace("{for_update}", self._for_update)
+        row = self._fetchone("lock_to_block", template, row_id=row_id, token=token)
+        return None if row is None else int(row[0])
+
+    # Its waiting events become ready again at the retry time: claims do not scan a blocked
+    # execution's events on every poll (after a bad deploy there may be many of them).
+    _DEFER_PENDING = "UPDATE {pending} SET ready_at = %(until)s WHERE instance_id = %(row_id)s AND ready_at < %(until)s"
+
+    def block(self, row_id: int, token: str, *, error: dict[str, Any], attempts: int, delay: timedelta) -> bool:
+        """Release the lease and block the execution's workflow task until ``delay`` from now."""
+        values = {"row_id": row_id, "token": token, "error": json.dumps(error), "attempts": attempts, "until": Now(delay)}
+        if self._rowcount("block", self._BLOCK, **values) != 1:
+            return False
+        self._rowcount("defer_pending", self._DEFER_PENDING, row_id=row_id, until=Now(delay))
+        return True
+
+    def blocked(self, row_id: int) -> tuple[datetime | None, datetime | None]:
+        """(blocked since, blocked until) as stored."""
+        since, until = self._fetchone("blocked", self._BLOCKED, row_id=row_id)
+        return self.read_datetime(since), self.read_datetime(until)
+
     _LOCK_LEASED = "SELECT id FROM {instance} WHERE " + LEASED + "{for_update}"
 
     def lock_leased(self, row_id: int, token: str) -> bool:
@@ -369,9 +409,11 @@ class HotSql:
             return self._fetchone("has_unseen_but", self._HAS_UNSEEN_BUT, row_id=row_id, seen=list(seen)) is not None
         return self._fetchone("has_unseen", self._HAS_UNSEEN, row_id=row_id) is not None
 
+    #: A completed task clears what ``block`` stored: the code could run it.
+    _UNBLOCK = " blocked_error = NULL, blocked_since = NULL, blocked_attempts = 0, blocked_until = NULL,"
     _STEP = (
-        "UPDATE {instance} SET locked_until = NULL, lease_token = '', sticky_until = %(sticky_until)s,"
-        " last_sequence_id = COALESCE(%(last_sequence_id)s, last_sequence_id) WHERE " + LEASED
+        "UPDATE {instance} SET locked_until = NULL, lease_token = '', sticky_until = %(sticky_until)s," + _UNBLOCK
+        + " last_sequence_id = COALESCE(%(last_sequence_id)s, last_sequence_id) WHERE " + LEASED
     )
 
     def step(self, row_id: int, token: str, *, sticky: timedelta, last_sequence_id: int | None) -> bool:
@@ -382,8 +424,8 @@ class HotSql:
 
     _FINISH = (
         "UPDATE {instance} SET locked_until = NULL, lease_token = '', sticky_until = %(sticky_until)s,"
-        " state = %(state)s, outcome = %(outcome)s, completed_at = {now}, active_instance_id = NULL,"
-        " last_sequence_id = COALESCE(%(last_sequence_id)s, last_sequence_id) WHERE " + LEASED
+        " state = %(state)s, outcome = %(outcome)s, completed_at = {now}, active_instance_id = NULL," + _UNBLOCK
+        + " last_sequence_id = COALESCE(%(last_sequence_id)s, last_sequence_id) WHERE " + LEASED
     )
 
     def finish(

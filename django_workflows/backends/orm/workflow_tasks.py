@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ...engine.backend import ActivityTask, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import ActivityTask, BlockBackoff, BlockedInfo, WorkflowTask, WorkflowTaskCompletion
 from ...engine.core import InstanceState
-from ...engine.errors import CompletionRejected, LeaseLost
+from ...engine.errors import CompletionRejected, ErrorInfo, LeaseLost
 from .completion import Completion
 from .rows import PendingRow, TaskRow, WorkflowTaskData
 from .sql import new_token, read_json
@@ -129,6 +129,27 @@ class WorkflowTasks:
         if released:
             store.waker.notify("workflow")
         return released
+
+    def block(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
+        """Release the lease and keep claims away until the retry time (``Backend.block_workflow_task``)."""
+        store, sql = self.store, self.store.sql
+        data = _data(task)
+
+        def block() -> BlockedInfo:
+            previous = sql.lock_to_block(data.row_id, task.lease_token)
+            if previous is None:
+                raise LeaseLost()
+            attempts = previous + 1
+            if not sql.block(data.row_id, task.lease_token, error=error.to_dict(), attempts=attempts, delay=backoff.delay(attempts)):
+                raise LeaseLost()
+            since, until = sql.blocked(data.row_id)
+            assert since is not None and until is not None
+            return BlockedInfo(error=error, since=since, attempts=attempts, retry_at=until)
+
+        blocked = store.db.run(block, reconnect=True)
+        # Pollers of this process wake at the retry time (other processes poll anyway).
+        store.waker.notify("workflow", [blocked.retry_at])
+        return blocked
 
     def complete(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         plan = Completion(self.store, task, _data(task), completion)

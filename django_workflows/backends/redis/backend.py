@@ -30,11 +30,23 @@ from typing import Any
 
 import redis
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, InstancePage, Stats, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import (
+    ActivityTask,
+    BlockBackoff,
+    BlockedInfo,
+    ExecutionSeed,
+    Feature,
+    InstanceInfo,
+    InstancePage,
+    Stats,
+    WorkflowTask,
+    WorkflowTaskCompletion,
+)
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
     CompletionRejected,
+    ErrorInfo,
     InstanceAlreadyExists,
     InstanceFinished,
     InstanceNotFinished,
@@ -49,7 +61,7 @@ from ...engine.history import (
 )
 from ...engine.listing import InstanceFilter
 from ..base import BaseBackend
-from ..rules import abandoned_activity_result, terminated_events
+from ..rules import abandoned_activity_result, activity_queue, terminated_events
 from . import codec, keys, listing
 from .checks import persistence_messages
 from .codec import instance_from, instance_json, ms, text
@@ -139,6 +151,29 @@ class RedisBackend(BaseBackend):
         if reply == b"exists":
             raise InstanceAlreadyExists()
 
+    def create_workflow_instance_from_history(self, seed: ExecutionSeed) -> None:
+        instance, started = seed.instance, seed.started
+        validate_id(instance.instance_id)
+        validate_id(instance.execution_id, "execution id")
+        args: list[Any] = [
+            instance.instance_id,
+            instance.execution_id,
+            instance_json(instance),
+            started.name,
+            started.queue,
+            json.dumps(started.metadata),
+        ]
+        args += [len(seed.history), *map(event_to_json, seed.history)]
+        args += [len(seed.pending_events), *map(event_to_json, seed.pending_events)]
+        args.append(len(seed.timer_events))
+        for event in seed.timer_events:
+            args += [event.id, 0 if event.visible_at is None else codec.epoch_ms(event.visible_at), event_to_json(event)]
+        args.append(len(seed.activity_events))
+        for event in seed.activity_events:
+            args += [event.id, activity_queue(event, started.queue), event_to_json(event)]
+        if self._scripts("seed", *args) == b"exists":
+            raise InstanceAlreadyExists()
+
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         reply = self._scripts("cancel", instance.instance_id, instance.execution_id, event_to_json(event))
         self._raise_for(reply)
@@ -202,11 +237,19 @@ class RedisBackend(BaseBackend):
         return InstanceState(int(state))
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
-        fields = ("inst", "name", "queue", "state", "created", "completed", "meta")
+        fields = ("inst", "name", "queue", "state", "created", "completed", "meta", "berror", "bsince", "battempts", "buntil")
         values: list[Any] = self._redis.hmget(self._key(instance), fields)
-        inst, name, queue, state, created, completed, meta = values
+        inst, name, queue, state, created, completed, meta, error, since, attempts, until = values
         if inst is None:
             raise InstanceNotFound()
+        blocked = None
+        if error is not None and since is not None and until is not None:
+            blocked = BlockedInfo(
+                error=ErrorInfo.from_dict(json.loads(error)),
+                since=codec.to_datetime(since),  # type: ignore[arg-type]
+                attempts=int(attempts or 0),
+                retry_at=codec.to_datetime(until),  # type: ignore[arg-type]
+            )
         return InstanceInfo(
             instance=instance_from(inst),
             workflow_name=text(name),
@@ -215,6 +258,7 @@ class RedisBackend(BaseBackend):
             created_at=codec.to_datetime(created),  # type: ignore[arg-type]
             completed_at=codec.to_datetime(completed),
             metadata=json.loads(meta),
+            blocked=blocked,
         )
 
     def get_workflow_instance_history(
@@ -265,6 +309,27 @@ class RedisBackend(BaseBackend):
     def release_sticky_instances(self) -> int:
         moved = self._scripts("workflow_release_sticky", self.options.worker_name, ms(self.options.sticky))
         return int(moved)
+
+    def block_workflow_task(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
+        instance = task.instance
+        reply = self._scripts(
+            "workflow_block",
+            instance.instance_id,
+            instance.execution_id,
+            task.lease_token,
+            json.dumps(error.to_dict()),
+            ms(backoff.first),
+            ms(backoff.maximum),
+        )
+        if reply[0] != b"ok":
+            raise LeaseLost()
+        _, since, attempts, retry_at = reply
+        return BlockedInfo(
+            error=error,
+            since=codec.to_datetime(since),  # type: ignore[arg-type]
+            attempts=int(attempts),
+            retry_at=codec.to_datetime(retry_at),  # type: ignore[arg-type]
+        )
 
     def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
         instance = task.instance

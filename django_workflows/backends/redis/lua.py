@@ -26,6 +26,8 @@ NAMES = (
     "extend",
     "workflow_poll",
     "workflow_abandon",
+    "workflow_block",
+    "seed",
     "workflow_complete",
     "workflow_release_sticky",
     "activity_poll",

@@ -64,6 +64,15 @@ class Command(BaseCommand):
             "--no-scheduler", action="store_true",
             help="Do not fire schedules from this worker (nor write the schedules declared in code).",
         )
+        parser.add_argument(
+            "--failure-policy", choices=("block", "fail"), dest="workflow_failure_policy",
+            help="A workflow task the code cannot run (non-determinism, a bug, a deadlock): block the instance "
+            "and retry until fixed code is deployed (default), or fail the workflow at once.",
+        )
+        parser.add_argument(
+            "--deadlock-timeout", type=float, dest="workflow_deadlock_timeout", metavar="SECONDS",
+            help="Workflow code that does not yield for this long is deadlocked (default 10; 0 = off).",
+        )
         parser.add_argument("--backend", default="default", metavar="ALIAS", help="Alias in the WORKFLOWS setting.")
         parser.add_argument(
             "--max-outage", type=non_negative_seconds, metavar="SECONDS",
@@ -87,6 +96,8 @@ class Command(BaseCommand):
             max_parallel_workflow_tasks=options["max_parallel_workflow_tasks"],
             max_parallel_activity_tasks=options["max_parallel_activity_tasks"],
             max_outage=options["max_outage"],
+            workflow_failure_policy=options["workflow_failure_policy"],
+            workflow_deadlock_timeout=options["workflow_deadlock_timeout"],
             until_idle=options["until_idle"],
             run_scheduler=not options["no_scheduler"],
         )

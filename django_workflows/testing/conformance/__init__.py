@@ -6,11 +6,13 @@ Two pytest test classes:
 - ``BackendConformance``: the ``Backend`` protocol driven by hand, without a worker: instances,
   history order, leases with tokens (stale extends and completions are refused), abandon,
   rejected completions, future (timer) events, stickiness, queues, activity leases, bounded
-  activity leases, termination, removal and stats.
+  activity leases, termination, removal and stats; blocked workflow tasks and executions
+  created with a history (safe deploys).
 - ``EndToEndConformance``: a real ``Worker`` and ``Client`` on the backend running workflows:
   timers, signals, channels and ``select``, sub-workflows, cancellation, ``ContinueAsNew``,
-  errors and panics, non-determinism, context propagation, and histories field by field as
-  go-workflows records them (and as earlier versions did). Every case runs twice, with and
+  errors and panics, non-determinism, context propagation, histories field by field as
+  go-workflows records them (and as earlier versions did), versioning (``patched``), blocked
+  instances, deadlock detection, restart and reset. Every case runs twice, with and
   without the worker's executor cache (the ``cache`` / ``no_cache`` parameter).
 
 How to run it against a backend
@@ -69,8 +71,10 @@ This project runs the suite over its own backends in ``tests/backends/test_confo
 
 from __future__ import annotations
 
-from .backend import BackendConformance
+from .backend import BackendConformance as ProtocolCases
+from .backend_deploys import DeployBackendCases
 from .e2e_basics import BasicCases, TenantPropagator
+from .e2e_deploys import DeployCases
 from .e2e_errors import ErrorCases
 from .e2e_history import HistoryCases
 from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
@@ -78,6 +82,10 @@ from .e2e_restarts import RestartCases
 from .e2e_signals import ConcurrencyCases, SignalCases
 from .e2e_subworkflows import SubWorkflowCases
 from .e2e_timers import TimerCases
+
+
+class BackendConformance(ProtocolCases, DeployBackendCases):
+    """Every backend-level case: the protocol, and the storage side of safe deploys."""
 
 
 class EndToEndConformance(
@@ -92,6 +100,7 @@ class EndToEndConformance(
     ErrorCases,
     HistoryCases,
     RestartCases,
+    DeployCases,
 ):
     """Every end-to-end case; each runs with and without the executor cache."""
 

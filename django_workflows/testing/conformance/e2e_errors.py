@@ -166,7 +166,9 @@ class ErrorCases(EndToEndFixtures):
         assert len(h.history(instance)) <= 14
 
     def test_unknown_workflow(self, e2e: Any) -> None:
-        h = e2e()
+        # With the "fail" policy (go-workflows' behaviour); by default the instance waits for a
+        # worker that has the workflow (e2e_deploys).
+        h = e2e(worker={"workflow_failure_policy": "fail"})
         with pytest.raises(workflow.WorkflowError, match="^workflow missing-workflow not found$"):
             h.result("missing-workflow", "hello")
 
@@ -255,11 +257,12 @@ class ErrorCases(EndToEndFixtures):
         h = e2e([(version_1, "order")], [step_a, step_b])
         instance = h.run("order")
         h.wait_for_event(instance, EventType.ACTIVITY_COMPLETED)
-        # Wait until the task that recorded the result is committed, then deploy version 2.
+        # Wait until the task that recorded the result is committed, then deploy version 2,
+        # with the "fail" policy (go-workflows' behaviour; by default it blocks: e2e_deploys).
         h.wait_for_event(instance, EventType.WORKFLOW_TASK_STARTED, count=2)
         h.stop_worker(h.worker)
         before = h.history(instance)
-        h.add_worker([(version_2, "order")], [step_a, step_b])
+        h.add_worker([(version_2, "order")], [step_a, step_b], workflow_failure_policy="fail")
         h.client.signal_workflow(instance.instance_id, "continue", None)
 
         with pytest.raises(workflow.NondeterminismError) as info:

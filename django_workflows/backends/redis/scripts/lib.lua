@@ -60,11 +60,12 @@ end
 -- Queue a workflow task for an execution unless one is queued or running already: the
 -- instance hash remembers its one stream entry (go-workflows' task set), so however many
 -- events arrive, the instance is in a queue once. While the execution is sticky to a worker
--- the entry goes to that worker's own stream, with a fallback to the queue at expiry.
+-- the entry goes to that worker's own stream, with a fallback to the queue at expiry. A
+-- blocked execution is not queued before its retry time: the wf-blocked set queues it then.
 local function enqueue(iid, eid, now, to_queue)
   local key = ekey('instance', iid, eid)
-  local h = redis.call('HMGET', key, 'qid', 'queue', 'worker', 'sticky', 'state')
-  if h[1] or h[5] ~= '0' then
+  local h = redis.call('HMGET', key, 'qid', 'queue', 'worker', 'sticky', 'state', 'buntil')
+  if h[1] or h[5] ~= '0' or (h[6] and tonumber(h[6]) > now) then
     return
   end
   local stream
@@ -168,6 +169,22 @@ local function create_instance(iid, eid, inst, name, queue, meta, started, now)
   return true
 end
 
+-- What block_workflow_task stored; a completed workflow task (or the end) clears it.
+local function unblock(iid, eid, key)
+  redis.call('HDEL', key, 'berror', 'bsince', 'battempts', 'buntil')
+  redis.call('ZREM', NS .. 'wf-blocked', member(iid, eid))
+end
+
+-- Blocked executions whose retry time has come go back to their queue.
+local function move_due_blocked(now, limit)
+  local zkey = NS .. 'wf-blocked'
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)) do
+    redis.call('ZREM', zkey, m)
+    local p = split(m)
+    enqueue(p[1], p[2], now, true)
+  end
+end
+
 -- End an execution: state, completion time, no lease, no queued task, no pending or future
 -- events; with auto-expiration its keys get a TTL.
 local function finish(iid, eid, state, now, ttl)
@@ -175,6 +192,7 @@ local function finish(iid, eid, state, now, ttl)
   local m = member(iid, eid)
   local queue = redis.call('HGET', key, 'queue')
   unqueue(iid, eid, key)
+  unblock(iid, eid, key)
   redis.call('HSET', key, 'state', state, 'completed', now)
   redis.call('HDEL', key, 'token', 'until')
   redis.call('ZREM', NS .. 'wf-leases:' .. queue, m)

@@ -106,6 +106,7 @@ for _ = 1, n do
 end
 
 release()
+unblock(iid, eid, key)  -- the code ran the task: whatever blocked it is fixed
 if sticky > 0 then
   redis.call('HSET', key, 'sticky', now + sticky)
 else

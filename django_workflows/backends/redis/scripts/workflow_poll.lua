@@ -29,6 +29,7 @@ for _, q in ipairs(queues) do
 end
 
 move_due_futures(now, limit)
+move_due_blocked(now, limit)
 
 -- Hand-offs to a worker whose stickiness ran out go to the queue stream for everyone.
 local skey = NS .. 'wf-sticky-expiry'
@@ -89,9 +90,14 @@ local function try_entry(stream, id, fields)
   local f = to_map(fields)
   local iid, eid = f['i'], f['e']
   local key = ekey('instance', iid, eid)
-  local h = redis.call('HMGET', key, 'state', 'qk', 'qid', 'token', 'until', 'worker', 'sticky', 'queue')
+  local h = redis.call('HMGET', key, 'state', 'qk', 'qid', 'token', 'until', 'worker', 'sticky', 'queue', 'buntil')
   if h[1] ~= '0' or h[2] ~= stream or h[3] ~= id then  -- stale: not this execution's entry
     drop_entry(stream, id)
+    return nil
+  end
+  if h[9] and tonumber(h[9]) > now then  -- blocked: the wf-blocked set queues it at its retry time
+    unqueue(iid, eid, key)
+    redis.call('ZADD', NS .. 'wf-blocked', h[9], member(iid, eid))
     return nil
   end
   if h[4] and tonumber(h[5]) > now then  -- leased through the lease set meanwhile
@@ -143,6 +149,7 @@ end
 
 local wake = next_after(NS .. 'future-events', now, nil)
 wake = next_after(skey, now, wake)
+wake = next_after(NS .. 'wf-blocked', now, wake)
 for _, q in ipairs(queues) do
   wake = next_after(NS .. 'wf-leases:' .. q, now, wake)
 end
