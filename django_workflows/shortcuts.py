@@ -16,6 +16,7 @@ starts and its handle is returned, so a retried request does not start a second 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -40,9 +41,12 @@ def start_workflow(
     queue: str | None = None,
     backend: str = "default",
     using: str = DEFAULT_DB_ALIAS,
+    start_delay: float | timedelta | None = None,
+    execution_timeout: float | timedelta | None = None,
 ) -> WorkflowInstance:
     """Start ``workflow(*args)``, after the current transaction on ``using`` commits.
 
+    ``start_delay`` and ``execution_timeout`` are those of ``WorkflowInstanceOptions``.
     Returns the handle of the execution that will be (or already was) started.
     """
     client = _client(backend)
@@ -53,7 +57,12 @@ def start_workflow(
         converter.to_payload(arg)  # fail in the view, not after the commit
     idempotent = instance_id is not None
     instance = WorkflowInstance(validate_id(instance_id) if idempotent else _new_id(), new_execution_id())
-    options = WorkflowInstanceOptions(instance_id=instance.instance_id, queue=queue or DEFAULT_QUEUE)
+    options = WorkflowInstanceOptions(
+        instance_id=instance.instance_id,
+        queue=queue or DEFAULT_QUEUE,
+        start_delay=start_delay,
+        execution_timeout=execution_timeout,
+    )
 
     def start() -> None:
         if idempotent and _existing(client, instance.instance_id) is not None:

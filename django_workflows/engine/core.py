@@ -10,6 +10,9 @@ import enum
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from .clock import to_timedelta
 
 #: Arbitrary string metadata carried with an instance (context propagation, tracing).
 Metadata = dict[str, str]
@@ -92,3 +95,16 @@ def validate_id(value: object, what: str = "instance id") -> str:
     if not _ID_RE.match(value):
         raise ValueError(f"{what} {value!r} contains a control character, '{{', '}}' or ':'")
     return value
+
+
+def check_start_options(options: object, owner: str) -> None:
+    """Normalize ``execution_timeout`` and ``start_delay`` of a frozen options dataclass to
+    ``timedelta`` (``None`` stays: no timeout, no delay); a value must be positive."""
+    for name in ("execution_timeout", "start_delay"):
+        value = getattr(options, name)
+        if value is None:
+            continue
+        delta = to_timedelta(value, what=f"{owner}.{name}")
+        if delta <= timedelta(0):
+            raise ValueError(f"{owner}.{name} must be positive (or None), got {value!r}")
+        object.__setattr__(options, name, delta)
