@@ -6,10 +6,12 @@ Two pytest test classes:
 - ``BackendConformance``: the ``Backend`` protocol driven by hand, without a worker: instances,
   history order, leases with tokens (stale extends and completions are refused), abandon,
   rejected completions, future (timer) events, stickiness, queues, activity leases, bounded
-  activity leases, termination, removal and stats.
+  activity leases, termination, removal and stats, activity timeouts and heartbeat details,
+  cancellation requests, delayed starts and execution timeouts.
 - ``EndToEndConformance``: a real ``Worker`` and ``Client`` on the backend running workflows:
   timers, signals, channels and ``select``, sub-workflows, cancellation, ``ContinueAsNew``,
-  errors and panics, non-determinism, context propagation. Every case runs twice, with and
+  errors and panics, non-determinism, context propagation, activity timeouts, heartbeats and
+  cancellation, execution timeouts and delayed starts. Every case runs twice, with and
   without the worker's executor cache (the ``cache`` / ``no_cache`` parameter).
 
 How to run it against a backend
@@ -74,6 +76,7 @@ from .e2e_errors import ErrorCases
 from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
 from .e2e_signals import ConcurrencyCases, SignalCases
 from .e2e_subworkflows import SubWorkflowCases
+from .e2e_timeouts import ActivityCancellationCases, ActivityTimeoutCases, WorkflowTimeoutCases
 from .e2e_timers import TimerCases
 
 
@@ -87,6 +90,9 @@ class EndToEndConformance(
     ContinueAsNewCases,
     QueueAndRemovalCases,
     ErrorCases,
+    ActivityTimeoutCases,
+    ActivityCancellationCases,
+    WorkflowTimeoutCases,
 ):
     """Every end-to-end case; each runs with and without the executor cache."""
 
