@@ -144,6 +144,8 @@ class MemoryBackend(BaseBackend):
         self._active[instance.instance_id] = instance.execution_id
 
     def _visible(self, execution: _Execution, now: datetime) -> list[Event]:
+        if self._delayed_start(execution, now) is not None:
+            return []  # events sent to an execution that has not started yet wait for its start
         return [e for e in execution.pending if e.visible_at is None or e.visible_at <= now]
 
     def _finish(self, execution: _Execution, state: InstanceState, now: datetime) -> None:
@@ -384,7 +386,7 @@ class MemoryBackend(BaseBackend):
             canceled = set(canceled_activities(result.executed))
             for event in result.activity_events:
                 if event.id in canceled:  # scheduled and canceled in this task: never runs
-                    execution.pending.append(canceled_activity_result(event, now))
+                    execution.pending.append(canceled_activity_result(event.schedule_event_id, now))
                     continue
                 activity = self._activities[event.id] = _Activity(
                     id=event.id,
@@ -444,7 +446,7 @@ class MemoryBackend(BaseBackend):
             activity.cancel_requested = True
             return
         del self._activities[activity_id]
-        self._deliver(activity.instance, canceled_activity_result(activity.event, now))
+        self._deliver(activity.instance, canceled_activity_result(activity.event.schedule_event_id, now))
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
         tasks = self.get_activity_tasks(queues, timeout, 1)

@@ -123,10 +123,10 @@ def timed_out_activity_result(
     return _activity_failure(activity_event, error, now, details)
 
 
-def canceled_activity_result(activity_event: Event, now: datetime) -> Event:
+def canceled_activity_result(schedule_event_id: int, now: datetime) -> Event:
     """What a canceled activity that never started answers (its task is dropped)."""
-    error = Canceled(f"activity {scheduled(activity_event).name} was canceled before it started")
-    return _activity_failure(activity_event, error, now, None)
+    error = Canceled("activity canceled before it started")
+    return new_event(ActivityFailedAttributes(error=error.to_info()), now, schedule_event_id=schedule_event_id)
 
 
 def canceled_activities(executed: list[Event]) -> list[str]:

@@ -178,7 +178,7 @@ class Completion:
                 now = system_clock.now()
                 pending += [
                     (row_id, payload_for(row_id, answer), answer)
-                    for answer in (canceled_activity_result(event, now) for event in self.never_started)
+                    for answer in (canceled_activity_result(event.schedule_event_id, now) for event in self.never_started)
                 ]
         pending += [(target, payload_for(target, event), event) for target, event in deliveries]
         # Nothing is leased for an ended execution.

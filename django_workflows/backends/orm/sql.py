@@ -252,11 +252,15 @@ class HotSql:
 
     # -- workflow tasks: claims ----------------------------------------------------------------
 
-    #: An execution whose workflow task this worker may lease now.
+    #: An execution whose workflow task this worker may lease now. One that never ran (no
+    #: history yet) may have a delayed start (``start_delay``): until it is due, events sent to
+    #: the execution wait with it.
     _CANDIDATE = (
         " WHERE i.state = 0 AND i.queue IN (%(queues)s) AND " + free("i.")
         + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
         " AND EXISTS (SELECT 1 FROM {pending} p WHERE p.instance_id = i.id AND " + visible("p.") + ")"
+        " AND (i.last_sequence_id > 0 OR NOT EXISTS (SELECT 1 FROM {pending} s WHERE s.instance_id = i.id"
+        " AND s.event_type = 'WorkflowExecutionStarted' AND s.visible_at > {now}))"
     )
     _HAS_CANDIDATE = "SELECT 1 FROM {instance} i" + _CANDIDATE + " LIMIT 1"
 

@@ -30,6 +30,10 @@ NAMES = (
     "activity_poll",
     "activity_abandon",
     "activity_complete",
+    "activity_heartbeat",
+    "activity_expired",
+    "activity_time_out",
+    "workflow_expired",
 )
 
 

@@ -286,6 +286,19 @@ class TimeoutCases:
         complete(backend, task)
         assert backend.get_workflow_instance_info(instance).scheduled_for is None
 
+    def test_signals_wait_for_a_delayed_start(self, backend_factory: BackendFactory) -> None:
+        backend = backend_factory()
+        instance = new_instance()
+        event = started_event()
+        start_at = utcnow() + timedelta(seconds=1.5)
+        backend.create_workflow_instance(instance, _delayed(event, start_at))
+        signal = new_event(_signal(), utcnow())
+        assert backend.signal_workflow(instance.instance_id, signal) == instance
+        assert backend.get_workflow_task(["default"], QUICK) is None
+        task = poll_workflow_task(backend)
+        assert utcnow() >= start_at - SKEW
+        assert [e.id for e in task.new_events] == [event.id, signal.id]
+
     def test_cancel_before_a_delayed_start_ends_it_without_running(self, backend_factory: BackendFactory) -> None:
         backend = backend_factory()
         parent = new_instance()
