@@ -22,6 +22,12 @@ PUBLIC = {
         "start_workflow",
     },
     "django_workflows.workflow": {
+        # DESIGN.md section 7, activities; ActivityCancellation and TimeoutType name the values
+        # of ActivityOptions.cancellation and ActivityTimeoutError.timeout_type.
+        "ActivityCancellation",
+        "ActivityTimeoutError",
+        "TimeoutType",
+        "WorkflowTimedOut",
         "ActivityOptions",
         "Canceled",
         "Channel",
@@ -71,6 +77,8 @@ PUBLIC = {
         "workflow_instance",
     },
     "django_workflows.activity": {
+        "ActivityCanceled",
+        "is_canceled",
         "ActivityInfo",
         "ActivityLeaseLost",
         "PermanentError",
@@ -91,6 +99,7 @@ PUBLIC = {
         "WorkflowInstance",
         "WorkflowInstanceOptions",
         "WorkflowTerminated",
+        "WorkflowTimedOut",
         "WorkflowTimeout",
     },
     "django_workflows.worker": {"ExecutionResult", "Worker", "WorkerOptions", "WorkflowOrchestrator"},
