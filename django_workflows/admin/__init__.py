@@ -23,7 +23,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -33,8 +33,10 @@ from django.utils.html import format_html
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
+from ..backends.orm.transactions import DbNow
 from ..engine.core import InstanceState
-from ..models import WorkflowInstance
+from ..engine.history import EventType
+from ..models import PendingEvent, WorkflowInstance
 from .actions import ACTIONS
 from .detail import HISTORY_PAGE_SIZE, InstanceDetail
 from .display import STATUS_LABELS, describe_duration, status_key, status_label
@@ -64,13 +66,24 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[WorkflowInstance]) -> QuerySet[WorkflowInstance]:
         value = self.value()
+        if value == "scheduled":
+            return queryset.filter(delayed_start(), state=InstanceState.ACTIVE.value)
         if value == "running":
-            return queryset.filter(state=InstanceState.ACTIVE.value)
+            return queryset.filter(~delayed_start(), state=InstanceState.ACTIVE.value)
         if value == "continued_as_new":
             return queryset.filter(state=InstanceState.CONTINUED_AS_NEW.value)
         if value in STATUS_LABELS:
             return queryset.filter(state=InstanceState.FINISHED.value, outcome=value)
         return queryset
+
+
+def delayed_start() -> Exists:
+    """An execution whose start is still delayed (``start_delay``): it shows as scheduled."""
+    return Exists(
+        PendingEvent.objects.filter(
+            instance=OuterRef("pk"), event_type=EventType.WORKFLOW_EXECUTION_STARTED.value, visible_at__gt=DbNow()
+        )
+    )
 
 
 @admin.register(WorkflowInstance)
@@ -139,7 +152,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request).using(getattr(self.get_backend(), "using", DEFAULT_DB_ALIAS))
         url_name = request.resolver_match.url_name if request.resolver_match is not None else None
         if url_name and url_name.endswith("_changelist"):
-            queryset = queryset.only(*self.list_only)
+            queryset = queryset.only(*self.list_only).annotate(delayed_start=delayed_start())
         return queryset
 
     @admin.display(description=_("instance"), ordering="instance_id")
@@ -149,7 +162,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="state")
     def status(self, obj: WorkflowInstance) -> str:
-        key = status_key(obj.state, obj.outcome)
+        key = status_key(obj.state, obj.outcome, scheduled=bool(getattr(obj, "delayed_start", False)))
         return format_html('<span class="wf-status wf-status-{}">{}</span>', key, status_label(key))
 
     @admin.display(description=_("created"), ordering="created_at")

@@ -30,23 +30,26 @@ MAX_SHOWN_CHARS = 20_000
 
 #: Attribute fields that hold converter payloads (``engine.converter.Payload`` is ``str``, so
 #: the type hints cannot tell them from names and queues).
-_PAYLOAD_FIELDS = frozenset({"inputs", "result", "arg"})
+_PAYLOAD_FIELDS = frozenset({"inputs", "result", "arg", "heartbeat_details"})
 
 #: Status key -> label, in the order the list filter offers them.
 STATUS_LABELS: dict[str, Any] = {
+    "scheduled": _("Scheduled"),
     "running": _("Running"),
     "completed": _("Completed"),
     "failed": _("Failed"),
     "canceled": _("Canceled"),
     "terminated": _("Terminated"),
+    "timed_out": _("Timed out"),
     "continued_as_new": _("Continued as new"),
 }
 
 
-def status_key(state: int, outcome: str) -> str:
-    """One word for an execution's state and outcome (``running``, ``failed``...)."""
+def status_key(state: int, outcome: str, *, scheduled: bool = False) -> str:
+    """One word for an execution's state and outcome (``running``, ``failed``...);
+    ``scheduled``: an active execution whose delayed start has not come yet."""
     if state == InstanceState.ACTIVE.value:
-        return "running"
+        return "scheduled" if scheduled else "running"
     if outcome in STATUS_LABELS:
         return outcome
     if state == InstanceState.CONTINUED_AS_NEW.value:
