@@ -240,22 +240,13 @@ class OrmBackend(BaseBackend):
 
     def time_out_workflow_instances(self, max_instances: int = 100) -> int:
         store = self.store
-        due = store.db.run(
-            lambda: list(
-                store.instances()
-                .filter(state=ACTIVE, timeout_at__lte=DbNow())
-                .order_by("timeout_at")
-                .values_list("instance_id", "execution_id", "pk")[:max_instances]
-            ),
-            atomic=False,
-            reconnect=True,
-        )
+        due = store.db.run(lambda: store.sql.timed_out_executions(max_instances), atomic=False, reconnect=True)
         ended = 0
-        for instance_id, execution_id, row_id in due:
+        for instance_id, execution_id in due:
             instance = WorkflowInstance(instance_id, execution_id)
 
-            def ending(execution: WorkflowInstance, row_id: int = row_id) -> tuple[list[tuple[Event, str | None]], Event | None]:
-                ended_event, parent_event = timed_out_events(execution, self._execution_timeout(row_id), system_clock.now())
+            def ending(execution: WorkflowInstance) -> tuple[list[tuple[Event, str | None]], Event | None]:
+                ended_event, parent_event = timed_out_events(execution, self._execution_timeout(execution), system_clock.now())
                 return [(ended_event, None)], parent_event
 
             only_if = Q(timeout_at__lte=DbNow())
@@ -263,12 +254,16 @@ class OrmBackend(BaseBackend):
                 ended += 1
         return ended
 
-    def _execution_timeout(self, row_id: int) -> float | None:
+    def _execution_timeout(self, execution: WorkflowInstance) -> float | None:
         """The execution's ``execution_timeout``, from its start event."""
         for model in (HistoryEvent, PendingEvent):
             data = first(
                 model.objects.using(self.using)
-                .filter(instance_id=row_id, event_type=EventType.WORKFLOW_EXECUTION_STARTED.value)
+                .filter(
+                    instance__instance_id=execution.instance_id,
+                    instance__execution_id=execution.execution_id,
+                    event_type=EventType.WORKFLOW_EXECUTION_STARTED.value,
+                )
                 .values_list("payload__data", flat=True)
             )
             if data is not None:
@@ -345,17 +340,22 @@ class OrmBackend(BaseBackend):
         return InstanceState(state)
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
-        columns = ("pk", "workflow_name", "queue", "state", "created_at", "completed_at", "metadata", *INSTANCE_COLUMNS)
+        columns = (
+            "pk", "last_sequence_id", "workflow_name", "queue", "state", "created_at", "completed_at", "metadata",
+            *INSTANCE_COLUMNS,
+        )
 
         def read() -> tuple[Any, datetime | None]:
             row = first(self.store.execution(instance).values_list(*columns))
-            delayed = self._delayed_start(row[0]) if row is not None and row[3] == ACTIVE else None
+            # Only an execution that never ran can have a delayed start.
+            never_ran = row is not None and row[4] == ACTIVE and row[1] == 0
+            delayed = self._delayed_start(row[0]) if never_ran else None
             return row, None if delayed is None else delayed[2].visible_at
 
         row, scheduled_for = self.store.db.run(read, atomic=False, reconnect=True)
         if row is None:
             raise InstanceNotFound()
-        _, name, queue, state, created_at, completed_at, metadata, *identity = row
+        _, _, name, queue, state, created_at, completed_at, metadata, *identity = row
         return InstanceInfo(
             scheduled_for=scheduled_for,
             instance=instance_from(*identity),

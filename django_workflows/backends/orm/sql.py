@@ -684,6 +684,18 @@ class HotSql:
             leases=list(leases),
         )
 
+    # -- executions: execution timeouts ---------------------------------------------------------
+
+    _TIMED_OUT_EXECUTIONS = (
+        "SELECT instance_id, execution_id FROM {instance} WHERE state = 0 AND timeout_at <= {now}"
+        " ORDER BY timeout_at LIMIT %(limit)s"
+    )
+
+    def timed_out_executions(self, limit: int) -> list[tuple[str, str]]:
+        """(instance id, execution id) of active executions whose execution timeout passed (no
+        lock; the workers' sweep runs this twice a second)."""
+        return [(row[0], row[1]) for row in self._fetchall("timed_out_executions", self._TIMED_OUT_EXECUTIONS, limit=limit)]
+
     # -- inserts ---------------------------------------------------------------------------------
 
     _INSERT_PAYLOADS = "INSERT INTO {payload} (id, instance_id, data) VALUES %(rows)s"
