@@ -237,6 +237,8 @@ class _Lease:
         self.next_at = time.monotonic() + interval
         self.lost = False
         self._lock = threading.Lock()
+        # Guards next_at alone: poke() must not wait for an extension in progress.
+        self._next_lock = threading.Lock()
         #: Called (once, without locks held) when the lease is found lost.
         self.on_lost: Callable[[], None] | None = None
 
@@ -244,14 +246,16 @@ class _Lease:
         with self._lock:
             if self.lost:
                 raise LeaseLost()
-            previous, self.next_at = self.next_at, time.monotonic() + self.interval
+            with self._next_lock:
+                previous, self.next_at = self.next_at, time.monotonic() + self.interval
             try:
                 self._extend()  # may pull next_at earlier (poke)
             except LeaseLost:
                 self.lost = True
                 lost = True
             except BaseException:
-                self.next_at = previous  # a transient error: try again at the next tick
+                with self._next_lock:  # a transient error: try again at the next tick
+                    self.next_at = min(self.next_at, previous)
                 raise
             else:
                 lost = False
@@ -262,7 +266,8 @@ class _Lease:
 
     def poke(self, at: float) -> None:
         """Extend no later than ``at`` (monotonic time)."""
-        self.next_at = min(self.next_at, at)
+        with self._next_lock:
+            self.next_at = min(self.next_at, at)
 
 
 class _Heartbeats:
