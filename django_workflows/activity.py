@@ -14,13 +14,15 @@ functions describe the running activity:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from .engine.activity_runner import ActivityInfo, ActivityLeaseLost, current_activity
+from .engine.activity_runner import ActivityCanceled, ActivityInfo, ActivityLeaseLost, current_activity
 from .engine.errors import PermanentError, WorkflowError
 
 
 def info() -> ActivityInfo:
-    """The activity being run: ids, name, attempt, queue and workflow instance."""
+    """The activity being run: ids, name, attempt, queue, workflow instance, and the
+    ``heartbeat_details`` an earlier attempt left."""
     return current_activity()
 
 
@@ -34,14 +36,38 @@ def logger() -> logging.LoggerAdapter:
     return current_activity().logger
 
 
-def heartbeat() -> None:
-    """Tell the worker the activity is alive and extend its lease now.
+def heartbeat(details: Any = None) -> None:
+    """Tell the backend the activity is alive, and store ``details`` (JSON-convertible, e.g.
+    how far a long export got) with the attempt: a retry finds them in
+    ``activity.info().heartbeat_details``. ``details=None`` keeps the details stored so far.
 
-    Long activities need not call it (the worker extends leases on its own), but calling it
-    lets an activity notice that its lease was lost: it raises ``ActivityLeaseLost``, and the
-    activity should stop, since another worker may run it again.
+    An activity with a ``heartbeat_timeout`` must call it at least that often, or its attempt
+    fails. Calls are throttled: the backend is written at most once a second (or a third of the
+    heartbeat timeout, if shorter), the latest details with it, so a tight loop may call this
+    freely.
+
+    Raises ``ActivityCanceled`` when the activity should stop because the workflow canceled it,
+    and ``ActivityLeaseLost`` (an ``ActivityCanceled``) when the attempt is over for this worker:
+    its lease was lost or one of its timeouts passed, so its result would be discarded.
     """
-    current_activity().heartbeat()
+    current_activity().heartbeat(details)
 
 
-__all__ = ["ActivityInfo", "ActivityLeaseLost", "PermanentError", "WorkflowError", "attempt", "heartbeat", "info", "logger"]
+def is_canceled() -> bool:
+    """Whether the activity should stop: the workflow canceled it (learned at a heartbeat), or
+    the attempt is over for this worker (lost lease, timeout)."""
+    return current_activity().is_canceled()
+
+
+__all__ = [
+    "ActivityCanceled",
+    "ActivityInfo",
+    "ActivityLeaseLost",
+    "PermanentError",
+    "WorkflowError",
+    "attempt",
+    "heartbeat",
+    "info",
+    "is_canceled",
+    "logger",
+]

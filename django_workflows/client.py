@@ -29,6 +29,7 @@ from .engine.core import (
     InstanceState,
     Metadata,
     WorkflowInstance,
+    check_start_options,
     new_execution_id,
     validate_id,
     validate_signal_name,
@@ -41,6 +42,7 @@ from .engine.errors import (
     NotSupported,
     WorkflowError,
     WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowTimeout,
 )
 from .engine.expiration import EXPIRATION_INSTANCE_ID, EXPIRATION_WORKFLOW_NAME, UPDATE_SIGNAL
@@ -53,6 +55,7 @@ from .engine.history import (
     WorkflowExecutionFinishedAttributes,
     WorkflowExecutionStartedAttributes,
     WorkflowExecutionTerminatedAttributes,
+    WorkflowExecutionTimedOutAttributes,
     new_event,
 )
 from .engine.registry import Registry, check_arguments
@@ -89,6 +92,7 @@ __all__ = [
     "ScheduleDescription",
     "ScheduleNotFound",
     "ScheduleAlreadyExists",
+    "WorkflowTimedOut",
 ]
 
 #: The handle of one execution, as returned by ``create_workflow_instance``.
@@ -101,10 +105,24 @@ DEFAULT_WAIT_TIMEOUT = timedelta(seconds=20)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowInstanceOptions:
     """``instance_id`` names the instance (a random UUID when omitted, i.e. ``None``; an empty
-    or otherwise invalid id raises ``ValueError``); ``queue`` is where its workflow tasks go."""
+    or otherwise invalid id raises ``ValueError``); ``queue`` is where its workflow tasks go.
+
+    ``execution_timeout`` (seconds or ``timedelta``; default None, no limit): the backend ends
+    the execution with ``WorkflowTimedOut`` (outcome "timed out") once it has run that long,
+    whatever its code is doing; it counts from the start, after any delay, and each execution
+    of a workflow that continues as new gets it anew. ``start_delay`` (default None): the
+    workflow starts that much later; until then the instance shows when it is scheduled for
+    (``get_workflow_instance_info(...).scheduled_for``), and canceling it ends it without
+    running it.
+    """
 
     instance_id: str | None = None
     queue: str = DEFAULT_QUEUE
+    execution_timeout: timedelta | float | None = None
+    start_delay: timedelta | float | None = None
+
+    def __post_init__(self) -> None:
+        check_start_options(self, "WorkflowInstanceOptions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +204,19 @@ class Client:
             propagator.inject(metadata)
         execution = new_execution_id() if execution_id is None else validate_id(execution_id, "execution id")
         instance = WorkflowInstance(instance_id, execution)
+        timeout: timedelta | None = options.execution_timeout  # type: ignore[assignment]
+        delay: timedelta | None = options.start_delay  # type: ignore[assignment]
+        now = system_clock.now()
         event = new_event(
-            WorkflowExecutionStartedAttributes(name=name, queue=queue, inputs=inputs, metadata=metadata),
-            system_clock.now(),
+            WorkflowExecutionStartedAttributes(
+                name=name,
+                queue=queue,
+                inputs=inputs,
+                metadata=metadata,
+                execution_timeout=None if timeout is None else timeout.total_seconds(),
+            ),
+            now,
+            visible_at=None if delay is None else now + delay,
         )
         return PreparedStart(instance, event)
 
@@ -381,6 +409,9 @@ class Client:
             if isinstance(attributes, WorkflowExecutionTerminatedAttributes):
                 reason = f": {attributes.reason}" if attributes.reason else ""
                 raise WorkflowTerminated(f"workflow terminated{reason}")
+            if isinstance(attributes, WorkflowExecutionTimedOutAttributes):
+                after = f" after {attributes.execution_timeout:g} s" if attributes.execution_timeout is not None else ""
+                raise WorkflowTimedOut(f"workflow execution timed out{after}")
             if event.type is EventType.WORKFLOW_EXECUTION_CANCELED:
                 break
         raise WorkflowError("workflow finished, but could not find result event")

@@ -38,6 +38,7 @@ class Outcome(models.TextChoices):
     CANCELED = "canceled", _("Canceled")
     TERMINATED = "terminated", _("Terminated")
     CONTINUED_AS_NEW = "continued_as_new", _("Continued as new")
+    TIMED_OUT = "timed_out", _("Timed out")
 
 
 STATE_CHOICES = [(state.value, state.label) for state in InstanceState]
@@ -77,6 +78,8 @@ class WorkflowInstance(models.Model):
     blocked_since = models.DateTimeField(_("blocked since"), null=True, blank=True)
     blocked_attempts = models.IntegerField(_("blocked attempts"), default=0)
     blocked_until = models.DateTimeField(_("blocked until"), null=True, blank=True)
+    #: When ``execution_timeout`` ends the execution (database clock); NULL: no limit.
+    timeout_at = models.DateTimeField(_("times out at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("workflow instance")
@@ -96,6 +99,8 @@ class WorkflowInstance(models.Model):
             models.Index(fields=["workflow_name"], name="dj_wf_instance_name_idx"),
             # The admin's queue filter (SELECT DISTINCT queue).
             models.Index(fields=["queue"], name="dj_wf_instance_queue_idx"),
+            # The sweep for executions whose execution timeout passed.
+            models.Index(fields=["timeout_at"], name="dj_wf_instance_timeout_idx"),
         ]
         permissions = [
             ("cancel_workflowinstance", _("Can cancel workflow instances")),
@@ -223,6 +228,19 @@ class ActivityTask(EventRow):
     worker = models.CharField(_("worker"), max_length=255, blank=True, default="")
     #: Leases so far; at ``max_activity_leases`` the activity fails instead of being leased again.
     lease_count = models.IntegerField(_("lease count"), default=0)
+    # The deadlines of the attempt's timeouts (database clock; NULL where none applies, see
+    # backends/rules.py): schedule-to-start (until the first lease), schedule-to-close,
+    # start-to-close (from the first lease) and heartbeat (from every lease and heartbeat).
+    start_by = models.DateTimeField(_("schedule-to-start deadline"), null=True, blank=True)
+    close_by = models.DateTimeField(_("schedule-to-close deadline"), null=True, blank=True)
+    run_by = models.DateTimeField(_("start-to-close deadline"), null=True, blank=True)
+    heartbeat_by = models.DateTimeField(_("heartbeat deadline"), null=True, blank=True)
+    #: The earliest of them: when the attempt times out, whoever holds its lease.
+    deadline = models.DateTimeField(_("deadline"), null=True, blank=True)
+    #: The last ``activity.heartbeat(details)`` of the attempt (a converter payload).
+    heartbeat_details = models.TextField(_("heartbeat details"), null=True, blank=True)
+    #: The workflow asked the running activity to stop; its next heartbeat tells it.
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
 
     class Meta:
         verbose_name = _("activity task")
@@ -230,6 +248,8 @@ class ActivityTask(EventRow):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["queue", "locked_until"], name="dj_wf_activity_claim_idx"),
+            # The sweep for attempts whose timeout passed.
+            models.Index(fields=["deadline"], name="dj_wf_activity_deadline_idx"),
         ]
 
 

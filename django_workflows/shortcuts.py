@@ -25,6 +25,7 @@ starts and the handle of that execution is returned, inside a transaction as out
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -62,15 +63,23 @@ def start_workflow(
     queue: str | None = None,
     backend: str = "default",
     using: str = DEFAULT_DB_ALIAS,
+    start_delay: float | timedelta | None = None,
+    execution_timeout: float | timedelta | None = None,
 ) -> WorkflowInstance:
     """Start ``workflow(*args)`` atomically with the current transaction on ``using``.
 
+    ``start_delay`` and ``execution_timeout`` are those of ``WorkflowInstanceOptions``.
     Returns the handle of the execution started, or of the one that already had
     ``instance_id``. With a store outside that database the handle is of the execution that
     will start when the transaction commits.
     """
     client = _client(backend)
-    options = WorkflowInstanceOptions(instance_id=instance_id, queue=queue or DEFAULT_QUEUE)
+    options = WorkflowInstanceOptions(
+        instance_id=instance_id,
+        queue=queue or DEFAULT_QUEUE,
+        start_delay=start_delay,
+        execution_timeout=execution_timeout,
+    )
     prepared = client.prepare_workflow_instance(options, workflow, *args)
     return start_prepared(client, prepared, idempotent=instance_id is not None, using=using)
 

@@ -15,13 +15,23 @@ bug-class error or is not registered, or it hangs past ``workflow_deadlock_timeo
 default *blocked*: nothing is committed, and the backend keeps the instance away from workers
 for a backoff that doubles up to ``blocked_retry_max_interval``, so a deploy of fixed code
 continues it. ``workflow_failure_policy="fail"`` fails such workflows at once instead.
+
+Activities run on threads of their own lane (``_TaskThreads``). ``activity.heartbeat()`` calls
+are throttled and written by ``_ActivityAttempt``, which also learns of cancellation requests.
+The backend enforces an attempt's timeouts; the worker stops extending the lease of an attempt
+whose deadline passed and no longer waits for it: its slot is freed at once, ``stop()`` does not
+wait for it, and its late result is discarded. A sweeper thread asks the backend to fail the
+attempts (and end the executions) whose timeouts passed, whoever runs them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 
 from .client import Client, WorkflowInstanceOptions
-from .engine.activity_runner import ActivityLeaseLost, ActivityRunner
+from .engine.activity_runner import ActivityCanceled, ActivityLeaseLost, ActivityRunner
 from .engine.backend import (
     NO_LEASES,
     ActivityTask,
@@ -44,12 +54,13 @@ from .engine.backend import (
 )
 from .engine.cache import ExecutorCache
 from .engine.clock import system_clock, to_timedelta
+from .engine.converter import Payload
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
 from .engine.deadlock import CodeThreads, WorkflowCodeHung
 from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError
 from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
-from .engine.history import SignalReceivedAttributes, new_event
+from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
 from .schedules.scheduler import Scheduler, sync_declared
@@ -69,6 +80,13 @@ _HEARTBEAT_RETRY = 1.0
 
 #: What a workflow task the code cannot run does (``WorkerOptions.workflow_failure_policy``).
 FAILURE_POLICIES = ("block", "fail")
+# How often the sweeper asks the backend to enforce activity and execution timeouts.
+_SWEEP_INTERVAL = 0.5
+# Longest time between two writes of an activity's heartbeats (a third of its heartbeat timeout
+# if that is shorter): calls in between only update the details the next write stores.
+_HEARTBEAT_WRITE_INTERVAL = 1.0
+# After the worker's own estimate of an attempt's deadline, it asks the backend this often.
+_DEADLINE_RECHECK = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,6 +200,63 @@ class _Slots:
                 self._semaphore.release()
 
 
+class _TaskThreads:
+    """The activity lane's threads: daemon threads, reused, one per task running at once (the
+    lane's slots bound how many). Python cannot stop a thread, so an activity that never
+    returns keeps its thread; the worker gives up on it once its attempt is over, a new thread
+    takes the next task, and ``shutdown`` joins only the threads that are free."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._cond = threading.Condition()
+        self._work: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._idle = 0
+        self._busy: dict[threading.Thread, bool] = {}
+        self._closed = False
+        self._names = itertools.count()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the worker's activity threads are shut down")
+            self._work.append((fn, args))
+            if self._idle >= len(self._work):
+                self._cond.notify()
+                return
+            thread = threading.Thread(target=self._serve, name=f"{self._prefix}_{next(self._names)}", daemon=True)
+            self._busy[thread] = False
+        thread.start()
+
+    def _serve(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                while not self._work and not self._closed:
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                if not self._work:
+                    del self._busy[me]
+                    return
+                fn, args = self._work.popleft()
+                self._busy[me] = True
+            try:
+                fn(*args)
+            except Exception:  # fn reports its own errors; this keeps the thread serving
+                logger.exception("an activity thread's task failed")
+            with self._cond:
+                self._busy[me] = False
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            free = [thread for thread, busy in self._busy.items() if not busy]
+        if wait:
+            for thread in free:
+                thread.join()
+
+
 @dataclass(slots=True)
 class _Lane:
     """The queues, concurrency slots and thread pool of one kind of task."""
@@ -189,12 +264,29 @@ class _Lane:
     kind: str
     queues: tuple[str, ...]
     slots: _Slots
-    pool: ThreadPoolExecutor
-    run: Callable[[Any], None]
+    pool: ThreadPoolExecutor | _TaskThreads
+    run: Callable[..., None]
     outage: _Outage
+    #: ``run`` takes the task's ``_Release`` too, to free its slot before it returns.
+    detachable: bool = False
     #: Most tasks one poll claims: the lane's slots shared among its pollers (at most
     #: _CLAIM_BATCH), so that one poller holding every free slot does not leave the others idle.
     batch: int = _CLAIM_BATCH
+
+
+class _Release:
+    """Frees a dispatched task's slot and in-flight count, once: when its run returns, or
+    earlier, when the worker gives up on a task that may never return."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 class _Lease:
@@ -208,17 +300,37 @@ class _Lease:
         #: Extensions that failed in a row for a transient reason (a store outage).
         self.failures = 0
         self._lock = threading.Lock()
+        # Guards next_at alone: poke() must not wait for an extension in progress.
+        self._next_lock = threading.Lock()
+        #: Called (once, without locks held) when the lease is found lost.
+        self.on_lost: Callable[[], None] | None = None
 
     def extend(self) -> None:
         with self._lock:
             if self.lost:
                 raise LeaseLost()
+            with self._next_lock:
+                previous, self.next_at = self.next_at, time.monotonic() + self.interval
             try:
-                self._extend()
+                self._extend()  # may pull next_at earlier (poke)
             except LeaseLost:
                 self.lost = True
+                lost = True
+            except BaseException:
+                with self._next_lock:  # a transient error: try again at the next tick
+                    self.next_at = min(self.next_at, previous)
                 raise
-            self.next_at = time.monotonic() + self.interval
+            else:
+                lost = False
+        if lost:
+            if self.on_lost is not None:
+                self.on_lost()
+            raise LeaseLost()
+
+    def poke(self, at: float) -> None:
+        """Extend no later than ``at`` (monotonic time)."""
+        with self._next_lock:
+            self.next_at = min(self.next_at, at)
 
 
 class _Heartbeats:
@@ -238,8 +350,8 @@ class _Heartbeats:
             self._thread.join(timeout=5)
 
     @contextmanager
-    def track(self, extend: Callable[[], None], interval: float) -> Iterator[_Lease]:
-        lease = _Lease(extend, interval)
+    def track(self, extend: Callable[[], None], interval: float, lease: _Lease | None = None) -> Iterator[_Lease]:
+        lease = lease or _Lease(extend, interval)
         with self._lock:
             self._leases.add(lease)
         try:
@@ -337,6 +449,116 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+class _ActivityAttempt:
+    """The worker's side of one running activity: its lease, its heartbeats and what they
+    learned (cancellation), and the worker's own estimate of when the attempt's time is up.
+
+    ``heartbeat`` runs in the activity's thread; ``sync`` runs under the lease's lock, from the
+    heartbeat thread (the lease's periodic extension) or from ``heartbeat`` when a write is due.
+    A user heartbeat writes through ``Backend.heartbeat_activity_task``; the periodic extension
+    through ``extend_activity_task``, which does not count as a heartbeat.
+    """
+
+    def __init__(self, backend: Backend, task: ActivityTask, lease_interval: float) -> None:
+        self.backend = backend
+        self.task = task
+        attributes = task.event.attributes
+        assert isinstance(attributes, ActivityScheduledAttributes)
+        self._heartbeat_timeout = attributes.heartbeat_timeout
+        self._start_to_close = attributes.start_to_close_timeout
+        self._throttle = min(_HEARTBEAT_WRITE_INTERVAL, lease_interval)
+        if self._heartbeat_timeout is not None:
+            self._throttle = min(self._throttle, self._heartbeat_timeout / 3)
+        self.lease = _Lease(self.sync, lease_interval)
+        self._lock = threading.Lock()
+        self._details: Payload | None = task.heartbeat_details or attributes.heartbeat_details
+        self._unsent: Payload | None = None
+        self._beat_pending = False
+        self._last_write = float("-inf")
+        self._last_beat = time.monotonic()
+        self._started = time.monotonic()
+        self.canceled = False
+
+    def start(self) -> None:
+        self._started = self._last_beat = time.monotonic()
+        self._poke_deadline()
+
+    def deadline(self) -> float | None:
+        """When this worker expects the attempt's time to be up (monotonic); the backend's own
+        deadline, on its clock, decides (its schedule-to-close part is not known here)."""
+        candidates = []
+        if self._start_to_close is not None:
+            candidates.append(self._started + self._start_to_close)
+        if self._heartbeat_timeout is not None:
+            candidates.append(self._last_beat + self._heartbeat_timeout)
+        return min(candidates) if candidates else None
+
+    def _poke_deadline(self) -> None:
+        deadline = self.deadline()
+        if deadline is not None:
+            now = time.monotonic()
+            self.lease.poke(deadline if deadline > now else now + _DEADLINE_RECHECK)
+
+    def is_canceled(self) -> bool:
+        return self.canceled or self.lease.lost
+
+    def last_details(self) -> Payload | None:
+        with self._lock:
+            return self._details
+
+    def heartbeat(self, details: Payload | None) -> None:
+        """``activity.heartbeat(details)``, in the activity's thread."""
+        self._raise_if_over()
+        now = time.monotonic()
+        with self._lock:
+            if details is not None:
+                self._details = self._unsent = details
+            self._beat_pending = True
+            self._last_beat = now
+            due = now >= self._last_write + self._throttle
+        if not due:
+            self.lease.poke(self._last_write + self._throttle)
+            return
+        try:
+            self.lease.extend()
+        except LeaseLost:
+            pass
+        except Exception:
+            # The backend is unreachable for a moment: the heartbeat thread writes it later.
+            logger.warning("writing a heartbeat of activity %s failed; retrying", self.task.activity_id, exc_info=True)
+        self._raise_if_over()
+
+    def _raise_if_over(self) -> None:
+        if self.lease.lost:
+            raise ActivityLeaseLost("this attempt is over for this worker (its lease was lost or it timed out); stop working on it")
+        if self.canceled:
+            raise ActivityCanceled("the workflow canceled this activity")
+
+    def sync(self) -> None:
+        """Write what is due: the pending heartbeat (with new details), else extend the lease."""
+        with self._lock:
+            beat, details = self._beat_pending, self._unsent
+            self._beat_pending, self._unsent = False, None
+        if not beat:
+            self.backend.extend_activity_task(self.task)
+            self._poke_deadline()
+            return
+        try:
+            stop = self.backend.heartbeat_activity_task(self.task, details)
+        except LeaseLost:
+            raise
+        except BaseException:
+            with self._lock:  # not written: the next sync tries again
+                self._beat_pending = True
+                if self._unsent is None:
+                    self._unsent = details
+            raise
+        self._last_write = time.monotonic()
+        if stop:
+            self.canceled = True
+        self._poke_deadline()
+
+
 class Worker:
     """Runs workflows and activities from a backend."""
 
@@ -378,6 +600,7 @@ class Worker:
         deadlock_timeout = to_timedelta(self.options.workflow_deadlock_timeout).total_seconds()
         #: Where workflow code runs, watched for deadlocks (None: on the task's thread, unwatched).
         self._code = CodeThreads(deadlock_timeout) if deadlock_timeout > 0 else None
+        self._sweeper: threading.Thread | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -397,6 +620,8 @@ class Worker:
         options = self.options
         self._scheduler = self._start_scheduler()
         self._heartbeats.start()
+        self._sweeper = threading.Thread(target=self._sweep_timeouts, name="workflows-timeouts", daemon=True)
+        self._sweeper.start()
         if options.run_workflows and options.workflow_pollers:
             queues = _with_system_queue(options.workflow_queues)
             self.backend.prepare_workflow_queues(queues)
@@ -426,12 +651,20 @@ class Worker:
         return scheduler
 
     def _add_lane(
-        self, kind: str, queues: tuple[str, ...], parallel: int, pollers: int, run: Callable[[Any], None]
+        self, kind: str, queues: tuple[str, ...], parallel: int, pollers: int, run: Callable[..., None]
     ) -> _Lane:
-        pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=f"workflows-{kind}-task")
+        prefix = f"workflows-{kind}-task"
         outage = _Outage(kind, to_timedelta(self.options.max_outage).total_seconds())
         batch = max(1, min(_CLAIM_BATCH, parallel // max(1, pollers))) if parallel else _CLAIM_BATCH
-        lane = self._lanes[kind] = _Lane(kind, queues, _Slots(parallel), pool, run, outage, batch)
+        pool: ThreadPoolExecutor | _TaskThreads
+        if kind == "activity":
+            # Activities may hang; the worker must be able to give up on one (see _TaskThreads).
+            pool = _TaskThreads(prefix)
+        else:
+            pool = ThreadPoolExecutor(max_workers=parallel or 10_000, thread_name_prefix=prefix)
+        lane = self._lanes[kind] = _Lane(
+            kind, queues, _Slots(parallel), pool, run, outage, detachable=kind == "activity", batch=batch
+        )
         return lane
 
     def _start_pollers(self, lane: _Lane, count: int, poll: Callable[[Sequence[str], float, int], list[Any]]) -> None:
@@ -477,16 +710,23 @@ class Worker:
         lane.pool.submit(self._run_and_release, lane, task)
 
     def _run_and_release(self, lane: _Lane, task: Any) -> None:
-        try:
-            with self.backend.task_scope():
-                lane.run(task)
-        except Exception:
-            logger.exception("running task %s failed", getattr(task, "id", task))
-        finally:
+        def release() -> None:
             lane.slots.release()
             with self._in_flight_lock:
                 self._in_flight -= 1
                 self._in_flight_lock.notify_all()
+
+        done = _Release(release)
+        try:
+            with self.backend.task_scope():
+                if lane.detachable:
+                    lane.run(task, done)
+                else:
+                    lane.run(task)
+        except Exception:
+            logger.exception("running task %s failed", getattr(task, "id", task))
+        finally:
+            done()
 
     def _free_slots(self, kind: str, wanted: int) -> tuple[_Lane | None, int]:
         """Slots for tasks a completion may lease to this worker (none while stopping)."""
@@ -538,6 +778,8 @@ class Worker:
             lane.pool.shutdown(wait=True)
         if self._code is not None:
             self._code.close()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
         self._heartbeats.stop()
         if "workflow" in self._lanes:
             self._hand_back_sticky_instances()
@@ -726,24 +968,32 @@ class Worker:
 
     # -- activity tasks ----------------------------------------------------------------------
 
-    def _run_activity_task(self, task: ActivityTask) -> None:
-        with self._heartbeats.track(lambda: self.backend.extend_activity_task(task), self._activity_heartbeat) as lease:
+    def _run_activity_task(self, task: ActivityTask, release: Callable[[], None]) -> None:
+        attempt = _ActivityAttempt(self.backend, task, self._activity_heartbeat)
 
-            def heartbeat() -> None:
-                try:
-                    lease.extend()
-                except LeaseLost:
-                    raise ActivityLeaseLost("the lease of this activity was lost; stop working on it") from None
+        def give_up() -> None:
+            # The attempt is over (lease lost, a timeout passed): stop counting it, so that its
+            # slot serves other tasks and stop() does not wait for code that may never return.
+            logger.warning("activity %s is over for this worker (lease lost or timed out); not waiting for it", task.activity_id)
+            release()
 
+        attempt.lease.on_lost = give_up
+        with self._heartbeats.track(attempt.sync, self._activity_heartbeat, attempt.lease) as lease:
+            attempt.start()
             attributes = self._runner.run(
                 activity_id=task.activity_id,
                 instance=task.instance,
                 attributes=task.event.attributes,  # type: ignore[arg-type]
-                heartbeat=heartbeat,
+                heartbeat=attempt.heartbeat,
+                is_canceled=attempt.is_canceled,
+                heartbeat_details=task.heartbeat_details,
             )
             if lease.lost:
                 logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
                 return
+            if isinstance(attributes, ActivityFailedAttributes):
+                # The next attempt resumes from the last details this one reported.
+                attributes = dataclasses.replace(attributes, heartbeat_details=attempt.last_details())
             result = new_event(attributes, system_clock.now(), schedule_event_id=task.event.schedule_event_id)
             # The workflow can continue here at once: the completion may lease its next task to us.
             workflows, slots = self._free_slots("workflow", 1)
@@ -755,7 +1005,7 @@ class Worker:
                 else:
                     self.backend.complete_activity_task(task, result)
             except LeaseLost:
-                logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
+                logger.warning("lost the lease of activity %s (or it timed out); discarding its result", task.activity_id)
                 return
             finally:
                 if slots and next_task is None:
@@ -765,6 +1015,24 @@ class Worker:
                 assert workflows is not None
                 self._dispatch(workflows, next_task)
         self._notify("activity_task_completed", task=task, result=result)
+
+    def _sweep_timeouts(self) -> None:
+        """The sweeper thread: fail the activity attempts and end the executions whose timeouts
+        passed, on any worker; the backend fences each so that one sweeper records it."""
+        failing_since: float | None = None
+        while not self._stop.wait(_SWEEP_INTERVAL):
+            try:
+                self.backend.time_out_activity_tasks()
+                self.backend.time_out_workflow_instances()
+                failing_since = None
+            except Exception as exc:
+                # The backend is unreachable: say so in a line once, then again every minute (the
+                # pollers report the outage too; the traceback at DEBUG).
+                now = time.monotonic()
+                if failing_since is None or now - failing_since > 60:
+                    logger.warning("enforcing timeouts failed (%s: %s); retrying", type(exc).__name__, exc)
+                    failing_since = now
+                logger.debug("enforcing timeouts failed", exc_info=True)
 
     def _deliver_signal(self, instance_id: str, name: str, payload: str) -> None:
         """The system activity behind ``workflow.signal_workflow``."""

@@ -14,18 +14,21 @@ effects in activities. Every scheduling call returns a ``Future``; ``await`` it 
 
 from __future__ import annotations
 
-from .engine.activities import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions, execute_activity
+from .engine.activities import DEFAULT_ACTIVITY_OPTIONS, ActivityCancellation, ActivityOptions, execute_activity
 from .engine.concurrency import ErrGroup, gather, go, with_err_group
 from .engine.context import Context, new_disconnected_context, with_cancel, with_value
 from .engine.continue_as_new import ContinueAsNew
 from .engine.core import WorkflowInstance
 from .engine.errors import (
+    ActivityTimeoutError,
     Canceled,
     ChannelClosed,
     NondeterminismError,
     PanicError,
     PermanentError,
+    TimeoutType,
     WorkflowError,
+    WorkflowTimedOut,
     can_retry,
 )
 from .engine.futures import (
@@ -68,7 +71,9 @@ def new_buffered_channel(size: int) -> Channel:
 
 
 __all__ = [
+    "ActivityCancellation",
     "ActivityOptions",
+    "ActivityTimeoutError",
     "Canceled",
     "Channel",
     "ChannelClosed",
@@ -85,9 +90,11 @@ __all__ = [
     "RetryOptions",
     "SelectCase",
     "SubWorkflowOptions",
+    "TimeoutType",
     "WaitGroup",
     "WorkflowError",
     "WorkflowInstance",
+    "WorkflowTimedOut",
     "can_retry",
     "create_sub_workflow_instance",
     "deprecate_patch",

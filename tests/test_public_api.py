@@ -22,6 +22,12 @@ PUBLIC = {
         "start_workflow",
     },
     "django_workflows.workflow": {
+        # DESIGN.md section 7, activities; ActivityCancellation and TimeoutType name the values
+        # of ActivityOptions.cancellation and ActivityTimeoutError.timeout_type.
+        "ActivityCancellation",
+        "ActivityTimeoutError",
+        "TimeoutType",
+        "WorkflowTimedOut",
         "ActivityOptions",
         "Canceled",
         "Channel",
@@ -73,6 +79,8 @@ PUBLIC = {
         "workflow_instance",
     },
     "django_workflows.activity": {
+        "ActivityCanceled",
+        "is_canceled",
         "ActivityInfo",
         "ActivityLeaseLost",
         "PermanentError",
@@ -100,6 +108,7 @@ PUBLIC = {
         "WorkflowInstance",
         "WorkflowInstanceOptions",
         "WorkflowTerminated",
+        "WorkflowTimedOut",
         "WorkflowTimeout",
     },
     "django_workflows.worker": {"ExecutionResult", "StoreUnavailable", "Worker", "WorkerOptions", "WorkflowOrchestrator"},

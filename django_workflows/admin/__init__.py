@@ -30,7 +30,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -40,9 +40,11 @@ from django.utils.http import content_disposition_header
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
+from ..backends.orm.transactions import DbNow
 from ..engine.core import InstanceState
+from ..engine.history import EventType
 from ..engine.history_export import dumps_history
-from ..models import WorkflowInstance
+from ..models import PendingEvent, WorkflowInstance
 from .actions import ACTIONS, engine_instance
 from .changelist import SNIPPET_CHARS, InstanceChangeList
 from .detail import HISTORY_PAGE_SIZE, InstanceDetail
@@ -77,8 +79,10 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[WorkflowInstance]) -> QuerySet[WorkflowInstance]:
         value = self.value()
+        if value == "scheduled":
+            return queryset.filter(delayed_start(), state=InstanceState.ACTIVE.value)
         if value == "running":
-            return queryset.filter(state=InstanceState.ACTIVE.value, blocked_since__isnull=True)
+            return queryset.filter(~delayed_start(), state=InstanceState.ACTIVE.value, blocked_since__isnull=True)
         if value == "blocked":
             return queryset.filter(state=InstanceState.ACTIVE.value, blocked_since__isnull=False)
         if value == "continued_as_new":
@@ -86,6 +90,15 @@ class StatusFilter(admin.SimpleListFilter):
         if value in STATUS_LABELS:
             return queryset.filter(state=InstanceState.FINISHED.value, outcome=value)
         return queryset
+
+
+def delayed_start() -> Exists:
+    """An execution whose start is still delayed (``start_delay``): it shows as scheduled."""
+    return Exists(
+        PendingEvent.objects.filter(
+            instance=OuterRef("pk"), event_type=EventType.WORKFLOW_EXECUTION_STARTED.value, visible_at__gt=DbNow()
+        )
+    )
 
 
 @admin.register(WorkflowInstance)
@@ -167,7 +180,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request).using(getattr(self.get_backend(), "using", DEFAULT_DB_ALIAS))
         url_name = request.resolver_match.url_name if request.resolver_match is not None else None
         if url_name and url_name.endswith("_changelist"):
-            queryset = queryset.only(*self.list_only)
+            queryset = queryset.only(*self.list_only).annotate(delayed_start=delayed_start())
         return queryset
 
     @admin.display(description=_("instance"), ordering="instance_id")
@@ -178,7 +191,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="state")
     def status(self, obj: WorkflowInstance) -> str:
-        key = status_key(obj.state, obj.outcome, obj.is_blocked)
+        key = status_key(obj.state, obj.outcome, obj.is_blocked, scheduled=bool(getattr(obj, "delayed_start", False)))
         label = format_html('<span class="wf-status wf-status-{}">{}</span>', key, status_label(key))
         if key != "blocked" or obj.blocked_since is None:
             return label

@@ -18,6 +18,7 @@ from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 
+from ..backends.orm.transactions import DbNow
 from ..engine.converter import Converter
 from ..engine.history import (
     ActivityScheduledAttributes,
@@ -28,6 +29,7 @@ from ..engine.history import (
     WorkflowExecutionFinishedAttributes,
     WorkflowExecutionStartedAttributes,
     WorkflowExecutionTerminatedAttributes,
+    WorkflowExecutionTimedOutAttributes,
 )
 from ..models import ActivityTask, HistoryEvent, PendingEvent, WorkflowInstance
 from .display import (
@@ -75,6 +77,7 @@ _ENDING_TYPES = [
     EventType.WORKFLOW_EXECUTION_FINISHED.value,
     EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW.value,
     EventType.WORKFLOW_EXECUTION_TERMINATED.value,
+    EventType.WORKFLOW_EXECUTION_TIMED_OUT.value,
 ]
 
 
@@ -97,6 +100,8 @@ class Outcome:
     error: ErrorView | None = None
     reason: str = ""
     continued_execution_id: str = ""
+    #: Seconds of the execution timeout that ended it (a ``WorkflowExecutionTimedOut``).
+    execution_timeout: float | None = None
 
     @property
     def canceled(self) -> bool:
@@ -159,8 +164,22 @@ def outcome_of(converter: Converter, instance: WorkflowInstance) -> tuple[Outcom
             ),
             "",
         )
+    if isinstance(attributes, WorkflowExecutionTimedOutAttributes):
+        return Outcome(row.event_type, row.timestamp, execution_timeout=attributes.execution_timeout), ""
     assert isinstance(attributes, WorkflowExecutionTerminatedAttributes)
     return Outcome(row.event_type, row.timestamp, reason=attributes.reason), ""
+
+
+def scheduled_for(instance: WorkflowInstance) -> datetime | None:
+    """When an execution whose start is delayed (``start_delay``) starts; None once it has."""
+    if not instance.is_active or instance.last_sequence_id:
+        return None
+    return (
+        PendingEvent.objects.using(_db(instance))
+        .filter(instance=instance, event_type=EventType.WORKFLOW_EXECUTION_STARTED.value, visible_at__gt=DbNow())
+        .values_list("visible_at", flat=True)
+        .first()
+    )
 
 
 def _result(converter: Converter, payload: str | None) -> Field:
@@ -469,6 +488,10 @@ class PendingActivity:
     worker: str
     lease_count: int
     inputs: Field | None
+    #: When its attempt times out (the earliest of its timeouts), if it has any.
+    deadline: datetime | None = None
+    cancel_requested: bool = False
+    heartbeat_details: Field | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,9 +557,20 @@ def pending(converter: Converter, instance: WorkflowInstance, now: datetime) -> 
                 inputs = decode_value(converter, "inputs", attributes.inputs)
         except Exception as exc:  # noqa: BLE001 - shown on the page instead
             name = f"? (cannot decode: {exc})"
+        details = None if task.heartbeat_details is None else decode_value(converter, "heartbeat_details", task.heartbeat_details)
         result.activities.append(
             PendingActivity(
-                name, attempt + 1, task.queue, task.timestamp, task.locked_until, task.worker, task.lease_count, inputs
+                name,
+                attempt + 1,
+                task.queue,
+                task.timestamp,
+                task.locked_until,
+                task.worker,
+                task.lease_count,
+                inputs,
+                deadline=task.deadline,
+                cancel_requested=task.cancel_requested,
+                heartbeat_details=details,
             )
         )
     events = PendingEvent.objects.using(_db(instance)).filter(instance=instance).select_related("payload").order_by("id")
@@ -590,6 +624,8 @@ class InstanceDetail:
     pending: Pending
     lease_held: bool
     blocked: Blocked | None = None
+    #: When a delayed start comes (``start_delay``); None once started.
+    scheduled_for: datetime | None = None
 
     @classmethod
     def build(
@@ -597,7 +633,8 @@ class InstanceDetail:
     ) -> InstanceDetail:
         inputs, inputs_note = input_field(converter, instance)
         outcome, outcome_note = outcome_of(converter, instance)
-        status = status_key(instance.state, instance.outcome, instance.is_blocked)
+        start_at = scheduled_for(instance)
+        status = status_key(instance.state, instance.outcome, instance.is_blocked, scheduled=start_at is not None)
         return cls(
             instance=instance,
             status=status,
@@ -615,4 +652,5 @@ class InstanceDetail:
             pending=pending(converter, instance, now),
             lease_held=instance.locked_until is not None and instance.locked_until > now,
             blocked=blocked(instance),
+            scheduled_for=start_at,
         )

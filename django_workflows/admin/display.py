@@ -31,10 +31,11 @@ MAX_SHOWN_CHARS = 20_000
 
 #: Attribute fields that hold converter payloads (``engine.converter.Payload`` is ``str``, so
 #: the type hints cannot tell them from names and queues).
-_PAYLOAD_FIELDS = frozenset({"inputs", "result", "arg"})
+_PAYLOAD_FIELDS = frozenset({"inputs", "result", "arg", "heartbeat_details"})
 
 #: Status key -> label, in the order the list filter offers them.
 STATUS_LABELS: dict[str, Any] = {
+    "scheduled": _("Scheduled"),
     "running": _("Running"),
     # Active, but its workflow task keeps failing (Backend.block_workflow_task) until fixed code runs it.
     "blocked": _("Blocked"),
@@ -42,14 +43,19 @@ STATUS_LABELS: dict[str, Any] = {
     "failed": _("Failed"),
     "canceled": _("Canceled"),
     "terminated": _("Terminated"),
+    "timed_out": _("Timed out"),
     "continued_as_new": _("Continued as new"),
 }
 
 
-def status_key(state: int, outcome: str, blocked: bool = False) -> str:
-    """One word for an execution's state and outcome (``running``, ``blocked``, ``failed``...)."""
+def status_key(state: int, outcome: str, blocked: bool = False, *, scheduled: bool = False) -> str:
+    """One word for an execution's state and outcome (``running``, ``blocked``, ``failed``...):
+    ``blocked`` an active execution whose workflow task keeps failing, ``scheduled`` one whose
+    delayed start has not come yet."""
     if state == InstanceState.ACTIVE.value:
-        return "blocked" if blocked else "running"
+        if blocked:
+            return "blocked"
+        return "scheduled" if scheduled else "running"
     if outcome in STATUS_LABELS:
         return outcome
     if state == InstanceState.CONTINUED_AS_NEW.value:

@@ -30,6 +30,7 @@ from ..engine.backend import (
     WorkflowTaskCompletion,
 )
 from ..engine.clock import Clock, system_clock
+from ..engine.converter import Payload
 from ..engine.core import InstanceState, Metadata, WorkflowInstance, validate_id
 from ..engine.errors import (
     CompletionRejected,
@@ -39,6 +40,7 @@ from ..engine.errors import (
     InstanceNotFinished,
     InstanceNotFound,
     LeaseLost,
+    TimeoutType,
 )
 from ..engine.history import (
     Event,
@@ -54,8 +56,18 @@ from .rules import (
     FOLLOW_ACTIVE_EXECUTION,
     abandoned_activity_result,
     activity_queue,
+    canceled_activities,
+    canceled_activity_result,
+    canceled_before_start_events,
     duplicate_sub_workflow_result,
+    earliest,
+    execution_deadline,
+    heartbeat_timeout,
+    queued_deadlines,
+    start_to_close,
     terminated_events,
+    timed_out_activity_result,
+    timed_out_events,
 )
 
 # Longest a poller sleeps before re-checking leases and stickiness that may have expired.
@@ -79,6 +91,9 @@ class _Execution:
     worker: str = ""
     #: Set while its workflow task is blocked (``block_workflow_task``).
     blocked: BlockedInfo | None = None
+    #: When ``execution_timeout`` ends the execution.
+    timeout_at: datetime | None = None
+    execution_timeout: float | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +105,15 @@ class _Activity:
     locked_until: datetime | None = None
     lease_token: str | None = None
     lease_count: int = 0
+    #: The deadline of each timeout that applies to the attempt now (see ``rules``).
+    deadlines: dict[TimeoutType, datetime] = field(default_factory=dict)
+    details: Payload | None = None
+    cancel_requested: bool = False
+
+    def expired(self, now: datetime) -> TimeoutType | None:
+        """The timeout that ended the attempt, if one did."""
+        first = earliest(dict(self.deadlines))
+        return first[0] if first is not None and first[1] <= now else None
 
 
 class MemoryBackend(BaseBackend):
@@ -120,7 +144,11 @@ class MemoryBackend(BaseBackend):
     def _create(self, instance: WorkflowInstance, event: Event, now: datetime) -> None:
         attributes = event.attributes
         assert isinstance(attributes, WorkflowExecutionStartedAttributes)
-        self._add_execution(instance, attributes, now).pending.append(event)
+        execution = self._add_execution(instance, attributes, now)
+        execution.pending.append(event)
+        deadline = execution_deadline(event)
+        execution.timeout_at = None if deadline is None else now + deadline
+        execution.execution_timeout = attributes.execution_timeout
 
     def _add_execution(
         self, instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes, now: datetime
@@ -141,6 +169,8 @@ class MemoryBackend(BaseBackend):
         return execution
 
     def _visible(self, execution: _Execution, now: datetime) -> list[Event]:
+        if self._delayed_start(execution, now) is not None:
+            return []  # events sent to an execution that has not started yet wait for its start
         return [e for e in execution.pending if e.visible_at is None or e.visible_at <= now]
 
     def _finish(self, execution: _Execution, state: InstanceState, now: datetime) -> None:
@@ -175,8 +205,24 @@ class MemoryBackend(BaseBackend):
             execution = self._get(instance)
             if execution.state is not InstanceState.ACTIVE:
                 raise InstanceFinished()
-            execution.pending.append(event)
+            now = self._clock.now()
+            delayed = self._delayed_start(execution, now)
+            if delayed is not None:
+                # Canceled before it started: it ends now and its code never runs.
+                events, parent_event = canceled_before_start_events(execution.instance, now)
+                self._end(execution, [delayed, *events], parent_event, now)
+            else:
+                execution.pending.append(event)
             self._cond.notify_all()
+
+    def _delayed_start(self, execution: _Execution, now: datetime) -> Event | None:
+        """The start event of an execution whose start is still delayed."""
+        if execution.history:
+            return None
+        for event in execution.pending:
+            if event.type is EventType.WORKFLOW_EXECUTION_STARTED and event.visible_at is not None and event.visible_at > now:
+                return event
+        return None
 
     def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None:
         with self._cond:
@@ -185,15 +231,21 @@ class MemoryBackend(BaseBackend):
                 raise InstanceFinished()
             now = self._clock.now()
             terminated, parent_event = terminated_events(execution.instance, reason, now)
-            execution.history.append(terminated.with_sequence_id(len(execution.history) + 1))
-            execution.pending.clear()
-            execution.locked_until = execution.lease_token = None
-            self._finish(execution, InstanceState.FINISHED, now)
-            for key in [k for k, a in self._activities.items() if a.instance == instance]:
-                del self._activities[key]
-            if parent_event is not None and execution.instance.parent is not None:
-                self._deliver(execution.instance.parent, parent_event)
+            self._end(execution, [terminated], parent_event, now)
             self._cond.notify_all()
+
+    def _end(self, execution: _Execution, events: list[Event], parent_event: Event | None, now: datetime) -> None:
+        """End an execution without running it (terminated, timed out, canceled before its
+        start): append ``events`` to its history, drop its pending work, tell its parent."""
+        for event in events:
+            execution.history.append(event.with_sequence_id(len(execution.history) + 1))
+        execution.pending.clear()
+        execution.locked_until = execution.lease_token = None
+        self._finish(execution, InstanceState.FINISHED, now)
+        for key in [k for k, a in self._activities.items() if a.instance == execution.instance]:
+            del self._activities[key]
+        if parent_event is not None and execution.instance.parent is not None:
+            self._deliver(execution.instance.parent, parent_event)
 
     def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
         with self._cond:
@@ -228,10 +280,11 @@ class MemoryBackend(BaseBackend):
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
         with self._cond:
-            return self._info(self._get(instance))
+            execution = self._get(instance)
+            return self._info(execution, self._clock.now())
 
-    @staticmethod
-    def _info(execution: _Execution) -> InstanceInfo:
+    def _info(self, execution: _Execution, now: datetime) -> InstanceInfo:
+        delayed = self._delayed_start(execution, now) if execution.state is InstanceState.ACTIVE else None
         return InstanceInfo(
             instance=execution.instance,
             workflow_name=execution.name,
@@ -241,13 +294,15 @@ class MemoryBackend(BaseBackend):
             completed_at=execution.completed_at,
             metadata=dict(execution.metadata),
             blocked=execution.blocked,
+            scheduled_for=None if delayed is None else delayed.visible_at,
         )
 
     def list_workflow_instances(
         self, filter: InstanceFilter | None = None, *, limit: int = 50, cursor: str | None = None
     ) -> InstancePage:
         with self._cond:
-            infos = [self._info(execution) for execution in self._executions.values()]
+            now = self._clock.now()
+            infos = [self._info(execution, now) for execution in self._executions.values()]
         return page_of(infos, filter, limit, cursor)
 
     def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
@@ -419,12 +474,22 @@ class MemoryBackend(BaseBackend):
                     if not (e.type is EventType.TIMER_FIRED and e.schedule_event_id in canceled_timers)
                 ]
             execution.pending.extend(result.timer_events)
+            canceled = set(canceled_activities(result.executed))
             for event in result.activity_events:
+                if event.id in canceled:  # scheduled and canceled in this task: never runs
+                    execution.pending.append(canceled_activity_result(event.schedule_event_id, now))
+                    continue
                 activity = self._activities[event.id] = _Activity(
-                    id=event.id, instance=execution.instance, queue=activity_queue(event, task.queue), event=event
+                    id=event.id,
+                    instance=execution.instance,
+                    queue=activity_queue(event, task.queue),
+                    event=event,
+                    deadlines={kind: now + offset for kind, offset in queued_deadlines(event).items()},
                 )
                 if len(leased) < leases.max_tasks and activity.queue in leases.queues:
                     leased.append(self._lease_activity(activity, now))
+            for activity_id in canceled:
+                self._cancel_activity(activity_id, now)
             execution.locked_until = execution.lease_token = None
             execution.sticky_until = now + self.options.sticky
             execution.blocked = None  # the code ran the task: whatever blocked it is fixed
@@ -463,6 +528,18 @@ class MemoryBackend(BaseBackend):
 
     # -- activity tasks ----------------------------------------------------------------------
 
+    def _cancel_activity(self, activity_id: str, now: datetime) -> None:
+        """The workflow canceled a scheduled activity: one that is running is told at its next
+        heartbeat; one that is not is dropped and answers ``Canceled``."""
+        activity = self._activities.get(activity_id)
+        if activity is None:
+            return
+        if activity.locked_until is not None and activity.locked_until > now and activity.expired(now) is None:
+            activity.cancel_requested = True
+            return
+        del self._activities[activity_id]
+        self._deliver(activity.instance, canceled_activity_result(activity.event.schedule_event_id, now))
+
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
         tasks = self.get_activity_tasks(queues, timeout, 1)
         return tasks[0] if tasks else None
@@ -480,10 +557,13 @@ class MemoryBackend(BaseBackend):
                         continue
                     if activity.locked_until is not None and activity.locked_until > now:
                         continue
+                    if activity.expired(now) is not None:
+                        continue  # its attempt timed out: time_out_activity_tasks fails it
                     if activity.lease_count >= self.options.max_activity_leases:
                         # Its workers died every time: fail it instead of leasing it again.
                         del self._activities[activity.id]
-                        self._deliver(activity.instance, abandoned_activity_result(activity.event, activity.lease_count, now))
+                        failed = abandoned_activity_result(activity.event, activity.lease_count, now, activity.details)
+                        self._deliver(activity.instance, failed)
                         self._cond.notify_all()
                         continue
                     leased.append(self._lease_activity(activity, now))
@@ -494,6 +574,15 @@ class MemoryBackend(BaseBackend):
         activity.locked_until = now + self.options.activity_lock
         activity.lease_token = uuid.uuid4().hex
         activity.lease_count += 1
+        # Taken from the queue: schedule-to-start is over, start-to-close starts (at the first
+        # lease of the attempt; a later lease after a crash keeps it), and so does the heartbeat.
+        activity.deadlines.pop(TimeoutType.SCHEDULE_TO_START, None)
+        run = start_to_close(activity.event)
+        if run is not None:
+            activity.deadlines.setdefault(TimeoutType.START_TO_CLOSE, now + run)
+        beat = heartbeat_timeout(activity.event)
+        if beat is not None:
+            activity.deadlines[TimeoutType.HEARTBEAT] = now + beat
         return ActivityTask(
             id=activity.id,
             activity_id=activity.event.id,
@@ -502,15 +591,18 @@ class MemoryBackend(BaseBackend):
             event=activity.event,
             lease_token=activity.lease_token,
             lease_count=activity.lease_count,
+            heartbeat_details=activity.details,
         )
 
     def _leased_activity(self, task: ActivityTask) -> _Activity:
         activity = self._activities.get(task.id)
+        now = self._clock.now()
         if (
             activity is None
             or activity.lease_token != task.lease_token
             or activity.locked_until is None
-            or activity.locked_until <= self._clock.now()
+            or activity.locked_until <= now
+            or activity.expired(now) is not None
         ):
             raise LeaseLost()
         return activity
@@ -519,6 +611,45 @@ class MemoryBackend(BaseBackend):
         with self._cond:
             activity = self._leased_activity(task)
             activity.locked_until = self._clock.now() + self.options.activity_lock
+
+    def heartbeat_activity_task(self, task: ActivityTask, details: Payload | None = None) -> bool:
+        with self._cond:
+            activity = self._leased_activity(task)
+            now = self._clock.now()
+            activity.locked_until = now + self.options.activity_lock
+            beat = heartbeat_timeout(activity.event)
+            if beat is not None:
+                activity.deadlines[TimeoutType.HEARTBEAT] = now + beat
+            if details is not None:
+                activity.details = details
+            execution = self._executions.get((activity.instance.instance_id, activity.instance.execution_id))
+            return activity.cancel_requested or execution is None or execution.state is not InstanceState.ACTIVE
+
+    def time_out_activity_tasks(self, max_tasks: int = 100) -> int:
+        with self._cond:
+            now = self._clock.now()
+            expired = [(a, kind) for a in self._activities.values() if (kind := a.expired(now)) is not None]
+            for activity, kind in expired[:max_tasks]:
+                del self._activities[activity.id]
+                self._deliver(activity.instance, timed_out_activity_result(activity.event, kind, now, activity.details))
+            if expired:
+                self._cond.notify_all()
+            return len(expired[:max_tasks])
+
+    def time_out_workflow_instances(self, max_instances: int = 100) -> int:
+        with self._cond:
+            now = self._clock.now()
+            due = [
+                x
+                for x in self._executions.values()
+                if x.state is InstanceState.ACTIVE and x.timeout_at is not None and x.timeout_at <= now
+            ][:max_instances]
+            for execution in due:
+                ended, parent_event = timed_out_events(execution.instance, execution.execution_timeout, now)
+                self._end(execution, [ended], parent_event, now)
+            if due:
+                self._cond.notify_all()
+            return len(due)
 
     def complete_activity_task(
         self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .clock import to_timedelta
-from .converter import Converter, default_converter
+from .converter import Converter, Payload, default_converter
 from .core import InstanceState, Metadata, WorkflowInstance
 from .errors import ErrorInfo, NotSupported, WorkflowError
 from .history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
@@ -126,6 +126,9 @@ class ActivityTask:
     #: How many times this task has been leased, this lease included.
     lease_count: int = 1
     custom_data: Any = None
+    #: Heartbeat details this attempt stored under an earlier lease (its worker died); None:
+    #: those the attempt was scheduled with (``ActivityScheduledAttributes.heartbeat_details``).
+    heartbeat_details: Payload | None = None
 
 
 @dataclass(slots=True)
@@ -213,6 +216,8 @@ class InstanceInfo:
     metadata: Metadata
     #: Set while the execution is blocked (active, but its workflow task keeps failing).
     blocked: BlockedInfo | None = None
+    #: When an execution whose start was delayed (``start_delay``) starts; None once it started.
+    scheduled_for: datetime | None = None
 
     @property
     def is_blocked(self) -> bool:
@@ -300,6 +305,11 @@ class Backend(ABC):
 
         Raises ``InstanceAlreadyExists`` if an active execution has the same instance id; the
         check is atomic, so of concurrent starts of one id exactly one succeeds.
+
+        A start event with a ``visible_at`` (``start_delay``) is not visible until then. An
+        ``execution_timeout`` in its attributes is a deadline on the backend's clock,
+        ``rules.execution_deadline`` from now, enforced by ``time_out_workflow_instances``. The
+        same holds for sub-workflows a completion starts.
         """
 
     def create_workflow_instances(self, starts: Sequence[tuple[WorkflowInstance, Event]]) -> None:
@@ -314,6 +324,8 @@ class Backend(ABC):
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
         """Queue a ``WorkflowExecutionCanceled`` event for the execution.
 
+        An execution whose start is still delayed ends at once instead, without running: its
+        start event moves to the history with ``rules.canceled_before_start_events``.
         Raises ``InstanceNotFound`` if it does not exist, ``InstanceFinished`` if it ended.
         """
 
@@ -432,7 +444,9 @@ class Backend(ABC):
 
     @abstractmethod
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
-        """Lease an activity task of ``queues``; wait up to ``timeout`` seconds for one."""
+        """Lease an activity task of ``queues``; wait up to ``timeout`` seconds for one.
+
+        A task whose timeout passed is not leased (``time_out_activity_tasks`` fails it)."""
 
     def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
         """Lease up to ``max_tasks`` activity tasks at once, as ``get_workflow_tasks`` does."""
@@ -475,6 +489,43 @@ class Backend(ABC):
         its start event until a worker runs it, signals, results, timers (``visible_at`` in the
         future). ``InstanceNotFound`` if it does not exist; by default ``NotSupported``."""
         raise NotSupported(f"{type(self).__name__} cannot show pending events")
+
+    # -- activity timeouts, heartbeats and cancellation; execution timeouts --------------------
+    #
+    # An activity task carries the deadlines of its attempt's timeouts on the backend's clock
+    # (``rules``: schedule-to-start and schedule-to-close from when it is stored, start-to-close
+    # from its first lease, heartbeat from every lease and heartbeat). Once the earliest passes,
+    # the attempt is over whoever holds its lease: ``extend_activity_task``,
+    # ``heartbeat_activity_task`` and ``complete_activity_task`` raise ``LeaseLost`` (a late
+    # result changes nothing), claims skip it, and ``time_out_activity_tasks`` records its
+    # failure. ``complete_workflow_task`` acts on the task's ``ActivityCancellationRequested``
+    # events: an activity not leased (or whose lease ran out) is dropped and answers
+    # ``rules.canceled_activity_result``; a leased one is flagged for its next heartbeat.
+
+    def heartbeat_activity_task(self, task: ActivityTask, details: Payload | None = None) -> bool:
+        """A heartbeat of the running activity: extend the lease as ``extend_activity_task``
+        does, move its heartbeat deadline, and store ``details`` (a converter payload; None
+        keeps the stored ones) for a later lease of this attempt and for its failure event.
+
+        Returns whether the activity should stop: its cancellation was requested or its
+        execution has ended. ``LeaseLost`` as ``extend_activity_task``. The default, for
+        backends without heartbeat support, only extends the lease."""
+        self.extend_activity_task(task)
+        return False
+
+    def time_out_activity_tasks(self, max_tasks: int = 100) -> int:
+        """Fail up to ``max_tasks`` activity attempts whose timeout passed: delete the task and
+        queue ``rules.timed_out_activity_result`` (with the attempt's last heartbeat details)
+        for its execution if that is active. Return how many. Every worker calls this about
+        twice a second, so timeouts fire even when the worker running an attempt is stuck."""
+        return 0
+
+    def time_out_workflow_instances(self, max_instances: int = 100) -> int:
+        """End up to ``max_instances`` active executions whose execution timeout passed, at
+        once and without running their code (like ``terminate_workflow_instance``), with a
+        ``WorkflowExecutionTimedOut`` event (``rules.timed_out_events``; a parent receives
+        ``WorkflowTimedOut``). Return how many. Workers call it with the activity sweep."""
+        return 0
 
     # -- misc ----------------------------------------------------------------------------
 

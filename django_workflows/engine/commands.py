@@ -8,13 +8,15 @@ matching event instead of producing it again; a mismatch is non-determinism.
 
 States: PENDING -> COMMITTED -> DONE. A cancelable command (timer, sub-workflow) canceled while
 PENDING is dropped without any event; canceled after COMMITTED it goes to CANCEL_PENDING and
-produces its cancellation event at the end of the task.
+produces its cancellation event at the end of the task. An activity follows its cancellation
+type (``ActivityScheduleCommand.cancel``).
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,6 +26,7 @@ from .core import Metadata, WorkflowInstance
 from .errors import ErrorInfo
 from .futures import Future
 from .history import (
+    ActivityCancellationRequestedAttributes,
     ActivityScheduledAttributes,
     Event,
     EventType,
@@ -94,32 +97,120 @@ class Command:
         return None
 
 
+class ActivityCancellation(str, enum.Enum):
+    """What canceling the context of a scheduled activity does (Temporal's cancellation types).
+
+    ``WAIT`` (the default): the activity is asked to stop (it learns it at its next heartbeat;
+    one that has not started yet never starts) and the workflow's future waits for the
+    activity's outcome: its result if it finished anyway, ``Canceled`` if it stopped.
+    ``TRY``: the activity is asked to stop and the future fails with ``Canceled`` at once.
+    ``ABANDON``: the activity is not told; the future fails with ``Canceled`` at once.
+    """
+
+    WAIT = "wait"
+    TRY = "try"
+    ABANDON = "abandon"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class ScheduleActivityCommand(Command):
     event_type = EventType.ACTIVITY_SCHEDULED
 
-    def __init__(self, id: int, *, name: str, inputs: list[Payload], metadata: Metadata, queue: str, attempt: int) -> None:
+    def __init__(
+        self,
+        id: int,
+        *,
+        name: str,
+        inputs: list[Payload],
+        metadata: Metadata,
+        queue: str,
+        attempt: int,
+        timeouts: dict[str, float | None] | None = None,
+        heartbeat_details: Payload | None = None,
+        cancellation: ActivityCancellation = ActivityCancellation.WAIT,
+    ) -> None:
         super().__init__(id)
         self.name = name
         self.inputs = inputs
         self.metadata = metadata
         self.queue = queue
         self.attempt = attempt
+        #: ``ActivityScheduledAttributes`` timeout fields (seconds) of this attempt.
+        self.timeouts = dict(timeouts or {})
+        self.heartbeat_details = heartbeat_details
+        self.cancellation = cancellation
+        #: The id of the ``ActivityScheduled`` event, once produced or replayed.
+        self.event_id = ""
+        #: Called with the heartbeat details of the attempt's ``ActivityFailed`` (for retries).
+        self.on_details: Callable[[Payload | None], None] | None = None
+        # Canceled before its event was committed, with WAIT: the activity is still scheduled
+        # (as versions before cancellation types did, so their histories replay) and its
+        # cancellation requested in the same task.
+        self._cancel_on_commit = False
 
     def describe(self) -> str:
         return f"ActivityScheduled({self.name})"
+
+    def commit(self) -> None:
+        if self.state is CommandState.PENDING:
+            self.state = CommandState.CANCEL_PENDING if self._cancel_on_commit else CommandState.COMMITTED
+
+    def cancel(self) -> bool:
+        """The context was canceled; returns whether the command must produce events again.
+
+        The future is resolved by the caller: at once for ``TRY`` and ``ABANDON``, by the
+        activity's outcome for ``WAIT``.
+        """
+        if self.cancellation is ActivityCancellation.WAIT:
+            # Canceled in the very task that schedules it: the activity is scheduled and runs,
+            # and the future waits for its outcome, as go-workflows delivers it (issue 13).
+            # Only a cancellation after the schedule was committed reaches a running activity.
+            if self.state is CommandState.COMMITTED:
+                self.state = CommandState.CANCEL_PENDING
+                return True
+            return False
+        if self.state is CommandState.PENDING:
+            self.state = CommandState.CANCELED  # never scheduled
+        elif self.state is CommandState.COMMITTED and self.cancellation is ActivityCancellation.TRY:
+            self.state = CommandState.CANCEL_PENDING
+            return True
+        return False
+
+    def request_replayed(self) -> bool:
+        """An ``ActivityCancellationRequested`` event of the history matches this command."""
+        if self.state is CommandState.CANCEL_PENDING:
+            self.state = CommandState.CANCEL_REQUESTED
+            return True
+        return False
 
     def execute(self, now: datetime, out: CommandResult) -> None:
         if self.state is CommandState.PENDING:
             event = new_event(
                 ActivityScheduledAttributes(
-                    name=self.name, inputs=self.inputs, metadata=self.metadata, queue=self.queue, attempt=self.attempt
+                    name=self.name,
+                    inputs=self.inputs,
+                    metadata=self.metadata,
+                    queue=self.queue,
+                    attempt=self.attempt,
+                    heartbeat_details=self.heartbeat_details,
+                    **self.timeouts,
                 ),
                 now,
                 schedule_event_id=self.id,
             )
+            self.event_id = event.id
             out.events.append(event)
             out.activity_events.append(event)
-            self.state = CommandState.COMMITTED
+            self.state = CommandState.CANCEL_PENDING if self._cancel_on_commit else CommandState.COMMITTED
+        if self.state is CommandState.CANCEL_PENDING:
+            out.events.append(
+                new_event(
+                    ActivityCancellationRequestedAttributes(activity_id=self.event_id), now, schedule_event_id=self.id
+                )
+            )
+            self.state = CommandState.CANCEL_REQUESTED
 
     def pending_future_name(self) -> str:
         return f"{self.id}-activity:{self.name}"
@@ -178,6 +269,8 @@ class ScheduleSubWorkflowCommand(Command):
         queue: str,
         inputs: list[Payload],
         metadata: Metadata,
+        execution_timeout: float | None = None,
+        start_delay: timedelta | None = None,
     ) -> None:
         super().__init__(id)
         self.instance = instance
@@ -185,6 +278,8 @@ class ScheduleSubWorkflowCommand(Command):
         self.queue = queue
         self.inputs = inputs
         self.metadata = metadata
+        self.execution_timeout = execution_timeout
+        self.start_delay = start_delay
 
     def describe(self) -> str:
         return f"SubWorkflowScheduled({self.name})"
@@ -215,9 +310,14 @@ class ScheduleSubWorkflowCommand(Command):
                     self.instance,
                     new_event(
                         WorkflowExecutionStartedAttributes(
-                            name=self.name, queue=self.queue, inputs=self.inputs, metadata=self.metadata
+                            name=self.name,
+                            queue=self.queue,
+                            inputs=self.inputs,
+                            metadata=self.metadata,
+                            execution_timeout=self.execution_timeout,
                         ),
                         now,
+                        visible_at=None if not self.start_delay else now + self.start_delay,
                     ),
                 )
             )
@@ -298,6 +398,7 @@ class ContinueAsNewCommand(Command):
         inputs: list[Payload],
         metadata: Metadata,
         result: Payload | None,
+        execution_timeout: float | None = None,
     ) -> None:
         super().__init__(id)
         # The new execution keeps the instance id and the parent link, so a parent waiting on
@@ -310,6 +411,8 @@ class ContinueAsNewCommand(Command):
         self.inputs = inputs
         self.metadata = metadata
         self.result = result
+        #: Each execution of a workflow that continues as new gets the same execution timeout.
+        self.execution_timeout = execution_timeout
 
     def execute(self, now: datetime, out: CommandResult) -> None:
         if self.state is not CommandState.PENDING:
@@ -327,7 +430,11 @@ class ContinueAsNewCommand(Command):
                 self.continued,
                 new_event(
                     WorkflowExecutionStartedAttributes(
-                        name=self.name, queue=self.queue, inputs=self.inputs, metadata=self.metadata
+                        name=self.name,
+                        queue=self.queue,
+                        inputs=self.inputs,
+                        metadata=self.metadata,
+                        execution_timeout=self.execution_timeout,
                     ),
                     now,
                 ),

@@ -2,9 +2,9 @@
 ``internal/sync/context.go``, which clone Go's ``context`` package for workflows).
 
 Every workflow API call takes a context. Canceling a context cancels everything scheduled with
-it and with its descendants: pending timers and sub-workflows are canceled, and new activities,
-timers and sub-workflows fail at once with ``Canceled``. Activities that are already running
-are not interrupted; their results still arrive.
+it and with its descendants: pending timers and sub-workflows are canceled, scheduled activities
+are asked to stop as their ``ActivityOptions.cancellation`` says (``engine.activities``), and new
+activities, timers and sub-workflows fail at once with ``Canceled``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ import enum
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from .clock import to_timedelta
 
 #: Arbitrary string metadata carried with an instance (context propagation, tracing).
 Metadata = dict[str, str]
@@ -111,3 +114,16 @@ def validate_signal_name(value: object) -> str:
     if _CONTROL_RE.search(value):
         raise ValueError(f"signal name {value!r} contains a control character")
     return value
+
+
+def check_start_options(options: object, owner: str) -> None:
+    """Normalize ``execution_timeout`` and ``start_delay`` of a frozen options dataclass to
+    ``timedelta`` (``None`` stays: no timeout, no delay); a value must be positive."""
+    for name in ("execution_timeout", "start_delay"):
+        value = getattr(options, name)
+        if value is None:
+            continue
+        delta = to_timedelta(value, what=f"{owner}.{name}")
+        if delta <= timedelta(0):
+            raise ValueError(f"{owner}.{name} must be positive (or None), got {value!r}")
+        object.__setattr__(options, name, delta)

@@ -8,6 +8,8 @@ stored data (payloads are JSON, and error types are names, not import paths).
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,8 @@ class ErrorInfo:
     permanent: bool = False
     stacktrace: str = ""
     cause: ErrorInfo | None = None
+    #: Which timeout fired, for an ``ActivityTimeoutError`` (a ``TimeoutType`` value); else "".
+    timeout_type: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "message": self.message}
@@ -31,6 +35,8 @@ class ErrorInfo:
             data["stacktrace"] = self.stacktrace
         if self.cause is not None:
             data["cause"] = self.cause.to_dict()
+        if self.timeout_type:
+            data["timeout_type"] = self.timeout_type
         return data
 
     @classmethod
@@ -42,6 +48,7 @@ class ErrorInfo:
             permanent=bool(data.get("permanent", False)),
             stacktrace=str(data.get("stacktrace", "")),
             cause=cls.from_dict(cause) if isinstance(cause, dict) else None,
+            timeout_type=str(data.get("timeout_type", "")),
         )
 
 
@@ -114,7 +121,12 @@ class WorkflowError(Exception):
         WorkflowError.__init__(
             err, info.message, type=info.type, permanent=info.permanent, cause=cause, stacktrace=info.stacktrace
         )
+        err._restore(info)
         return err
+
+    def _restore(self, info: ErrorInfo) -> None:
+        """Set what a subclass keeps beyond the common fields (``from_info`` skips ``__init__``)."""
+        return None
 
 
 class PermanentError(WorkflowError):
@@ -195,6 +207,59 @@ class ActivityAbandoned(WorkflowError):
         super().__init__(message, **kwargs)
 
 
+class TimeoutType(str, enum.Enum):
+    """Which timeout of an activity fired (``ActivityTimeoutError.timeout_type``); the values
+    are the ``ActivityOptions`` field names without ``_timeout``."""
+
+    START_TO_CLOSE = "start_to_close"
+    SCHEDULE_TO_CLOSE = "schedule_to_close"
+    SCHEDULE_TO_START = "schedule_to_start"
+    HEARTBEAT = "heartbeat"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Timeouts after which another attempt cannot help: the time for all attempts is spent, or
+#: no worker took the activity from its queue (another attempt would wait there the same way).
+_FINAL_TIMEOUTS = frozenset({TimeoutType.SCHEDULE_TO_CLOSE, TimeoutType.SCHEDULE_TO_START})
+
+
+class ActivityTimeoutError(WorkflowError):
+    """An activity attempt ran out of time; ``timeout_type`` says which timeout fired.
+
+    Start-to-close and heartbeat timeouts are retried by the activity's retry options like any
+    failure; schedule-to-close and schedule-to-start timeouts are permanent.
+    """
+
+    default_type = "ActivityTimeout"
+
+    def __init__(self, message: str = "", *, timeout_type: TimeoutType | str, **kwargs: Any) -> None:
+        kind = TimeoutType(timeout_type)
+        kwargs.setdefault("permanent", kind in _FINAL_TIMEOUTS)
+        super().__init__(message or f"activity timed out ({kind.value} timeout)", **kwargs)
+        self.timeout_type = kind
+
+    def to_info(self) -> ErrorInfo:
+        return dataclasses.replace(super().to_info(), timeout_type=self.timeout_type.value)
+
+    def _restore(self, info: ErrorInfo) -> None:
+        try:
+            self.timeout_type = TimeoutType(info.timeout_type)
+        except ValueError:  # written by something else than this engine: say what we know
+            self.timeout_type = TimeoutType.START_TO_CLOSE
+
+
+class WorkflowTimedOut(WorkflowError):
+    """The execution ran longer than its ``execution_timeout`` and was ended by the backend."""
+
+    default_type = "WorkflowTimedOut"
+
+    def __init__(self, message: str = "workflow execution timed out", **kwargs: Any) -> None:
+        kwargs.setdefault("permanent", True)
+        super().__init__(message, **kwargs)
+
+
 class ChannelClosed(Exception):
     """Raised by ``Channel.receive`` when the channel is closed and drained."""
 
@@ -208,6 +273,8 @@ _ENGINE_ERROR_TYPES: dict[str, type[WorkflowError]] = {
     "DeadlockDetected": DeadlockDetected,
     "Canceled": Canceled,
     "ActivityAbandoned": ActivityAbandoned,
+    "ActivityTimeout": ActivityTimeoutError,
+    "WorkflowTimedOut": WorkflowTimedOut,
 }
 
 

@@ -323,12 +323,20 @@ class Executor:
         if self.ended_by_history:
             return
         state = self.state
+        # An activity's cancellation request that is not in the history is not a disagreement:
+        # histories recorded before requests existed have none, and a late request changes no
+        # outcome. It stays queued and is sent once the replay catches up.
+        late_requests = [
+            command
+            for command in state.to_execute
+            if command.state is CommandState.CANCEL_PENDING and isinstance(command, ScheduleActivityCommand)
+        ]
         unrecorded = [
             command
             for command in state.to_execute
-            if command.state in (CommandState.PENDING, CommandState.CANCEL_PENDING)
+            if command.state in (CommandState.PENDING, CommandState.CANCEL_PENDING) and command not in late_requests
         ]
-        state.to_execute = []
+        state.to_execute = late_requests
         if not unrecorded:
             return
         got = ", ".join(self._describe_command(command) for command in unrecorded)
@@ -392,6 +400,7 @@ class Executor:
         state.name = attrs.name
         state.queue = attrs.queue
         state.metadata = dict(attrs.metadata)
+        state.execution_timeout = attrs.execution_timeout
         try:
             workflow_fn = self._registry.get_workflow(attrs.name)
         except WorkflowNotFound as exc:
@@ -422,12 +431,22 @@ class Executor:
             raise self._mismatch(event, f"ActivityScheduled({attrs.name})", command.describe())
         if command.inputs != attrs.inputs or command.attempt != attrs.attempt:
             self._inexact = True
+        command.event_id = event.id
         command.commit()
+
+    def _on_activity_cancellation_requested(self, event: Event) -> None:
+        command = self._match(event, ScheduleActivityCommand, "ActivityCancellationRequested")
+        if not command.request_replayed():
+            raise self._mismatch(event, "a canceled activity", f"{command.describe()} that was not canceled")
 
     def _on_activity_result(self, event: Event) -> None:
         command = self._target(event, ScheduleActivityCommand)
         command.done()
         assert command.future is not None
+        if isinstance(event.attributes, ActivityFailedAttributes) and command.on_details is not None:
+            command.on_details(event.attributes.heartbeat_details)
+        if command.future.ready():
+            return  # canceled with TRY or ABANDON: the workflow stopped waiting for it
         if isinstance(event.attributes, ActivityCompletedAttributes):
             command.future.set_result(self.state.decode(event.attributes.result))
         else:
@@ -658,6 +677,7 @@ class Executor:
             inputs=inputs,
             metadata=metadata,
             result=result,
+            execution_timeout=state.execution_timeout,
         )
         state.add_command(command)
         self._final = command
@@ -745,6 +765,7 @@ _HANDLERS: dict[EventType, Any] = {
     EventType.ACTIVITY_SCHEDULED: Executor._on_activity_scheduled,
     EventType.ACTIVITY_COMPLETED: Executor._on_activity_result,
     EventType.ACTIVITY_FAILED: Executor._on_activity_result,
+    EventType.ACTIVITY_CANCELLATION_REQUESTED: Executor._on_activity_cancellation_requested,
     EventType.TIMER_SCHEDULED: Executor._on_timer_scheduled,
     EventType.TIMER_FIRED: Executor._on_timer_fired,
     EventType.TIMER_CANCELED: Executor._on_timer_canceled,
@@ -759,6 +780,7 @@ _HANDLERS: dict[EventType, Any] = {
     EventType.WORKFLOW_EXECUTION_FINISHED: Executor._on_finished,
     EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW: Executor._on_finished,
     EventType.WORKFLOW_EXECUTION_TERMINATED: Executor._on_finished,
+    EventType.WORKFLOW_EXECUTION_TIMED_OUT: Executor._on_finished,
 }
 
 

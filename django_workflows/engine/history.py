@@ -28,6 +28,7 @@ class EventType(str, enum.Enum):
     WORKFLOW_EXECUTION_CONTINUED_AS_NEW = "WorkflowExecutionContinuedAsNew"
     WORKFLOW_EXECUTION_TERMINATED = "WorkflowExecutionTerminated"
     WORKFLOW_EXECUTION_CANCELED = "WorkflowExecutionCanceled"
+    WORKFLOW_EXECUTION_TIMED_OUT = "WorkflowExecutionTimedOut"
     WORKFLOW_TASK_STARTED = "WorkflowTaskStarted"
     SUB_WORKFLOW_SCHEDULED = "SubWorkflowScheduled"
     SUB_WORKFLOW_CANCELLATION_REQUESTED = "SubWorkflowCancellationRequested"
@@ -36,6 +37,7 @@ class EventType(str, enum.Enum):
     ACTIVITY_SCHEDULED = "ActivityScheduled"
     ACTIVITY_COMPLETED = "ActivityCompleted"
     ACTIVITY_FAILED = "ActivityFailed"
+    ACTIVITY_CANCELLATION_REQUESTED = "ActivityCancellationRequested"
     TIMER_SCHEDULED = "TimerScheduled"
     TIMER_FIRED = "TimerFired"
     TIMER_CANCELED = "TimerCanceled"
@@ -55,6 +57,7 @@ TERMINAL_EVENT_TYPES = frozenset(
         EventType.WORKFLOW_EXECUTION_FINISHED,
         EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
         EventType.WORKFLOW_EXECUTION_TERMINATED,
+        EventType.WORKFLOW_EXECUTION_TIMED_OUT,
     }
 )
 
@@ -75,6 +78,8 @@ class WorkflowExecutionStartedAttributes(Attributes):
     queue: str
     inputs: list[Payload] = field(default_factory=list)
     metadata: Metadata = field(default_factory=dict)
+    #: Seconds the execution may run from its start before the backend ends it; None: no limit.
+    execution_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +105,14 @@ class WorkflowExecutionTerminatedAttributes(Attributes):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowExecutionCanceledAttributes(Attributes):
     event_type: ClassVar[EventType] = EventType.WORKFLOW_EXECUTION_CANCELED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowExecutionTimedOutAttributes(Attributes):
+    """The backend ended the execution: it ran longer than its ``execution_timeout``."""
+
+    event_type: ClassVar[EventType] = EventType.WORKFLOW_EXECUTION_TIMED_OUT
+    execution_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +156,26 @@ class ActivityScheduledAttributes(Attributes):
     metadata: Metadata = field(default_factory=dict)
     queue: str = ""
     attempt: int = 0
+    # Timeouts of this attempt in seconds (None: none). ``schedule_to_close_timeout`` is what is
+    # left of the activity's schedule-to-close time when this attempt is scheduled.
+    start_to_close_timeout: float | None = None
+    schedule_to_close_timeout: float | None = None
+    schedule_to_start_timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    #: The last heartbeat details of the previous attempts (``activity.info().heartbeat_details``).
+    heartbeat_details: Payload | None = None
+
+    @property
+    def has_timeouts(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.start_to_close_timeout,
+                self.schedule_to_close_timeout,
+                self.schedule_to_start_timeout,
+                self.heartbeat_timeout,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +188,17 @@ class ActivityCompletedAttributes(Attributes):
 class ActivityFailedAttributes(Attributes):
     event_type: ClassVar[EventType] = EventType.ACTIVITY_FAILED
     error: ErrorInfo
+    #: The attempt's last heartbeat details, handed to the next attempt.
+    heartbeat_details: Payload | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityCancellationRequestedAttributes(Attributes):
+    """The workflow asked a scheduled activity to stop (its context was canceled)."""
+
+    event_type: ClassVar[EventType] = EventType.ACTIVITY_CANCELLATION_REQUESTED
+    #: The id of the activity's ``ActivityScheduled`` event (``ActivityTask.activity_id``).
+    activity_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +260,7 @@ ATTRIBUTE_CLASSES: dict[EventType, type[Attributes]] = {
         WorkflowExecutionContinuedAsNewAttributes,
         WorkflowExecutionTerminatedAttributes,
         WorkflowExecutionCanceledAttributes,
+        WorkflowExecutionTimedOutAttributes,
         WorkflowTaskStartedAttributes,
         SubWorkflowScheduledAttributes,
         SubWorkflowCancellationRequestedAttributes,
@@ -224,6 +269,7 @@ ATTRIBUTE_CLASSES: dict[EventType, type[Attributes]] = {
         ActivityScheduledAttributes,
         ActivityCompletedAttributes,
         ActivityFailedAttributes,
+        ActivityCancellationRequestedAttributes,
         TimerScheduledAttributes,
         TimerFiredAttributes,
         TimerCanceledAttributes,

@@ -35,6 +35,8 @@ class WorkflowState:
         self.name = ""
         self.queue = ""
         self.metadata: Metadata = {}
+        #: Seconds from the start event (continue-as-new passes it on); None: no limit.
+        self.execution_timeout: float | None = None
         self.converter = converter
         self.registry = registry
         self.base_logger = logger

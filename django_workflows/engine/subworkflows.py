@@ -13,12 +13,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from .activities import prepare_inputs
 from .commands import CommandState, ScheduleSubWorkflowCommand
 from .context import Context
-from .core import WorkflowInstance, validate_id
+from .core import WorkflowInstance, check_start_options, validate_id
 from .errors import Canceled
 from .futures import Future, resolved
 from .retries import DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS, RetryOptions, with_retries
@@ -30,11 +31,21 @@ _ID_NAMESPACE = uuid.UUID("0b6d4bde-5c5f-4a43-9c2d-9f6f5b1f6b51")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubWorkflowOptions:
     """``instance_id`` names the child (default: derived, unique); ``queue`` defaults to the
-    parent's queue; ``retry_options`` default to a single attempt."""
+    parent's queue; ``retry_options`` default to a single attempt.
+
+    ``execution_timeout`` (seconds or ``timedelta``; default None, no limit) ends the child with
+    ``WorkflowTimedOut`` when it runs longer, which the parent receives as the child's error;
+    ``start_delay`` (default None) starts the child that much later, in workflow time.
+    """
 
     instance_id: str | None = None
     queue: str | None = None
     retry_options: RetryOptions | None = None
+    execution_timeout: timedelta | float | None = None
+    start_delay: timedelta | float | None = None
+
+    def __post_init__(self) -> None:
+        check_start_options(self, "SubWorkflowOptions")
 
 
 def create_sub_workflow_instance(
@@ -56,14 +67,15 @@ def create_sub_workflow_instance(
     retry_options = options.retry_options or DEFAULT_SUB_WORKFLOW_RETRY_OPTIONS
 
     def schedule(ctx: Context, attempt: int) -> Future[Any]:
-        return _schedule_sub_workflow(ctx, options.instance_id, name, queue, prepared)
+        return _schedule_sub_workflow(ctx, options, name, queue, prepared)
 
     return with_retries(ctx, retry_options, schedule)
 
 
 def _schedule_sub_workflow(
-    ctx: Context, instance_id: str | None, name: str, queue: str, inputs: list[str]
+    ctx: Context, options: SubWorkflowOptions, name: str, queue: str, inputs: list[str]
 ) -> Future[Any]:
+    instance_id = options.instance_id
     if ctx.err() is not None:
         return resolved(error=Canceled())
     state = state_of(ctx)
@@ -78,8 +90,16 @@ def _schedule_sub_workflow(
     metadata: dict[str, str] = {}
     for propagator in state.propagators:
         propagator.inject_from_workflow(ctx, metadata)
+    timeout: timedelta | None = options.execution_timeout  # type: ignore[assignment]
     command = ScheduleSubWorkflowCommand(
-        schedule_event_id, instance=child, name=name, queue=queue, inputs=inputs, metadata=metadata
+        schedule_event_id,
+        instance=child,
+        name=name,
+        queue=queue,
+        inputs=inputs,
+        metadata=metadata,
+        execution_timeout=None if timeout is None else timeout.total_seconds(),
+        start_delay=options.start_delay,  # type: ignore[arg-type]
     )
     future: Future[Any] = Future()
     command.future = future

@@ -39,12 +39,19 @@ Usage (pytest)::
   wall time (default 10), and ``UnexpectedCall`` when a mock is called in a way nothing expects.
 - ``history()`` returns the events recorded for the workflow (or a sub-workflow), as a backend
   would store them.
+- Activity timeouts, heartbeats and cancellation work in workflow time (``tester_attempts``):
+  ``tester.on_activity(export).hangs()`` never answers, so its timeouts fire when time skips to
+  them; ``.times_out("heartbeat")`` answers with that timeout when it would fire.
+  ``execution_timeout=`` and ``start_delay=`` apply to the workflow under test as
+  ``WorkflowInstanceOptions`` do; sub-workflows take them from ``SubWorkflowOptions``.
 - Options: ``registry=`` (copied), ``converter=``, ``propagators=``, ``initial_time=`` (aware,
-  default now), ``max_history_size=``, ``idle_timeout=``, ``instance_id=``, ``logger=``.
+  default now), ``max_history_size=``, ``idle_timeout=``, ``instance_id=``, ``logger=``,
+  ``execution_timeout=``, ``start_delay=``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -58,10 +65,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..backends.rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result, terminated_events
+from ..backends.rules import (
+    FOLLOW_ACTIVE_EXECUTION,
+    canceled_activities,
+    canceled_activity_result,
+    canceled_before_start_events,
+    duplicate_sub_workflow_result,
+    execution_deadline,
+    terminated_events,
+    timed_out_activity_result,
+    timed_out_events,
+)
+from ..client import WorkflowInstanceOptions
 from ..engine.activity_runner import ActivityRunner
 from ..engine.clock import system_clock, to_timedelta
-from ..engine.converter import Converter, PayloadError, default_converter
+from ..engine.converter import Converter, Payload, PayloadError, default_converter
 from ..engine.core import (
     DEFAULT_QUEUE,
     InstanceState,
@@ -71,7 +89,7 @@ from ..engine.core import (
     validate_id,
     validate_signal_name,
 )
-from ..engine.errors import InstanceFinished, InstanceNotFound, WorkflowError
+from ..engine.errors import InstanceFinished, InstanceNotFound, TimeoutType, WorkflowError, WorkflowTimedOut
 from ..engine.executor import DEFAULT_MAX_HISTORY_SIZE, Executor
 from ..engine.history import (
     ActivityCompletedAttributes,
@@ -96,6 +114,7 @@ from ..schedules.declarations import Schedule
 from ..schedules.firing import apply, fire, outcome_from
 from ..schedules.records import ScheduleDefinition, ScheduleRecord, ScheduleRun, new_record
 from ..schedules.spec import OverlapPolicy, ScheduleSpec
+from .tester_attempts import Attempt, describe, timeout_of
 from .tester_mocks import MockCall, MockSet, UnexpectedCall
 
 __all__ = ["MockCall", "UnexpectedCall", "WorkflowBlocked", "WorkflowTester"]
@@ -174,9 +193,12 @@ class _Execution:
         self.instance = instance
         self.name = attributes.name
         self.metadata: Metadata = dict(attributes.metadata)
+        self.execution_timeout = attributes.execution_timeout
         self.history: list[Event] = []
         self.pending: list[Event] = [started]
         self.state = InstanceState.ACTIVE
+        #: The start event while its start is delayed (``start_delay``); events wait for it.
+        self.delayed: Event | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -213,7 +235,11 @@ class WorkflowTester:
         idle_timeout: float | timedelta = DEFAULT_IDLE_TIMEOUT,
         instance_id: str | None = None,
         logger: logging.Logger | None = None,
+        execution_timeout: float | timedelta | None = None,
+        start_delay: float | timedelta | None = None,
     ) -> None:
+        # Checked (and normalized) as the client checks them.
+        self._start_options = WorkflowInstanceOptions(execution_timeout=execution_timeout, start_delay=start_delay)
         if initial_time is not None and initial_time.utcoffset() is None:
             raise ValueError("initial_time must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self._idle_timeout = to_timedelta(idle_timeout, what="idle_timeout").total_seconds()
@@ -246,6 +272,7 @@ class WorkflowTester:
         self._timers_lock = threading.Lock()
         self._inbox: queue.Queue[_ActivityDone | None] = queue.Queue()
         self._running: dict[str, str] = {}  # activity event id -> activity name
+        self._attempts: dict[str, Attempt] = {}  # activity event id -> its running attempt
         self._started = False
         self._finished = False
         self._result: WorkflowExecutionFinishedAttributes | None = None
@@ -318,14 +345,19 @@ class WorkflowTester:
         metadata: Metadata = {}
         for propagator in self._propagators:
             propagator.inject(metadata)
+        timeout: timedelta | None = self._start_options.execution_timeout  # type: ignore[assignment]
+        delay: timedelta | None = self._start_options.start_delay  # type: ignore[assignment]
+        now = self._clock.now()
         started = new_event(
             WorkflowExecutionStartedAttributes(
                 name=self._workflow_name,
                 queue=DEFAULT_QUEUE,
                 inputs=[self._converter.to_payload(arg) for arg in args],
                 metadata=metadata,
+                execution_timeout=None if timeout is None else timeout.total_seconds(),
             ),
-            self._clock.now(),
+            now,
+            visible_at=None if delay is None else now + delay,
         )
         self._add_execution(self._root, started)
         self._loop()
@@ -449,7 +481,9 @@ class WorkflowTester:
     def _run_workflow_tasks(self) -> bool:
         ran = False
         while not self._finished:
-            ready = [x for x in self._executions.values() if x.pending and x.state is InstanceState.ACTIVE]
+            ready = [
+                x for x in self._executions.values() if x.pending and x.state is InstanceState.ACTIVE and x.delayed is None
+            ]
             if not ready:
                 break
             for execution in ready:
@@ -487,8 +521,14 @@ class WorkflowTester:
         # Sub-workflows first: an activity of this task (a signal) may address them.
         for workflow_event in result.workflow_events:
             self._route(execution, workflow_event)
+        canceled = set(canceled_activities(result.executed))
         for event in result.activity_events:
-            self._start_activity(execution, event)
+            if event.id in canceled:  # canceled in the task that scheduled it: it never runs
+                self._deliver(execution.instance, canceled_activity_result(event.schedule_event_id, self._clock.now()))
+            else:
+                self._start_activity(execution, event)
+        for activity_id in canceled:
+            self._cancel_activity(activity_id)
         for event in result.timer_events:
             assert event.visible_at is not None
             self._add_timer(
@@ -501,6 +541,11 @@ class WorkflowTester:
     def _finish(self, execution: _Execution, state: InstanceState) -> None:
         execution.state = state
         execution.pending.clear()
+        for activity_id, attempt in list(self._attempts.items()):
+            if attempt.instance == execution.instance:
+                # Its workflow ended: the activity learns it at its next heartbeat.
+                attempt.end()
+                self._forget_attempt(activity_id)
         if self._active.get(execution.instance.instance_id) is execution:
             del self._active[execution.instance.instance_id]
         with self._timers_lock:
@@ -521,6 +566,41 @@ class WorkflowTester:
         execution = _Execution(instance, started)
         self._executions[execution.key] = execution
         self._active[instance.instance_id] = execution
+        now = self._clock.now()
+        if started.visible_at is not None and started.visible_at > now:
+            execution.delayed, execution.pending = started, []
+            self._add_timer(started.visible_at, f"delayed start of {instance.instance_id}", functools.partial(self._start_delayed, execution))
+        deadline = execution_deadline(started)
+        if deadline is not None:
+            self._add_timer(
+                now + deadline, f"execution timeout of {instance.instance_id}", functools.partial(self._time_out_execution, execution)
+            )
+
+    def _start_delayed(self, execution: _Execution) -> None:
+        if execution.delayed is not None and execution.state is InstanceState.ACTIVE:
+            # The start goes in front of the events that waited for it.
+            execution.pending.insert(0, execution.delayed)
+            execution.delayed = None
+
+    def _time_out_execution(self, execution: _Execution) -> None:
+        if execution.state is not InstanceState.ACTIVE:
+            return
+        timeout = execution.execution_timeout
+        ended, parent_event = timed_out_events(execution.instance, timeout, self._clock.now())
+        self._end(execution, [ended], parent_event, WorkflowTimedOut(f"workflow execution timed out after {timeout:g} s"))
+
+    def _end(self, execution: _Execution, events: list[Event], parent_event: Event | None, error: WorkflowError) -> None:
+        """End an execution without running it (timed out, canceled before its start), as a
+        backend does: ``events`` go to its history, its parent hears of it."""
+        for event in events:
+            execution.history.append(event.with_sequence_id(len(execution.history) + 1))
+        if execution.instance == self._root:
+            self._result = WorkflowExecutionFinishedAttributes(error=error.to_info())
+        self._finish(execution, InstanceState.FINISHED)
+        if execution.instance == self._root:
+            self._finished = True
+        if parent_event is not None and execution.instance.parent is not None:
+            self._deliver(execution.instance.parent, parent_event)
 
     def _route(self, sender: _Execution, workflow_event: WorkflowEvent) -> None:
         target, event = workflow_event.instance, workflow_event.event
@@ -542,6 +622,7 @@ class WorkflowTester:
         now = self._clock.now()
         if self._workflow_mocks.is_mocked(attributes.name):
             outcome = self._call_mock(self._workflow_mocks, attributes.name, attributes.inputs)
+            assert not isinstance(outcome, MockCall)  # hangs()/times_out() are for activities only
             if isinstance(outcome, WorkflowError):
                 result: Attributes = SubWorkflowFailedAttributes(error=outcome.to_info())
             else:
@@ -569,6 +650,13 @@ class WorkflowTester:
                 f"cannot {what} workflow instance {instance_id!r} at {self._clock.now().isoformat()}: "
                 "no active execution (not started yet, already finished, or a mocked sub-workflow)"
             )
+        if what == "cancel" and execution.delayed is not None:
+            # Canceled before its delayed start: it ends without running.
+            events, parent_event = canceled_before_start_events(execution.instance, self._clock.now())
+            started, execution.delayed = execution.delayed, None
+            error = events[-1].attributes.error  # type: ignore[attr-defined]
+            self._end(execution, [started, *events], parent_event, WorkflowError.from_info(error))
+            return
         execution.pending.append(new_event(attributes, self._clock.now()))
 
     # -- activities --------------------------------------------------------------------------
@@ -580,30 +668,89 @@ class WorkflowTester:
             result = self._deliver_workflow_signal(attributes)
         elif self._activity_mocks.is_mocked(attributes.name):
             outcome = self._call_mock(self._activity_mocks, attributes.name, attributes.inputs)
+            if isinstance(outcome, MockCall):  # hangs, or times out: answered by its timers
+                attempt = self._new_attempt(execution.instance, event, mocked=True)
+                if outcome.timeout_type is not None and timeout_of(attributes, outcome.timeout_type) is None:
+                    raise ValueError(
+                        f"mocked activity {attributes.name} times out with its {outcome.timeout_type.value} timeout, "
+                        "but its ActivityOptions set none"
+                    )
+                attempt.start(self._clock.now(), only=outcome.timeout_type)
+                return
             if isinstance(outcome, WorkflowError):
                 result = ActivityFailedAttributes(error=outcome.to_info())
             else:
                 result = ActivityCompletedAttributes(result=outcome)
         else:
+            attempt = self._new_attempt(execution.instance, event, mocked=False)
             self._running[event.id] = attributes.name
             self._clock.follow_wall_clock(True)
+            attempt.start(self._clock.now())
             threading.Thread(
                 target=self._run_activity,
-                args=(execution.instance, event),
+                args=(attempt,),
                 name=f"workflow-tester-activity-{attributes.name}",
                 daemon=True,  # a hung activity must not keep the test process alive
             ).start()
             return
         self._deliver(execution.instance, new_event(result, self._clock.now(), schedule_event_id=event.schedule_event_id))
 
-    def _run_activity(self, instance: WorkflowInstance, event: Event) -> None:
+    def _new_attempt(self, instance: WorkflowInstance, event: Event, *, mocked: bool) -> Attempt:
+        def arm(kind: TimeoutType, at: datetime) -> Callable[[], None]:
+            timer = self._add_timer(at, describe(kind, attempt), functools.partial(self._time_out_attempt, attempt, kind))
+            self._inbox.put(None)  # the loop may be waiting for a later timer
+            return lambda: setattr(timer, "dead", True)
+
+        attempt = Attempt(instance, event, mocked, arm)
+        self._attempts[event.id] = attempt
+        return attempt
+
+    def _time_out_attempt(self, attempt: Attempt, kind: TimeoutType) -> None:
+        """A timeout of a running attempt fired: the workflow receives its failure now, and
+        whatever the attempt answers later is discarded."""
+        if not attempt.end():
+            return
+        self._forget_attempt(attempt.scheduled.id)
+        self._deliver(attempt.instance, timed_out_activity_result(attempt.scheduled, kind, self._clock.now(), attempt.details))
+
+    def _cancel_activity(self, activity_id: str) -> None:
+        attempt = self._attempts.get(activity_id)
+        if attempt is None:
+            return  # finished already
+        if not attempt.mocked:
+            attempt.canceled = True  # it learns it at its next heartbeat
+        elif attempt.end():  # a mock that hangs stops at once
+            self._forget_attempt(activity_id)
+            answer = canceled_activity_result(attempt.scheduled.schedule_event_id, self._clock.now())
+            self._deliver(attempt.instance, answer)
+
+    def _forget_attempt(self, activity_id: str) -> None:
+        self._attempts.pop(activity_id, None)
+        if self._running.pop(activity_id, None) is not None:
+            # Still running on its thread, but over: time may skip again.
+            self._clock.follow_wall_clock(bool(self._running))
+
+    def _run_activity(self, attempt: Attempt) -> None:
         """Runs on the activity's thread."""
+        event = attempt.scheduled
+
+        def heartbeat(details: Payload | None) -> None:
+            attempt.heartbeat(details, self._clock.now())
+
         try:
-            attributes = self._runner.run(activity_id=event.id, instance=instance, attributes=event.attributes)  # type: ignore[arg-type]
+            attributes = self._runner.run(
+                activity_id=event.id,
+                instance=attempt.instance,
+                attributes=attempt.attributes,
+                heartbeat=heartbeat,
+                is_canceled=attempt.is_canceled,
+            )
         except BaseException as exc:  # the runner catches activity errors; this is a bug to report
-            self._inbox.put(_ActivityDone(instance, event, crash=exc))
+            self._inbox.put(_ActivityDone(attempt.instance, event, crash=exc))
             raise
-        self._inbox.put(_ActivityDone(instance, event, attributes))
+        if isinstance(attributes, ActivityFailedAttributes):
+            attributes = dataclasses.replace(attributes, heartbeat_details=attempt.details)
+        self._inbox.put(_ActivityDone(attempt.instance, event, attributes))
 
     def _take_inbox(self, *, block: bool, timeout: float | None = None) -> bool:
         """Turn finished activities into result events; True if one finished."""
@@ -620,14 +767,15 @@ class WorkflowTester:
         return got
 
     def _activity_done(self, done: _ActivityDone) -> None:
-        self._running.pop(done.scheduled.id, None)
+        attempt = self._attempts.get(done.scheduled.id)
+        if attempt is None or not attempt.end():
+            return  # it timed out (or its workflow ended) meanwhile: its result is discarded
+        self._forget_attempt(done.scheduled.id)
         if done.crash is not None:
             name = getattr(done.scheduled.attributes, "name", "?")
             raise RuntimeError(f"running activity {name} crashed the tester") from done.crash
         assert done.attributes is not None
-        # Stamped before the clock stops following the wall: the activity's time has passed.
         self._deliver(done.instance, new_event(done.attributes, self._clock.now(), schedule_event_id=done.scheduled.schedule_event_id))
-        self._clock.follow_wall_clock(bool(self._running))
 
     def _deliver_workflow_signal(self, attributes: ActivityScheduledAttributes) -> Attributes:
         """The system activity behind ``workflow.signal_workflow``, run on the loop."""
@@ -640,10 +788,14 @@ class WorkflowTester:
         target.pending.append(new_event(SignalReceivedAttributes(name=name, arg=payload), self._clock.now()))
         return ActivityCompletedAttributes(result=self._converter.to_payload(None))
 
-    def _call_mock(self, mocks: MockSet, name: str, inputs: list[str]) -> str | WorkflowError:
-        """A mock's answer: the result payload, or the error it raised as a ``WorkflowError``."""
+    def _call_mock(self, mocks: MockSet, name: str, inputs: list[str]) -> str | WorkflowError | MockCall:
+        """A mock's answer: the result payload, the error it raised as a ``WorkflowError``, or
+        the expectation itself for one that hangs or times out."""
         args = [self._converter.from_payload(payload) for payload in inputs]
         call = mocks.find(name, args)
+        if call.hang or call.timeout_type is not None:
+            call.call_count += 1
+            return call
         try:
             value = call.answer(args)
         except AssertionError:
@@ -666,12 +818,13 @@ class WorkflowTester:
 
     def _add_timer(
         self, at: datetime, description: str, action: Callable[[], None], key: tuple[str, str, int] | None = None
-    ) -> None:
+    ) -> _Timer:
         timer = _Timer(at, next(self._timer_seq), action, description, key)
         with self._timers_lock:
             heapq.heappush(self._timers, timer)
             if key is not None:
                 self._workflow_timers[key] = timer
+        return timer
 
     def _cancel_timer(self, key: tuple[str, str, int]) -> None:
         with self._timers_lock:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..engine.converter import Converter, PayloadError
+from ..engine.errors import TimeoutType
 
 _UNLIMITED = -1
 
@@ -45,6 +46,9 @@ class MockCall:
         self.expected_calls = _UNLIMITED
         #: How many calls this expectation answered.
         self.call_count = 0
+        #: The mock never answers (``hangs``), or answers with this timeout (``times_out``).
+        self.hang = False
+        self.timeout_type: TimeoutType | None = None
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -56,6 +60,7 @@ class MockCall:
             raise TypeError(f"mock result for {self.kind} {self.name} cannot be stored: {exc}") from None
         self._answer = lambda *args: value
         self._answer_label = f"returns {value!r}"
+        self.hang, self.timeout_type = False, None
         return self
 
     def raises(self, error: BaseException) -> MockCall:
@@ -69,6 +74,7 @@ class MockCall:
 
         self._answer = answer
         self._answer_label = f"raises {error!r}"
+        self.hang, self.timeout_type = False, None
         return self
 
     def calls(self, fn: Callable[..., Any]) -> MockCall:
@@ -77,7 +83,30 @@ class MockCall:
             raise TypeError(f"calls() needs a callable, got {fn!r}")
         self._answer = fn
         self._answer_label = f"calls {getattr(fn, '__name__', fn)!r}"
+        self.hang, self.timeout_type = False, None
         return self
+
+    def hangs(self) -> MockCall:
+        """Never answer, like an activity that is stuck: its timeouts fire in workflow time
+        (when time skips to them), and a cancellation request makes it answer ``Canceled``.
+        Only for activities."""
+        self._for_activities("hangs")
+        self.hang, self.timeout_type = True, None
+        self._answer_label = "hangs"
+        return self
+
+    def times_out(self, timeout_type: TimeoutType | str = TimeoutType.START_TO_CLOSE) -> MockCall:
+        """Time out with ``timeout_type`` (a ``TimeoutType`` or its value) when that timeout of
+        the activity fires in workflow time; the activity must have that timeout set. Also the
+        way to see a schedule-to-start timeout, since the tester starts activities at once."""
+        self._for_activities("times_out")
+        self.hang, self.timeout_type = False, TimeoutType(timeout_type)
+        self._answer_label = f"times out ({self.timeout_type.value})"
+        return self
+
+    def _for_activities(self, what: str) -> None:
+        if self.kind != "activity":
+            raise TypeError(f"{what}() is for mocked activities, not for a {self.kind}")
 
     def times(self, n: int) -> MockCall:
         """Answer exactly ``n`` calls; further calls go to the next matching expectation, and

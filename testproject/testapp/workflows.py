@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from django_workflows import register_activity, register_workflow, workflow
+from django_workflows import activity, register_activity, register_workflow, workflow
 
 
 def _append(path: str, line: str) -> None:
@@ -104,3 +104,29 @@ async def hanging_workflow(ctx: workflow.Context, seconds: float) -> str:
     """Workflow code that never yields back to the engine: a deadlock the worker must detect."""
     time.sleep(seconds)
     return "woke up"
+
+
+@register_activity
+def timed_step(ledger: str, gate: str) -> str:
+    """Attempt 1 waits (up to 120 s, without heartbeats) until ``gate`` exists; later attempts
+    return at once. Every start and end goes to the ledger."""
+    attempt = activity.attempt()
+    _append(ledger, f"start {attempt} pid={os.getpid()}")
+    deadline = time.monotonic() + 120
+    while attempt == 0 and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _append(ledger, f"done {attempt} pid={os.getpid()}")
+    return f"attempt {attempt} pid={os.getpid()}"
+
+
+@register_workflow
+async def timed_workflow(ctx: workflow.Context, ledger: str, gate: str, attempts: int) -> str:
+    """Runs ``timed_step`` with a 3 s start-to-close timeout; a timed-out attempt is retried
+    up to ``attempts`` attempts in all."""
+    options = workflow.ActivityOptions(
+        start_to_close_timeout=3, retry_options=workflow.RetryOptions(max_attempts=attempts)
+    )
+    try:
+        return await workflow.execute_activity(ctx, options, timed_step, ledger, gate)
+    except workflow.ActivityTimeoutError as err:
+        return f"timed out: {err.timeout_type.value}"

@@ -12,6 +12,7 @@ from django_workflows.engine.errors import ErrorInfo
 from django_workflows.engine.history import (
     ATTRIBUTE_CLASSES,
     TERMINAL_EVENT_TYPES,
+    ActivityCancellationRequestedAttributes,
     ActivityCompletedAttributes,
     ActivityFailedAttributes,
     ActivityScheduledAttributes,
@@ -33,6 +34,7 @@ from django_workflows.engine.history import (
     WorkflowExecutionFinishedAttributes,
     WorkflowExecutionStartedAttributes,
     WorkflowExecutionTerminatedAttributes,
+    WorkflowExecutionTimedOutAttributes,
     WorkflowTaskStartedAttributes,
     attributes_from_json,
     attributes_to_json,
@@ -55,8 +57,9 @@ ERROR = ErrorInfo(
 
 SAMPLES: dict[EventType, Attributes] = {
     EventType.WORKFLOW_EXECUTION_STARTED: WorkflowExecutionStartedAttributes(
-        name="order", queue="q", inputs=['"o-1"', "12"], metadata={"tenant": "acme"}
+        name="order", queue="q", inputs=['"o-1"', "12"], metadata={"tenant": "acme"}, execution_timeout=90.5
     ),
+    EventType.WORKFLOW_EXECUTION_TIMED_OUT: WorkflowExecutionTimedOutAttributes(execution_timeout=90.5),
     EventType.WORKFLOW_EXECUTION_FINISHED: WorkflowExecutionFinishedAttributes(result='{"ok":true}', error=ERROR),
     EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW: WorkflowExecutionContinuedAsNewAttributes(
         result="1", continued_execution_id="next"
@@ -71,10 +74,20 @@ SAMPLES: dict[EventType, Attributes] = {
     EventType.SUB_WORKFLOW_COMPLETED: SubWorkflowCompletedAttributes(result='"shipped"'),
     EventType.SUB_WORKFLOW_FAILED: SubWorkflowFailedAttributes(error=ERROR),
     EventType.ACTIVITY_SCHEDULED: ActivityScheduledAttributes(
-        name="charge", inputs=['"o-1"'], metadata={"trace": "t"}, queue="payments", attempt=2
+        name="charge",
+        inputs=['"o-1"'],
+        metadata={"trace": "t"},
+        queue="payments",
+        attempt=2,
+        start_to_close_timeout=30.0,
+        schedule_to_close_timeout=55.25,
+        schedule_to_start_timeout=5.0,
+        heartbeat_timeout=3.0,
+        heartbeat_details='{"row":17}',
     ),
     EventType.ACTIVITY_COMPLETED: ActivityCompletedAttributes(result="42"),
-    EventType.ACTIVITY_FAILED: ActivityFailedAttributes(error=ERROR),
+    EventType.ACTIVITY_FAILED: ActivityFailedAttributes(error=ERROR, heartbeat_details="17"),
+    EventType.ACTIVITY_CANCELLATION_REQUESTED: ActivityCancellationRequestedAttributes(activity_id="a1b2"),
     EventType.TIMER_SCHEDULED: TimerScheduledAttributes(at=T + timedelta(hours=1), name="reminder"),
     EventType.TIMER_FIRED: TimerFiredAttributes(scheduled_at=T, at=T + timedelta(hours=1), name="reminder"),
     EventType.TIMER_CANCELED: TimerCanceledAttributes(),
@@ -85,15 +98,19 @@ SAMPLES: dict[EventType, Attributes] = {
 }
 
 
-def test_there_are_20_event_types_with_go_workflows_names() -> None:
-    # go-workflows' 19, plus PatchMarker (versioning, which go-workflows does not have).
-    assert len(EventType) == 20
+def test_go_workflows_19_event_types_and_three_of_ours() -> None:
+    # go-workflows' 19 keep their names; ours: PatchMarker (versioning), activity cancellation
+    # requests and execution timeouts.
+    assert len(EventType) == 22
     assert set(ATTRIBUTE_CLASSES) == set(EventType) == set(SAMPLES)
     assert EventType.WORKFLOW_EXECUTION_STARTED.value == "WorkflowExecutionStarted"
+    assert EventType.ACTIVITY_CANCELLATION_REQUESTED.value == "ActivityCancellationRequested"
+    assert EventType.WORKFLOW_EXECUTION_TIMED_OUT.value == "WorkflowExecutionTimedOut"
     assert TERMINAL_EVENT_TYPES == {
         EventType.WORKFLOW_EXECUTION_FINISHED,
         EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
         EventType.WORKFLOW_EXECUTION_TERMINATED,
+        EventType.WORKFLOW_EXECUTION_TIMED_OUT,
     }
 
 
@@ -142,3 +159,33 @@ def test_unknown_attribute_keys_are_ignored_and_times_keep_their_zone() -> None:
     assert attributes.at.utcoffset() == timedelta(hours=2)
     with pytest.raises(ValueError):
         attributes_from_json("NoSuchEvent", "{}")
+
+
+def test_activity_timeout_errors_keep_their_timeout_type() -> None:
+    from django_workflows.engine.errors import ActivityTimeoutError, TimeoutType, WorkflowError
+
+    error = ActivityTimeoutError("late", timeout_type="heartbeat")
+    assert error.permanent is False and error.timeout_type is TimeoutType.HEARTBEAT
+    info = ErrorInfo.from_dict(json.loads(json.dumps(error.to_info().to_dict())))
+    back = WorkflowError.from_info(info)
+    assert isinstance(back, ActivityTimeoutError) and back.timeout_type is TimeoutType.HEARTBEAT
+    assert (back.type, back.message) == ("ActivityTimeout", "late")
+    # The timeouts after which another attempt cannot help are permanent.
+    assert ActivityTimeoutError(timeout_type=TimeoutType.SCHEDULE_TO_CLOSE).permanent
+    assert ActivityTimeoutError(timeout_type=TimeoutType.SCHEDULE_TO_START).permanent
+    with pytest.raises(ValueError):
+        ActivityTimeoutError(timeout_type="sometime")
+
+
+def test_events_recorded_before_timeouts_and_details_read_with_defaults() -> None:
+    # JSON as versions before activity timeouts wrote it: the new fields take their defaults.
+    scheduled = attributes_from_json("ActivityScheduled", '{"name":"charge","inputs":["1"],"queue":"q","attempt":1}')
+    assert isinstance(scheduled, ActivityScheduledAttributes)
+    assert (scheduled.start_to_close_timeout, scheduled.heartbeat_details, scheduled.has_timeouts) == (None, None, False)
+    failed = attributes_from_json("ActivityFailed", '{"error":{"type":"ValueError","message":"x"}}')
+    assert isinstance(failed, ActivityFailedAttributes)
+    assert failed.heartbeat_details is None and failed.error.timeout_type == ""
+    started = attributes_from_json("WorkflowExecutionStarted", '{"name":"wf","queue":"default"}')
+    assert isinstance(started, WorkflowExecutionStartedAttributes) and started.execution_timeout is None
+    # ... and the new fields are left out of the JSON when unset, so old readers see old JSON.
+    assert "heartbeat_details" not in attributes_to_json(ActivityScheduledAttributes(name="charge"))

@@ -6,6 +6,10 @@ extend, complete and abandon are fenced on that token and on ``locked_until > <d
 lease counts (``lease_count``); an activity whose workers died ``max_activity_leases`` times is
 failed with ``ActivityAbandoned`` instead of being leased again. Writers that touch both an
 execution and its activities lock the execution first, so they cannot deadlock each other.
+
+Timeouts are deadline columns on the row, on the database clock (``sql``: ``in_time``,
+``ACTIVITY_LEASED``): past its ``deadline`` an attempt can be neither claimed, extended,
+heartbeated nor completed, and ``time_out`` (the workers' sweep) fails it.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ...engine.backend import ActivityTask, WorkflowTask
 from ...engine.clock import system_clock
-from ...engine.errors import LeaseLost
-from ...engine.history import Event
-from ..rules import abandoned_activity_result
+from ...engine.converter import Payload
+from ...engine.errors import LeaseLost, TimeoutType
+from ...engine.history import ActivityScheduledAttributes, Event
+from ..rules import abandoned_activity_result, earliest, heartbeat_timeout, start_to_close, timed_out_activity_result
 from .group_commit import GroupCommit
 from .rows import ActivityTaskData, TaskRow, instance_from
-from .sql import ClaimedActivity, new_token, payload_json
+from .sql import DEADLINE_TYPES, ClaimedActivity, new_token, payload_json
 from .store import ACTIVE, OrmStore
 from .transactions import first
 from .workflow_tasks import WorkflowTasks
@@ -71,13 +77,32 @@ class ActivityTasks:
             return [], exhausted
         # One token for the batch: a lease is fenced by (row id, token), so tasks stay apart.
         token = new_token()
-        leased = sql.lease_activities([c.row_id for c in leasable], token, self.options.worker_name, self.options.activity_lock)
+        events = {}
+        identities = {}
+        for claimed in leasable:
+            data, *identity = claimed.joined or sql.activity_payload(claimed.payload_id)
+            events[claimed.row_id] = sql.activity_event(claimed, data)
+            identities[claimed.row_id] = identity
+        # Activities without timeouts in one UPDATE; those with, one per pair of timeouts.
+        groups: dict[tuple[Any, Any] | None, list[int]] = {}
+        for claimed in leasable:
+            event = events[claimed.row_id]
+            attributes = event.attributes
+            timed = isinstance(attributes, ActivityScheduledAttributes) and attributes.has_timeouts
+            groups.setdefault((start_to_close(event), heartbeat_timeout(event)) if timed else None, []).append(claimed.row_id)
+        leased = 0
+        worker, lock = self.options.worker_name, self.options.activity_lock
+        for timeouts, row_ids in groups.items():
+            if timeouts is None:
+                leased += sql.lease_activities(row_ids, token, worker, lock)
+            else:
+                run, beat = timeouts
+                leased += sql.lease_timed_activities(row_ids, token, worker, lock, start_to_close=run, heartbeat=beat)
         if leased != len(leasable):  # only possible on a SQLite connection in DEFERRED mode
             raise _ClaimRace()
         tasks = []
         for claimed in leasable:
-            data, *identity = claimed.joined or sql.activity_payload(claimed.payload_id)
-            event = sql.activity_event(claimed, data)
+            event, identity = events[claimed.row_id], identities[claimed.row_id]
             tasks.append(
                 ActivityTask(
                     id=str(claimed.row_id),
@@ -88,6 +113,7 @@ class ActivityTasks:
                     lease_token=token,
                     lease_count=claimed.lease_count + 1,
                     custom_data=ActivityTaskData(claimed.row_id, claimed.instance_row_id),
+                    heartbeat_details=claimed.heartbeat_details,
                 )
             )
         return tasks, exhausted
@@ -100,13 +126,50 @@ class ActivityTasks:
         execution = first(
             store.instances().filter(pk=exhausted.instance_row_id).select_for_update().values_list("state", "queue")
         )
-        event = store.sql.take_exhausted_activity(exhausted.row_id, self.options.max_activity_leases)
-        if event is None:
+        taken = store.sql.take_exhausted_activity(exhausted.row_id, self.options.max_activity_leases)
+        if taken is None:
             return  # another poller got there first
+        event, details = taken
         if execution is not None and execution[0] == ACTIVE:
-            result = abandoned_activity_result(event, exhausted.lease_count, system_clock.now())
+            result = abandoned_activity_result(event, exhausted.lease_count, system_clock.now(), details)
             store.insert_events([(exhausted.instance_row_id, execution[1], result)])
             store.notify_on_commit("workflow")
+
+    def heartbeat(self, task: ActivityTask, details: Payload | None) -> bool:
+        store = self.store
+        data = _data(task)
+        beat = heartbeat_timeout(task.event)
+        stop = store.db.run(
+            lambda: store.sql.heartbeat_activity(data.row_id, task.lease_token, self.options.activity_lock, details, beat),
+            atomic=False,
+            reconnect=True,
+        )
+        if stop is None:
+            raise LeaseLost()
+        return stop
+
+    def time_out(self, limit: int) -> int:
+        """Fail up to ``limit`` attempts whose deadline passed, each in its own transaction."""
+        store = self.store
+        expired = store.db.run(lambda: store.sql.expired_activities(limit), atomic=False, reconnect=True)
+        return sum(store.db.run(functools.partial(self._time_out, row_id, instance_row_id)) for row_id, instance_row_id in expired)
+
+    def _time_out(self, row_id: int, instance_row_id: int) -> int:
+        """Locks the execution before the activity, the order every other writer uses."""
+        store = self.store
+        execution = first(store.instances().filter(pk=instance_row_id).select_for_update().values_list("state", "queue"))
+        taken = store.sql.take_expired_activity(row_id)
+        if taken is None:
+            return 0  # completed in time, or another sweeper got there first
+        event, details, deadlines = taken
+        by_type = {kind: deadlines[column] for column, kind in DEADLINE_TYPES.items()}
+        fired = earliest(by_type)
+        kind = fired[0] if fired is not None else TimeoutType.START_TO_CLOSE
+        if execution is not None and execution[0] == ACTIVE:
+            result = timed_out_activity_result(event, kind, system_clock.now(), details)
+            store.insert_events([(instance_row_id, execution[1], result)])
+            store.notify_on_commit("workflow")
+        return 1
 
     def extend(self, task: ActivityTask) -> None:
         self.store.extend_lease("activity", _data(task).row_id, task.lease_token, self.options.activity_lock)

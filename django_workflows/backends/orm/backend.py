@@ -28,7 +28,8 @@ wake-ups). docs/architecture.md maps the package.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ from django.db import (
     close_old_connections,
     connections,
 )
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 
 from ...engine.backend import (
     ActivityTask,
@@ -53,6 +54,7 @@ from ...engine.backend import (
     WorkflowTaskCompletion,
 )
 from ...engine.clock import system_clock, to_timedelta
+from ...engine.converter import Payload
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
     ErrorInfo,
@@ -61,12 +63,12 @@ from ...engine.errors import (
     InstanceNotFinished,
     InstanceNotFound,
 )
-from ...engine.history import Event, WorkflowExecutionStartedAttributes
+from ...engine.history import Event, EventType, WorkflowExecutionStartedAttributes, attributes_from_json
 from ...engine.listing import InstanceFilter
 from ...models import HistoryEvent, Outcome, PendingEvent
 from ..base import BaseBackend
 from ..handler import InvalidWorkflowBackend
-from ..rules import activity_queue, terminated_events
+from ..rules import activity_queue, canceled_before_start_events, execution_deadline, terminated_events, timed_out_events
 from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
@@ -77,6 +79,11 @@ from .sql import new_token, payload_json, read_json, visible_q
 from .store import ACTIVE, OrmStore
 from .transactions import DEFAULT_LOCK_RETRY_TIMEOUT, SUPPORTED_VENDORS, DbNow, first, raw_delete
 from .workflow_tasks import WorkflowTasks
+
+#: What ends an execution without running it: given the execution, the history events to
+#: append (each with the payload id to reuse, or None for a new payload) and the event for its
+#: parent (or None).
+_Ending = Callable[[WorkflowInstance], tuple[list[tuple[Event, str | None]], Event | None]]
 
 #: Default longest sleep of an idle poller between two looks at the database (it looks sooner
 #: after it found work, see ``store.FAST_POLL_INTERVAL``): work committed by other processes is
@@ -177,7 +184,7 @@ class OrmBackend(BaseBackend):
         store = self.store
 
         def create() -> None:
-            row = new_execution(instance, attributes)
+            row = new_execution(instance, attributes, execution_deadline(event))
             row.save(using=self.using, force_insert=True)
             store.insert_events([(row.pk, row.queue, event)])
             store.notify_on_commit("workflow")
@@ -246,54 +253,128 @@ class OrmBackend(BaseBackend):
         store = self.store
 
         def cancel() -> None:
-            row = first(store.execution(instance).select_for_update().values_list("pk", "state", "queue"))
+            row = first(store.execution(instance).select_for_update().values_list("pk", "state", "last_sequence_id", "queue"))
             if row is None:
                 raise InstanceNotFound()
-            if row[1] != ACTIVE:
+            row_id, state, last_sequence_id, queue = row
+            if state != ACTIVE:
                 raise InstanceFinished()
-            store.insert_events([(row[0], row[2], event)])
-            store.notify_on_commit("workflow")
+            delayed = self._delayed_start(row_id) if last_sequence_id == 0 else None
+            if delayed is None:
+                store.insert_events([(row_id, queue, event)])
+                store.notify_on_commit("workflow")
+                return
+            # Canceled before it started: it ends now, its code never runs; the start event
+            # moves from the inbox to the history.
+            pending_id, payload_id, started = delayed
+            self._end(instance, str(Outcome.CANCELED), lambda execution: _before_start(execution, started, payload_id))
 
         store.db.run(cancel)
 
+    def _delayed_start(self, row_id: int) -> tuple[int, str, Event] | None:
+        """The pending start event of an execution whose start is still delayed."""
+        row = first(
+            PendingEvent.objects.using(self.using)
+            .filter(instance_id=row_id, event_type=EventType.WORKFLOW_EXECUTION_STARTED.value, visible_at__gt=DbNow())
+            .values_list("pk", "payload_id", *EVENT_COLUMNS)
+        )
+        if row is None:
+            return None
+        return row[0], row[1], event_from(*row[2:])
+
     def terminate_workflow_instance(self, instance: WorkflowInstance, reason: str) -> None:
-        store = self.store
-
-        def terminate() -> None:
-            row = first(
-                store.execution(instance)
-                .select_for_update()
-                .values_list("pk", "state", "last_sequence_id", *INSTANCE_COLUMNS)
-            )
-            if row is None:
-                raise InstanceNotFound()
-            row_id, state, last_sequence_id, *identity = row
-            if state != ACTIVE:
-                raise InstanceFinished()
-            execution = instance_from(*identity)
+        def ending(execution: WorkflowInstance) -> tuple[list[tuple[Event, str | None]], Event | None]:
             terminated, parent_event = terminated_events(execution, reason, system_clock.now())
-            store.sql.drop_pending(row_id, keep_payloads_of=())
-            raw_delete(store.activities().filter(instance_id=row_id))
-            store.instances().filter(pk=row_id).update(
-                state=InstanceState.FINISHED.value,
-                outcome=str(Outcome.TERMINATED),
-                completed_at=DbNow(),
-                active_instance_id=None,
-                locked_until=None,
-                lease_token="",
-                last_sequence_id=last_sequence_id + 1,
-                blocked_error=None,
-                blocked_since=None,
-                blocked_attempts=0,
-                blocked_until=None,
-            )
-            payload_id = new_token()
-            store.sql.insert_payloads([(payload_id, row_id, payload_json(terminated))])
-            store.sql.insert_history([(row_id, payload_id, terminated.with_sequence_id(last_sequence_id + 1))])
-            if parent_event is not None and execution.parent is not None:
-                store.deliver_to_execution(execution.parent, parent_event)
+            return [(terminated, None)], parent_event
 
-        store.db.run(terminate)
+        self.store.db.run(lambda: self._end(instance, str(Outcome.TERMINATED), ending))
+
+    def _end(self, instance: WorkflowInstance, outcome: str, ending: _Ending, *, only_if: Q | None = None) -> bool:
+        """End an active execution at once without running its code (terminated, timed out,
+        canceled before it started), inside the caller's transaction: drop its pending work and
+        activities, append the events ``ending(execution)`` returns ((event, payload id to reuse
+        or None) pairs, and an event for the parent or None), tell the parent. ``only_if``
+        narrows the locking query (the execution must still match it); returns whether it ended."""
+        store = self.store
+        query = store.execution(instance).select_for_update()
+        if only_if is not None:
+            query = query.filter(only_if)
+        row = first(query.values_list("pk", "state", "last_sequence_id", *INSTANCE_COLUMNS))
+        if row is None:
+            if only_if is not None:
+                return False
+            raise InstanceNotFound()
+        row_id, state, last_sequence_id, *identity = row
+        if state != ACTIVE:
+            if only_if is not None:
+                return False
+            raise InstanceFinished()
+        execution = instance_from(*identity)
+        events, parent_event = ending(execution)
+        kept = [payload_id for _, payload_id in events if payload_id is not None]
+        pending_keep = list(PendingEvent.objects.using(self.using).filter(payload_id__in=kept).values_list("pk", flat=True))
+        store.sql.drop_pending(row_id, keep_payloads_of=pending_keep)
+        raw_delete(store.activities().filter(instance_id=row_id))
+        store.instances().filter(pk=row_id).update(
+            state=InstanceState.FINISHED.value,
+            outcome=outcome,
+            completed_at=DbNow(),
+            active_instance_id=None,
+            locked_until=None,
+            lease_token="",
+            last_sequence_id=last_sequence_id + len(events),
+            timeout_at=None,
+            blocked_error=None,
+            blocked_since=None,
+            blocked_attempts=0,
+            blocked_until=None,
+        )
+        payloads = []
+        history = []
+        for position, (event, payload_id) in enumerate(events, start=last_sequence_id + 1):
+            if payload_id is None:
+                payload_id = new_token()
+                payloads.append((payload_id, row_id, payload_json(event)))
+            history.append((row_id, payload_id, event.with_sequence_id(position)))
+        store.sql.insert_payloads(payloads)
+        store.sql.insert_history(history)
+        if parent_event is not None and execution.parent is not None:
+            store.deliver_to_execution(execution.parent, parent_event)
+        return True
+
+    def time_out_workflow_instances(self, max_instances: int = 100) -> int:
+        store = self.store
+        due = store.db.run(lambda: store.sql.timed_out_executions(max_instances), atomic=False, reconnect=True)
+        ended = 0
+        for instance_id, execution_id in due:
+            instance = WorkflowInstance(instance_id, execution_id)
+
+            def ending(execution: WorkflowInstance) -> tuple[list[tuple[Event, str | None]], Event | None]:
+                ended_event, parent_event = timed_out_events(execution, self._execution_timeout(execution), system_clock.now())
+                return [(ended_event, None)], parent_event
+
+            only_if = Q(timeout_at__lte=DbNow())
+            if store.db.run(functools.partial(self._end, instance, str(Outcome.TIMED_OUT), ending, only_if=only_if)):
+                ended += 1
+        return ended
+
+    def _execution_timeout(self, execution: WorkflowInstance) -> float | None:
+        """The execution's ``execution_timeout``, from its start event."""
+        for model in (HistoryEvent, PendingEvent):
+            data = first(
+                model.objects.using(self.using)
+                .filter(
+                    instance__instance_id=execution.instance_id,
+                    instance__execution_id=execution.execution_id,
+                    event_type=EventType.WORKFLOW_EXECUTION_STARTED.value,
+                )
+                .values_list("payload__data", flat=True)
+            )
+            if data is not None:
+                attributes = attributes_from_json(EventType.WORKFLOW_EXECUTION_STARTED, data)
+                assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+                return attributes.execution_timeout
+        return None
 
     def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
         store = self.store
@@ -364,19 +445,26 @@ class OrmBackend(BaseBackend):
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
         columns = (
-            "workflow_name", "queue", "state", "created_at", "completed_at", "metadata",
+            "pk", "last_sequence_id", "workflow_name", "queue", "state", "created_at", "completed_at", "metadata",
             "blocked_error", "blocked_since", "blocked_attempts", "blocked_until", *INSTANCE_COLUMNS,
         )
-        row = self.store.db.run(
-            lambda: first(self.store.execution(instance).values_list(*columns)), atomic=False, reconnect=True
-        )
+
+        def read() -> tuple[Any, datetime | None]:
+            row = first(self.store.execution(instance).values_list(*columns))
+            # Only an execution that never ran can have a delayed start.
+            never_ran = row is not None and row[4] == ACTIVE and row[1] == 0
+            delayed = self._delayed_start(row[0]) if never_ran else None
+            return row, None if delayed is None else delayed[2].visible_at
+
+        row, scheduled_for = self.store.db.run(read, atomic=False, reconnect=True)
         if row is None:
             raise InstanceNotFound()
-        name, queue, state, created_at, completed_at, metadata, error, since, attempts, until, *identity = row
+        _, _, name, queue, state, created_at, completed_at, metadata, error, since, attempts, until, *identity = row
         blocked = None
         if since is not None and until is not None and error is not None:
             blocked = BlockedInfo(error=ErrorInfo.from_dict(read_json(error)), since=since, attempts=attempts, retry_at=until)
         return InstanceInfo(
+            scheduled_for=scheduled_for,
             instance=instance_from(*identity),
             workflow_name=name,
             queue=queue,
@@ -475,6 +563,12 @@ class OrmBackend(BaseBackend):
     def abandon_activity_task(self, task: ActivityTask) -> None:
         self.activity_tasks.abandon(task)
 
+    def heartbeat_activity_task(self, task: ActivityTask, details: Payload | None = None) -> bool:
+        return self.activity_tasks.heartbeat(task, details)
+
+    def time_out_activity_tasks(self, max_tasks: int = 100) -> int:
+        return self.activity_tasks.time_out(max_tasks)
+
     # -- misc --------------------------------------------------------------------------------
 
     def get_stats(self) -> Stats:
@@ -498,3 +592,10 @@ class OrmBackend(BaseBackend):
 
     def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
         return pending_events(self.using, self.store.db.run, instance)
+
+
+def _before_start(execution: WorkflowInstance, started: Event, payload_id: str) -> tuple[list[tuple[Event, str | None]], Event | None]:
+    """The history of an execution canceled before its delayed start (its start event keeps
+    its payload)."""
+    events, parent_event = canceled_before_start_events(execution, system_clock.now())
+    return [(started, payload_id), *((event, None) for event in events)], parent_event

@@ -10,7 +10,9 @@ is five statements: the fenced UPDATE, one DELETE and three multi-row INSERTs.
    not see; if one did, the lease is released and the completion rejected, so a signal is never
    accepted and then lost (C4).
 2. The consumed pending events are deleted (all of them if the execution ended, with the
-   payloads of leftover timers); ``TimerCanceled`` deletes the canceled timer's future event.
+   payloads of leftover timers); ``TimerCanceled`` deletes the canceled timer's future event;
+   ``ActivityCancellationRequested`` drops the activity tasks nobody holds (they answer
+   ``Canceled``) and flags the others (only when there are any).
 3. Only if the task has workflow events: they are delivered (``delivery``), which locks their
    targets and creates sub-workflow executions.
 4. Payloads, history, activity tasks and pending events (timers and deliveries) are inserted
@@ -33,7 +35,7 @@ from ...engine.history import Event, EventType, WorkflowExecutionFinishedAttribu
 from ...models import ActivityTask as ActivityRow
 from ...models import HistoryEvent, Outcome, Payload, PendingEvent
 from ...models import WorkflowInstance as InstanceRow
-from ..rules import activity_queue
+from ..rules import activity_queue, canceled_activities, canceled_activity_result
 from .delivery import resolve_deliveries
 from .rows import ActivityTaskData, WorkflowTaskData
 from .sql import new_token, payload_json
@@ -79,10 +81,14 @@ class Completion:
         self.timers: list[datetime] = []
         #: Activity tasks the completion leased to the completing worker.
         self.leased: list[ActivityTask] = []
+        #: Ids of the activities the task canceled, and the events of those that never ran.
+        self.canceled_activities: set[str] = set()
+        self.never_started: list[Event] = []
 
     def run(self) -> None:
         # Safe to run again after a rolled-back attempt: it only writes through the database.
         self.rejected, self.activities_queued, self.delivered, self.timers, self.leased = False, False, False, [], []
+        self.canceled_activities, self.never_started = set(), []
         result = self.completion.result
         finishing = self.completion.finishing
         store, sql, data = self.store, self.store.sql, self.data
@@ -117,6 +123,14 @@ class Completion:
             canceled = [e.schedule_event_id for e in result.executed if e.type is EventType.TIMER_CANCELED]
             if canceled:
                 sql.drop_canceled_timers(data.row_id, canceled)
+        # Activities the workflow canceled: scheduled in this very task, they are never stored;
+        # the others already are.
+        self.canceled_activities = set(canceled_activities(result.executed))
+        scheduled_now = {e.id for e in result.activity_events}
+        earlier = [activity_id for activity_id in self.canceled_activities if activity_id not in scheduled_now]
+        self.never_started = [e for e in result.activity_events if e.id in self.canceled_activities]
+        if earlier:
+            self.never_started += sql.cancel_activities(data.row_id, earlier)
         # 3. Deliveries to other executions.
         deliveries = resolve_deliveries(
             store.using,
@@ -160,10 +174,16 @@ class Completion:
             activities = [
                 (row_id, payload_for(row_id, event), event, activity_queue(event, self.task.queue))
                 for event in result.activity_events
+                if event.id not in self.canceled_activities
             ]
             if not self.completion.finishing:  # timers of an ended execution never fire
                 pending = [(row_id, self.task.queue, payload_for(row_id, event), event) for event in result.timer_events]
                 self.timers = [event.visible_at for event in result.timer_events if event.visible_at is not None]
+                now = system_clock.now()
+                pending += [
+                    (row_id, self.task.queue, payload_for(row_id, answer), answer)
+                    for answer in (canceled_activity_result(event.schedule_event_id, now) for event in self.never_started)
+                ]
         pending += [(target, queue, payload_for(target, event), event) for target, queue, event in deliveries]
         # Nothing is leased for an ended execution.
         request = self.completion.lease_activities

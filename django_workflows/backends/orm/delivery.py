@@ -31,7 +31,7 @@ from ...engine.history import (
     WorkflowExecutionStartedAttributes,
 )
 from ...models import WorkflowInstance as InstanceRow
-from ..rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result
+from ..rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result, execution_deadline
 from .rows import execution_rows, new_execution
 
 _Key = tuple[str, str]
@@ -147,7 +147,7 @@ def resolve_deliveries(
                 continue
             attributes = event.attributes
             assert isinstance(attributes, WorkflowExecutionStartedAttributes)
-            row = new_execution(instance, attributes)
+            row = new_execution(instance, attributes, execution_deadline(event))
             child = Target(active=True, queue=attributes.queue, new_row=row)
             children.append(row)
             known[_key(instance)] = child

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from ...engine.core import WorkflowInstance
@@ -122,9 +123,13 @@ class ActivityTaskData:
     instance_row_id: int
 
 
-def new_execution(instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes) -> InstanceRow:
-    """The row of a new, active execution (not saved); its times come from the database clock."""
+def new_execution(
+    instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes, timeout: timedelta | None = None
+) -> InstanceRow:
+    """The row of a new, active execution (not saved); its times come from the database clock.
+    ``timeout``: when, from now, its execution timeout ends it (``rules.execution_deadline``)."""
     return InstanceRow(
+        timeout_at=None if timeout is None else DbNow(timeout),
         instance_id=instance.instance_id,
         execution_id=instance.execution_id,
         active_instance_id=instance.instance_id,

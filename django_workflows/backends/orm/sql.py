@@ -17,6 +17,9 @@ The lease vocabulary lives here too, once for every statement:
   (``id = %(row_id)s AND lease_token = %(token)s AND locked_until > {now}``), the same for
   executions (workflow tasks) and activity tasks;
 * ``free(alias)``: nobody holds the lease;
+* ``in_time(alias)``: an activity task whose timeouts have not passed; ``ACTIVITY_LEASED`` is
+  ``LEASED`` and ``in_time()``, the fence of an attempt's holder;
+* ``earliest(a, b)``: the earlier of two deadlines, NULL meaning none;
 * ``visible(alias)``: a pending event whose time has come; ``visible_q()`` is the same condition
   for QuerySets (stats, the admin).
 
@@ -39,10 +42,12 @@ from django.db import connections
 from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
+from ...engine.errors import TimeoutType
 from ...engine.history import Event, EventType, attributes_to_json
 from ...models import ActivityTask as ActivityRow
 from ...models import HistoryEvent, Payload, PendingEvent
 from ...models import WorkflowInstance as InstanceRow
+from ..rules import heartbeat_timeout, queued_deadlines, start_to_close
 from .rows import PendingRow, TaskRow, event_from
 from .statements import Dialect, Now, Statement
 from .transactions import DbNow
@@ -73,6 +78,20 @@ ACTIVE = 0  # engine.core.InstanceState.ACTIVE
 LEASED = "id = %(row_id)s AND lease_token = %(token)s AND locked_until > {now}"
 
 
+def in_time(alias: str = "") -> str:
+    """An activity task whose attempt has not timed out (``deadline`` NULL: no timeout)."""
+    return f"({alias}deadline IS NULL OR {alias}deadline > {{now}})"
+
+
+#: The fence of an activity attempt's holder: still leased, and none of its timeouts passed.
+ACTIVITY_LEASED = LEASED + " AND " + in_time()
+
+
+def earliest(a: str, b: str) -> str:
+    """The earlier of the datetime expressions ``a`` and ``b``, where NULL means "none"."""
+    return f"(CASE WHEN {b} IS NULL OR {a} <= {b} THEN {a} ELSE {b} END)"
+
+
 def new_token() -> str:
     """A fresh lease token; every lease the backend hands out gets one."""
     return uuid.uuid4().hex
@@ -94,6 +113,16 @@ def unblocked(alias: str = "") -> str:
     return f"({alias}blocked_until IS NULL OR {alias}blocked_until <= {{now}})"
 
 
+def started(alias: str = "") -> str:
+    """The execution ran, or its start is due: one whose start was delayed (``start_delay``)
+    waits until then, with every event sent to it meanwhile (only one that has no history yet
+    can be waiting, so the subquery runs for new executions only)."""
+    return (
+        f"({alias}last_sequence_id > 0 OR NOT EXISTS (SELECT 1 FROM {{pending}} s WHERE s.instance_id = {alias}id"
+        " AND s.event_type = 'WorkflowExecutionStarted' AND s.visible_at > {now}))"
+    )
+
+
 def visible_q() -> Q:
     """``visible()`` for QuerySets of ``PendingEvent``."""
     return Q(visible_at__isnull=True) | Q(visible_at__lte=DbNow())
@@ -107,6 +136,8 @@ class ClaimedActivity(NamedTuple):
     lease_count: int
     queue: str
     payload_id: str
+    #: What the attempt stored with ``activity.heartbeat(details)`` under an earlier lease.
+    heartbeat_details: str | None
     #: ``EVENT_COLUMNS`` of the scheduled event.
     event_columns: tuple[Any, ...]
     #: (payload data, execution identity) where the claim could join them, else None.
@@ -254,7 +285,8 @@ class HotSql:
     _FIND_CANDIDATES = (
         "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
         " WHERE p.queue IN (%(queues)s) AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
-        + " AND " + unblocked("i.") + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s) LIMIT %(limit)s"
+        + " AND " + unblocked("i.") + " AND " + started("i.")
+        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s) LIMIT %(limit)s"
     )
 
     def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[int]:
@@ -267,7 +299,7 @@ class HotSql:
     _CLAIM_CANDIDATES = (
         "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i"
         " WHERE i.id IN (%(row_ids)s) AND i.state = 0 AND " + free("i.") + " AND " + unblocked("i.")
-        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
+        + " AND " + started("i.") + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
         " ORDER BY i.id LIMIT %(limit)s{skip_locked}"
     )
 
@@ -336,8 +368,10 @@ class HotSql:
 
     def extend_lease(self, table: str, row_id: int, token: str, lock: timedelta) -> bool:
         """Extend the lease of an execution's workflow task or of an activity task (``table`` is
-        ``"instance"`` or ``"activity"``)."""
+        ``"instance"`` or ``"activity"``; an activity's only while its attempt is in time)."""
         template = self._EXTEND.replace("{table}", "{" + table + "}")
+        if table == "activity":
+            template += " AND " + in_time()
         return self._rowcount(f"extend_{table}", template, row_id=row_id, token=token, until=Now(lock)) == 1
 
     _RELEASE = "UPDATE {instance} SET locked_until = NULL, lease_token = '', sticky_until = NULL WHERE " + LEASED
@@ -513,14 +547,15 @@ class HotSql:
 
     # -- activity tasks ------------------------------------------------------------------------
 
-    _ACTIVITY_FREE = " WHERE a.queue IN (%(queues)s) AND " + free("a.")
+    # Free to lease, and in time: an attempt whose timeout passed waits for the sweep instead.
+    _ACTIVITY_FREE = " WHERE a.queue IN (%(queues)s) AND " + free("a.") + " AND " + in_time("a.")
     _HAS_FREE_ACTIVITY = "SELECT 1 FROM {activity} a" + _ACTIVITY_FREE + " LIMIT 1"
 
     def has_free_activity(self, queues: Sequence[str]) -> bool:
         """Whether ``queues`` hold an activity task free to lease (a read that takes no lock)."""
         return self._fetchone("has_free_activity", self._HAS_FREE_ACTIVITY, queues=list(queues)) is not None
 
-    _CLAIM_COLUMNS = "a.id, a.instance_id, a.lease_count, a.queue, a.payload_id, " + ", ".join(
+    _CLAIM_COLUMNS = "a.id, a.instance_id, a.lease_count, a.queue, a.payload_id, a.heartbeat_details, " + ", ".join(
         f"a.{c}" for c in EVENT_COLUMNS
     )
     _IDENTITY = ", ".join(f"i.{c}" for c in TASK_COLUMNS[5:])
@@ -540,7 +575,7 @@ class HotSql:
         else:
             template = self._CLAIM_ACTIVITIES.replace("{lock}", self._skip_locked)
             name = "claim_activities"
-        width = 5 + len(EVENT_COLUMNS)
+        width = 6 + len(EVENT_COLUMNS)
         return [
             ClaimedActivity(
                 row_id=row[0],
@@ -548,7 +583,8 @@ class HotSql:
                 lease_count=row[2],
                 queue=row[3],
                 payload_id=row[4],
-                event_columns=tuple(row[5:width]),
+                heartbeat_details=row[5],
+                event_columns=tuple(row[6:width]),
                 joined=tuple(row[width:]) if self.activity_joined else None,
             )
             for row in self._fetchall(name, template, queues=list(queues), limit=limit)
@@ -577,22 +613,138 @@ class HotSql:
             "lease_activities", self._LEASE_ACTIVITIES, row_ids=list(row_ids), token=token, worker=worker, until=Now(lock)
         )
 
+    # Taken from the queue: schedule-to-start is over; start-to-close starts at the attempt's
+    # first lease (a later lease after a crash keeps it) and the heartbeat deadline at every one.
+    # The deadline column repeats run_by's new value rather than naming the column, because
+    # MySQL reads columns assigned earlier in the same SET with their new values, others not.
+    _RUN_BY = "COALESCE(run_by, %(run)s)"
+    _LEASE_TIMED_ACTIVITIES = (
+        "UPDATE {activity} SET locked_until = %(until)s, lease_token = %(token)s, worker = %(worker)s,"
+        " lease_count = lease_count + 1, start_by = NULL, run_by = " + _RUN_BY + ", heartbeat_by = %(beat)s,"
+        " deadline = " + earliest(earliest(_RUN_BY, "%(beat)s"), "close_by")
+        + " WHERE id IN (%(row_ids)s) AND " + free()
+    )
+
+    def lease_timed_activities(
+        self,
+        row_ids: Sequence[int],
+        token: str,
+        worker: str,
+        lock: timedelta,
+        *,
+        start_to_close: timedelta | None,
+        heartbeat: timedelta | None,
+    ) -> int:
+        """``lease_activities`` for activities with timeouts, all with these two (offsets from
+        now, None for none); moves their deadlines as a lease does."""
+        values = {
+            "row_ids": list(row_ids),
+            "token": token,
+            "worker": worker,
+            "until": Now(lock),
+            "run": None if start_to_close is None else Now(start_to_close),
+            "beat": None if heartbeat is None else Now(heartbeat),
+        }
+        return self._rowcount("lease_timed_activities", self._LEASE_TIMED_ACTIVITIES, **values)
+
+    # -- activity tasks: heartbeats, cancellation, timeouts --------------------------------------
+
+    _HEARTBEAT = (
+        "UPDATE {activity} SET locked_until = %(until)s, heartbeat_details = COALESCE(%(details)s, heartbeat_details)"
+        " WHERE " + ACTIVITY_LEASED
+    )
+    # With a heartbeat timeout the heartbeat deadline moves, and with it the attempt's deadline
+    # (start_by is NULL once leased, so run_by, heartbeat_by and close_by are all there is).
+    _HEARTBEAT_TIMED = (
+        "UPDATE {activity} SET locked_until = %(until)s, heartbeat_details = COALESCE(%(details)s, heartbeat_details),"
+        " heartbeat_by = %(beat)s, deadline = " + earliest(earliest("run_by", "%(beat)s"), "close_by")
+        + " WHERE " + ACTIVITY_LEASED
+    )
+    _SHOULD_STOP = (
+        "SELECT a.cancel_requested, i.state FROM {activity} a INNER JOIN {instance} i ON i.id = a.instance_id"
+        " WHERE a.id = %(row_id)s"
+    )
+
+    def heartbeat_activity(
+        self, row_id: int, token: str, lock: timedelta, details: str | None, heartbeat: timedelta | None
+    ) -> bool | None:
+        """Record a heartbeat (fenced): extend the lease, store ``details`` unless None, move
+        the heartbeat deadline. Returns whether the activity should stop (cancellation
+        requested, execution ended), or None if the attempt is not this holder's any more."""
+        values = {"row_id": row_id, "token": token, "until": Now(lock), "details": details}
+        if heartbeat is None:
+            written = self._rowcount("heartbeat", self._HEARTBEAT, **values)
+        else:
+            written = self._rowcount("heartbeat_timed", self._HEARTBEAT_TIMED, beat=Now(heartbeat), **values)
+        if written != 1:
+            return None
+        row = self._fetchone("should_stop", self._SHOULD_STOP, row_id=row_id)
+        return row is None or bool(row[0]) or row[1] != ACTIVE
+
+    _LOCK_CANCELED = (
+        "SELECT a.id, " + ", ".join(f"a.{c}" for c in EVENT_COLUMNS) + ", pl.data FROM {activity} a"
+        " INNER JOIN {payload} pl ON pl.id = a.payload_id"
+        " WHERE a.instance_id = %(row_id)s AND a.event_id IN (%(event_ids)s) AND " + free("a.") + "{for_update}"
+    )
+    _DELETE_ACTIVITIES = "DELETE FROM {activity} WHERE id IN (%(ids)s)"
+    _FLAG_CANCELED = (
+        "UPDATE {activity} SET cancel_requested = %(yes)s WHERE instance_id = %(row_id)s AND event_id IN (%(event_ids)s)"
+    )
+
+    def cancel_activities(self, row_id: int, event_ids: Sequence[str]) -> list[Event]:
+        """The workflow of execution ``row_id`` canceled these activities (by the ids of their
+        scheduled events): delete those nobody holds and return their events (they answer
+        ``Canceled``); flag the others for their holders' next heartbeat. The caller holds the
+        execution's lock."""
+        template = self._LOCK_CANCELED.replace("{for_update}", self._for_update)
+        rows = self._fetchall("lock_canceled", template, row_id=row_id, event_ids=list(event_ids))
+        if rows:
+            self._rowcount("delete_activities", self._DELETE_ACTIVITIES, ids=[row[0] for row in rows])
+        self._rowcount("flag_canceled", self._FLAG_CANCELED, row_id=row_id, event_ids=list(event_ids), yes=True)
+        return [self._event(row[1:-1], row[-1]) for row in rows]
+
+    _EXPIRED = "SELECT id, instance_id FROM {activity} WHERE deadline <= {now} ORDER BY deadline LIMIT %(limit)s"
+
+    def expired_activities(self, limit: int) -> list[tuple[int, int]]:
+        """(row id, execution row id) of activity tasks whose attempt timed out (no lock)."""
+        return [(row[0], row[1]) for row in self._fetchall("expired_activities", self._EXPIRED, limit=limit)]
+
+    _DEADLINE_COLUMNS = ("start_by", "close_by", "run_by", "heartbeat_by", "deadline")
+    _LOCK_EXPIRED = (
+        "SELECT " + ", ".join(f"a.{c}" for c in EVENT_COLUMNS) + ", pl.data, a.heartbeat_details, "
+        + ", ".join(f"a.{c}" for c in _DEADLINE_COLUMNS) + " FROM {activity} a"
+        " INNER JOIN {payload} pl ON pl.id = a.payload_id WHERE a.id = %(row_id)s AND a.deadline <= {now}{for_update}"
+    )
+
+    def take_expired_activity(self, row_id: int) -> tuple[Event, str | None, dict[str, datetime | None]] | None:
+        """Delete an activity task whose attempt timed out; return its event, its heartbeat
+        details and its deadlines by column name. None if it is gone (completed, or another
+        sweeper took it) or in time after all."""
+        template = self._LOCK_EXPIRED.replace("{for_update}", self._for_update)
+        row = self._fetchone("lock_expired", template, row_id=row_id)
+        if row is None:
+            return None
+        self._rowcount("delete_activity", self._DELETE_ACTIVITY, row_id=row_id)
+        width = len(EVENT_COLUMNS)
+        deadlines = {c: self.read_datetime(v) for c, v in zip(self._DEADLINE_COLUMNS, row[width + 2 :], strict=True)}
+        return self._event(row[:width], row[width]), row[width + 1], deadlines
+
     _LOCK_EXHAUSTED = (
-        "SELECT " + ", ".join(f"a.{c}" for c in EVENT_COLUMNS) + ", pl.data FROM {activity} a"
+        "SELECT " + ", ".join(f"a.{c}" for c in EVENT_COLUMNS) + ", pl.data, a.heartbeat_details FROM {activity} a"
         " INNER JOIN {payload} pl ON pl.id = a.payload_id"
         " WHERE a.id = %(row_id)s AND a.lease_count >= %(max_leases)s AND " + free("a.") + "{for_update}"
     )
     _DELETE_ACTIVITY = "DELETE FROM {activity} WHERE id = %(row_id)s"
 
-    def take_exhausted_activity(self, row_id: int, max_leases: int) -> Event | None:
-        """Delete a free activity task leased ``max_leases`` times and return its event; None if
-        another poller got to it first."""
+    def take_exhausted_activity(self, row_id: int, max_leases: int) -> tuple[Event, str | None] | None:
+        """Delete a free activity task leased ``max_leases`` times and return its event and its
+        heartbeat details; None if another poller got to it first."""
         template = self._LOCK_EXHAUSTED.replace("{for_update}", self._for_update)
         row = self._fetchone("lock_exhausted", template, row_id=row_id, max_leases=max_leases)
         if row is None:
             return None
         self._rowcount("delete_activity", self._DELETE_ACTIVITY, row_id=row_id)
-        return self._event(row[:-1], row[-1])
+        return self._event(row[:-2], row[-2]), row[-1]
 
     # A graceful release is not a crash: it does not count against max_activity_leases.
     _ABANDON_ACTIVITY = (
@@ -603,9 +755,11 @@ class HotSql:
     def abandon_activity(self, row_id: int, token: str) -> bool:
         return self._rowcount("abandon_activity", self._ABANDON_ACTIVITY, row_id=row_id, token=token) == 1
 
-    # The IN list leads every planner to the primary key; the (id, token) pairs are the fence.
+    # The IN list leads every planner to the primary key; the (id, token) pairs are the fence,
+    # with the attempt's deadline: a result that comes after a timeout is refused.
     _DELETE_LEASED_ACTIVITIES = (
-        "DELETE FROM {activity} WHERE locked_until > {now} AND id IN (%(row_ids)s) AND (id, lease_token) IN (%(leases)s)"
+        "DELETE FROM {activity} WHERE locked_until > {now} AND " + in_time()
+        + " AND id IN (%(row_ids)s) AND (id, lease_token) IN (%(leases)s)"
     )
 
     def delete_leased_activities(self, leases: Sequence[tuple[int, str]]) -> int:
@@ -625,6 +779,18 @@ class HotSql:
     def notify(self, channel: str) -> None:
         """Notify ``channel``'s listeners when the current transaction commits."""
         self._fetchone("notify", self._NOTIFY, channel=channel)
+
+    # -- executions: execution timeouts ---------------------------------------------------------
+
+    _TIMED_OUT_EXECUTIONS = (
+        "SELECT instance_id, execution_id FROM {instance} WHERE state = 0 AND timeout_at <= {now}"
+        " ORDER BY timeout_at LIMIT %(limit)s"
+    )
+
+    def timed_out_executions(self, limit: int) -> list[tuple[str, str]]:
+        """(instance id, execution id) of active executions whose execution timeout passed (no
+        lock; the workers' sweep runs this twice a second)."""
+        return [(row[0], row[1]) for row in self._fetchall("timed_out_executions", self._TIMED_OUT_EXECUTIONS, limit=limit)]
 
     # -- inserts ---------------------------------------------------------------------------------
 
@@ -657,7 +823,8 @@ class HotSql:
             self._rowcount("insert_pending", self._INSERT_PENDING, rows=chunk)
 
     _INSERT_ACTIVITIES = (
-        "INSERT INTO {activity} (" + _EVENT_INSERT_COLUMNS + ", queue, locked_until, lease_token, worker, lease_count)"
+        "INSERT INTO {activity} (" + _EVENT_INSERT_COLUMNS + ", queue, locked_until, lease_token, worker, lease_count,"
+        " start_by, close_by, run_by, heartbeat_by, deadline, cancel_requested)"
         " VALUES %(rows)s{returning}"
     )
     _ACTIVITY_IDS = "SELECT id, event_id FROM {activity} WHERE instance_id = %(row_id)s AND event_id IN (%(event_ids)s)"
@@ -671,7 +838,7 @@ class HotSql:
     ) -> dict[str, int]:
         """Activity tasks: (execution row id, payload id, event, queue). Those whose event id
         is in ``leases`` are leased at once to ``worker`` with that token. Returns the row ids
-        of the leased ones, by event id."""
+        of the leased ones, by event id. Their deadlines are offsets from the database's now."""
         if not rows:
             return {}
         until = Now(lock)
@@ -679,7 +846,7 @@ class HotSql:
         for row_id, payload_id, event, queue in rows:
             token = leases.get(event.id)
             lease = (None, "", "", 0) if token is None else (until, token, worker, 1)
-            values.append((*self._event_row(row_id, payload_id, event), queue, *lease))
+            values.append((*self._event_row(row_id, payload_id, event), queue, *lease, *_deadlines(event, token is not None), False))
         template = self._INSERT_ACTIVITIES.replace("{returning}", " RETURNING id, event_id" if self.returning else "")
         if self.returning:
             inserted = self._fetchall("insert_activities", template, rows=values)
@@ -708,6 +875,31 @@ def _chunks(rows: list[Any]) -> list[list[Any]]:
 
 def payload_json(event: Event) -> str:
     return attributes_to_json(event.attributes)
+
+
+def _deadlines(event: Event, leased: bool) -> tuple[Now | None, ...]:
+    """start_by, close_by, run_by, heartbeat_by and deadline of a new activity task (leased at
+    once or queued): every one an offset from the same now, so the earliest is known here."""
+    offsets = dict(queued_deadlines(event))
+    if leased:
+        offsets.pop(TimeoutType.SCHEDULE_TO_START, None)
+        run, beat = start_to_close(event), heartbeat_timeout(event)
+        if run is not None:
+            offsets[TimeoutType.START_TO_CLOSE] = run
+        if beat is not None:
+            offsets[TimeoutType.HEARTBEAT] = beat
+    columns = (TimeoutType.SCHEDULE_TO_START, TimeoutType.SCHEDULE_TO_CLOSE, TimeoutType.START_TO_CLOSE, TimeoutType.HEARTBEAT)
+    first = min(offsets.values()) if offsets else None
+    return (*(Now(offsets[c]) if c in offsets else None for c in columns), None if first is None else Now(first))
+
+
+#: Which timeout each deadline column is.
+DEADLINE_TYPES = {
+    "start_by": TimeoutType.SCHEDULE_TO_START,
+    "close_by": TimeoutType.SCHEDULE_TO_CLOSE,
+    "run_by": TimeoutType.START_TO_CLOSE,
+    "heartbeat_by": TimeoutType.HEARTBEAT,
+}
 
 
 def read_json(value: Any) -> Any:

@@ -43,6 +43,7 @@ from ...engine.backend import (
     WorkflowTaskCompletion,
 )
 from ...engine.clock import system_clock, to_timedelta
+from ...engine.converter import Payload
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
     CompletionRejected,
@@ -52,6 +53,7 @@ from ...engine.errors import (
     InstanceNotFinished,
     InstanceNotFound,
     LeaseLost,
+    TimeoutType,
 )
 from ...engine.history import (
     Event,
@@ -61,7 +63,14 @@ from ...engine.history import (
 )
 from ...engine.listing import InstanceFilter
 from ..base import BaseBackend
-from ..rules import abandoned_activity_result, activity_queue, terminated_events
+from ..rules import (
+    abandoned_activity_result,
+    activity_queue,
+    canceled_before_start_events,
+    terminated_events,
+    timed_out_activity_result,
+    timed_out_events,
+)
 from . import codec, keys, listing
 from .checks import persistence_messages
 from .codec import instance_from, instance_json, ms, text
@@ -147,6 +156,7 @@ class RedisBackend(BaseBackend):
             attributes.queue,
             json.dumps(attributes.metadata),
             event_to_json(event),
+            *codec.start_args(event),
         )
         if reply == b"exists":
             raise InstanceAlreadyExists()
@@ -175,7 +185,25 @@ class RedisBackend(BaseBackend):
             raise InstanceAlreadyExists()
 
     def cancel_workflow_instance(self, instance: WorkflowInstance, event: Event) -> None:
-        reply = self._scripts("cancel", instance.instance_id, instance.execution_id, event_to_json(event))
+        stored = self._redis.hget(self._key(instance), "inst")
+        if stored is None:
+            raise InstanceNotFound()
+        # Used by the script only if the execution has not started yet (a delayed start).
+        execution = instance_from(stored)
+        (canceled, finished), parent_event = canceled_before_start_events(execution, system_clock.now())
+        parent = execution.parent
+        reply = self._scripts(
+            "cancel",
+            instance.instance_id,
+            instance.execution_id,
+            event_to_json(event),
+            self._ttl_ms,
+            event_to_json(canceled),
+            event_to_json(finished),
+            parent.instance_id if parent else "",
+            parent.execution_id if parent else "",
+            event_to_json(parent_event) if parent_event is not None else "",
+        )
         self._raise_for(reply)
 
     @staticmethod
@@ -193,18 +221,36 @@ class RedisBackend(BaseBackend):
         if state != b"0":
             raise InstanceFinished()
         terminated, parent_event = terminated_events(instance_from(stored), reason, system_clock.now())
-        parent = instance_from(stored).parent
-        reply = self._scripts(
+        self._raise_for(self._end(instance_from(stored), [terminated], parent_event, timed=False))
+
+    def _end(self, execution: WorkflowInstance, events: list[Event], parent_event: Event | None, *, timed: bool) -> Any:
+        """End an execution without running it (``terminate.lua``); ``timed``: only if its
+        execution timeout passed."""
+        parent = execution.parent
+        return self._scripts(
             "terminate",
-            instance.instance_id,
-            instance.execution_id,
-            event_to_json(terminated),
+            execution.instance_id,
+            execution.execution_id,
+            len(events),
+            *map(event_to_json, events),
             self._ttl_ms,
             parent.instance_id if parent else "",
             parent.execution_id if parent else "",
             event_to_json(parent_event) if parent_event is not None else "",
+            "1" if timed else "0",
         )
-        self._raise_for(reply)
+
+    def time_out_workflow_instances(self, max_instances: int = 100) -> int:
+        reply = self._scripts("workflow_expired", max_instances)
+        ended = 0
+        for index in range(0, len(reply), 4):
+            _iid, _eid, inst, seconds = reply[index : index + 4]
+            execution = instance_from(inst)
+            timeout = float(text(seconds)) if text(seconds) else None
+            ended_event, parent_event = timed_out_events(execution, timeout, system_clock.now())
+            if self._end(execution, [ended_event], parent_event, timed=True) == b"ok":
+                ended += 1
+        return ended
 
     def signal_workflow(self, instance_id: str, event: Event) -> WorkflowInstance:
         validate_id(instance_id)
@@ -237,9 +283,15 @@ class RedisBackend(BaseBackend):
         return InstanceState(int(state))
 
     def get_workflow_instance_info(self, instance: WorkflowInstance) -> InstanceInfo:
-        fields = ("inst", "name", "queue", "state", "created", "completed", "meta", "berror", "bsince", "battempts", "buntil")
-        values: list[Any] = self._redis.hmget(self._key(instance), fields)
-        inst, name, queue, state, created, completed, meta, error, since, attempts, until = values
+        fields = (
+            "inst", "name", "queue", "state", "created", "completed", "meta", "berror", "bsince", "battempts", "buntil",
+            "delayed", "start_at",
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(self._key(instance), fields)
+        pipe.time()
+        values, (seconds, micros) = pipe.execute()
+        inst, name, queue, state, created, completed, meta, error, since, attempts, until, delayed, start_at = values
         if inst is None:
             raise InstanceNotFound()
         blocked = None
@@ -250,6 +302,8 @@ class RedisBackend(BaseBackend):
                 attempts=int(attempts or 0),
                 retry_at=codec.to_datetime(until),  # type: ignore[arg-type]
             )
+        now = seconds * 1000 + micros // 1000
+        delayed_start = delayed is not None and state == b"0" and int(start_at) > now
         return InstanceInfo(
             instance=instance_from(inst),
             workflow_name=text(name),
@@ -259,6 +313,7 @@ class RedisBackend(BaseBackend):
             completed_at=codec.to_datetime(completed),
             metadata=json.loads(meta),
             blocked=blocked,
+            scheduled_for=codec.to_datetime(start_at) if delayed_start else None,
         )
 
     def get_workflow_instance_history(
@@ -373,8 +428,8 @@ class RedisBackend(BaseBackend):
             if reply[0] == b"task":
                 return codec.activity_task(reply)
             # Its workers died every time: fail it instead of leasing it again.
-            _, aid, _inst, event, leases = reply
-            result = abandoned_activity_result(event_from_json(event), int(leases), system_clock.now())
+            _, aid, _inst, event, leases, details = reply
+            result = abandoned_activity_result(event_from_json(event), int(leases), system_clock.now(), text(details) or None)
             self._scripts("activity_complete", aid, "", event_to_json(result), int(leases))
 
     def extend_activity_task(self, task: ActivityTask) -> None:
@@ -392,6 +447,31 @@ class RedisBackend(BaseBackend):
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
         self._scripts("activity_abandon", task.id, task.lease_token)
+
+    def heartbeat_activity_task(self, task: ActivityTask, details: Payload | None = None) -> bool:
+        reply = self._scripts(
+            "activity_heartbeat",
+            task.id,
+            task.lease_token,
+            ms(self.options.activity_lock),
+            "0" if details is None else "1",
+            details or "",
+        )
+        if reply == b"lost":
+            raise LeaseLost()
+        return bool(reply == b"stop")
+
+    def time_out_activity_tasks(self, max_tasks: int = 100) -> int:
+        reply = self._scripts("activity_expired", max_tasks)
+        failed = 0
+        for index in range(0, len(reply), 4):
+            aid, event, details, kind = reply[index : index + 4]
+            result = timed_out_activity_result(
+                event_from_json(event), TimeoutType(text(kind)), system_clock.now(), text(details) or None
+            )
+            if self._scripts("activity_time_out", aid, event_to_json(result)) == b"ok":
+                failed += 1
+        return failed
 
     # -- misc --------------------------------------------------------------------------------
 

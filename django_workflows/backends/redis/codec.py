@@ -14,7 +14,10 @@ from typing import Any
 from ...engine.backend import ActivityTask, ExecutionResult, Stats, WorkflowTask
 from ...engine.clock import system_clock
 from ...engine.core import InstanceState, WorkflowInstance
+from ...engine.errors import TimeoutType
 from ...engine.history import (
+    ActivityCancellationRequestedAttributes,
+    Event,
     EventType,
     WorkflowEvent,
     WorkflowExecutionStartedAttributes,
@@ -24,7 +27,14 @@ from ...engine.history import (
 from ..rules import (
     FOLLOW_ACTIVE_EXECUTION,
     activity_queue,
+    canceled_activities,
+    canceled_activity_result,
     duplicate_sub_workflow_result,
+    execution_deadline,
+    heartbeat_timeout,
+    queued_deadlines,
+    start_delay,
+    start_to_close,
 )
 
 # redis-py annotates replies loosely (bytes | str | ...); these take what the server sent.
@@ -63,13 +73,49 @@ def completion_args(task: WorkflowTask, result: ExecutionResult) -> list[Any]:
     args.append(len(result.timer_events))
     for event in result.timer_events:
         args += [event.id, 0 if event.visible_at is None else epoch_ms(event.visible_at), event_to_json(event)]
-    args.append(len(result.activity_events))
-    for event in result.activity_events:
+    canceled_ids = set(canceled_activities(executed))
+    scheduled = [event for event in result.activity_events if event.id not in canceled_ids]
+    args.append(len(scheduled))
+    for event in scheduled:
+        queued = queued_deadlines(event)
         args += [event.id, activity_queue(event, task.queue), event_to_json(event)]
+        args += [
+            _ms_or_none(queued.get(TimeoutType.SCHEDULE_TO_START)),
+            _ms_or_none(queued.get(TimeoutType.SCHEDULE_TO_CLOSE)),
+            _ms_or_none(start_to_close(event)),
+            _ms_or_none(heartbeat_timeout(event)),
+        ]
+    # Canceled activities: scheduled by this task (never stored), or earlier.
+    new = {event.id for event in result.activity_events if event.id in canceled_ids}
+    requests = {
+        e.attributes.activity_id: e.schedule_event_id
+        for e in executed
+        if isinstance(e.attributes, ActivityCancellationRequestedAttributes)
+    }
+    args.append(len(canceled_ids))
+    now = system_clock.now()
+    for activity_id in sorted(canceled_ids):
+        answer = event_to_json(canceled_activity_result(requests[activity_id], now))
+        args += [activity_id, "new" if activity_id in new else "old", answer]
     args.append(len(result.workflow_events))
     for workflow_event in result.workflow_events:
         args += _workflow_event_args(workflow_event)
     return args
+
+
+def _ms_or_none(delta: timedelta | None) -> int:
+    return -1 if delta is None else ms(delta)
+
+
+def start_args(event: Event) -> list[Any]:
+    """The start arguments of ``create_instance`` (lib.lua ``start_args``): event id, start
+    delay (ms; the script adds it to the server's clock) and execution timeout (ms from the
+    start, -1 for none, and in seconds)."""
+    attributes = event.attributes
+    assert isinstance(attributes, WorkflowExecutionStartedAttributes)
+    delay, deadline = start_delay(event), execution_deadline(event)
+    timeout = -1 if deadline is None else ms(deadline - delay)
+    return [event.id, ms(delay), timeout, "" if attributes.execution_timeout is None else repr(attributes.execution_timeout)]
 
 
 def _workflow_event_args(workflow_event: WorkflowEvent) -> list[Any]:
@@ -92,6 +138,7 @@ def _workflow_event_args(workflow_event: WorkflowEvent) -> list[Any]:
             parent.instance_id if parent else "",
             parent.execution_id if parent else "",
             duplicate,
+            *start_args(event),
         ]
     if event.type in FOLLOW_ACTIVE_EXECUTION:
         return ["active", target.instance_id, event_to_json(event)]
@@ -114,7 +161,7 @@ def workflow_task(reply: list[Any]) -> WorkflowTask:
 
 
 def activity_task(reply: list[Any]) -> ActivityTask:
-    _, aid, inst, queue, event, token, leases = reply
+    _, aid, inst, queue, event, token, leases, details = reply
     scheduled = event_from_json(event)
     return ActivityTask(
         id=text(aid),
@@ -124,6 +171,7 @@ def activity_task(reply: list[Any]) -> ActivityTask:
         event=scheduled,
         lease_token=text(token),
         lease_count=int(leases),
+        heartbeat_details=text(details) or None,
     )
 
 

@@ -34,6 +34,10 @@ NAMES = (
     "activity_abandon",
     "activity_complete",
     "schedule_claim",
+    "activity_heartbeat",
+    "activity_expired",
+    "activity_time_out",
+    "workflow_expired",
 )
 
 

@@ -7,12 +7,14 @@ Two pytest test classes:
   history order, leases with tokens (stale extends and completions are refused), abandon,
   rejected completions, future (timer) events, stickiness, queues, activity leases, bounded
   activity leases, termination, removal and stats; blocked workflow tasks and executions
-  created with a history (safe deploys).
+  created with a history (safe deploys); activity timeouts and heartbeat details,
+  cancellation requests, delayed starts and execution timeouts.
 - ``EndToEndConformance``: a real ``Worker`` and ``Client`` on the backend running workflows:
   timers, signals, channels and ``select``, sub-workflows, cancellation, ``ContinueAsNew``,
   errors and panics, non-determinism, context propagation, histories field by field as
   go-workflows records them (and as earlier versions did), versioning (``patched``), blocked
-  instances, deadlock detection, restart and reset. Every case runs twice, with and
+  instances, deadlock detection, restart and reset, activity timeouts, heartbeats and
+  cancellation, execution timeouts and delayed starts. Every case runs twice, with and
   without the worker's executor cache (the ``cache`` / ``no_cache`` parameter).
 
 How to run it against a backend
@@ -81,6 +83,7 @@ from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemova
 from .e2e_restarts import RestartCases
 from .e2e_signals import ConcurrencyCases, SignalCases
 from .e2e_subworkflows import SubWorkflowCases
+from .e2e_timeouts import ActivityCancellationCases, ActivityTimeoutCases, WorkflowTimeoutCases
 from .e2e_timers import TimerCases
 
 
@@ -101,6 +104,9 @@ class EndToEndConformance(
     HistoryCases,
     RestartCases,
     DeployCases,
+    ActivityTimeoutCases,
+    ActivityCancellationCases,
+    WorkflowTimeoutCases,
 ):
     """Every end-to-end case; each runs with and without the executor cache."""
 

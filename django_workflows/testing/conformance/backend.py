@@ -45,6 +45,7 @@ from ...engine.history import (
     event_to_dict,
     new_event,
 )
+from .backend_timeouts import TimeoutCases
 from .support import (
     BackendFactory,
     cancel_event,
@@ -80,7 +81,7 @@ def _schedule_activity(backend: Any, queue: str = "") -> tuple[WorkflowInstance,
     return instance, activity
 
 
-class BackendConformance:
+class BackendConformance(TimeoutCases):
     # -- polling -----------------------------------------------------------------------------
 
     def test_get_workflow_task_returns_none_when_timeout(self, backend_factory: BackendFactory) -> None:

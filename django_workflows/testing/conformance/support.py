@@ -143,6 +143,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float = WAIT, what: str = 
         delay = min(delay * 1.5, 0.1)
 
 
+def record_calls(obj: Any, method: str) -> list[str]:
+    """Record the outcomes of ``obj.method`` calls from now on ("ok" or the exception's class
+    name), calling through to it: to see what a worker asked of a backend."""
+    original = getattr(obj, method)
+    outcomes: list[str] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        try:
+            value = original(*args, **kwargs)
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+            raise
+        outcomes.append("ok")
+        return value
+
+    setattr(obj, method, recording)
+    return outcomes
+
+
 def sleep_until(moment: datetime) -> None:
     """Wait until the wall clock passed ``moment`` (for cases about expiring leases)."""
     while (remaining := (moment - utcnow()).total_seconds()) > 0:
@@ -177,9 +196,17 @@ class Harness:
     _factory: BackendFactory
     _workers: list[Worker] = field(default_factory=list)
 
-    def run(self, workflow: Callable[..., Any] | str, *args: Any, instance_id: str | None = None, queue: str = DEFAULT_QUEUE) -> WorkflowInstance:
-        """Start ``workflow(*args)`` and return its instance."""
-        options = WorkflowInstanceOptions(instance_id=instance_id or f"e2e-{uuid.uuid4().hex}", queue=queue)
+    def run(
+        self,
+        workflow: Callable[..., Any] | str,
+        *args: Any,
+        instance_id: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        **start: Any,
+    ) -> WorkflowInstance:
+        """Start ``workflow(*args)`` and return its instance; ``start`` holds further
+        ``WorkflowInstanceOptions`` (``execution_timeout``, ``start_delay``)."""
+        options = WorkflowInstanceOptions(instance_id=instance_id or f"e2e-{uuid.uuid4().hex}", queue=queue, **start)
         return self.client.create_workflow_instance(options, workflow, *args)
 
     def result(self, workflow: Callable[..., Any] | str, *args: Any, **options: Any) -> Any:

@@ -9,6 +9,9 @@ local now = now_ms()
 local h
 if token ~= '' then
   h = held(akey, token, now, 'queue', 'qk', 'qid', 'iid', 'eid')
+  if h and not in_time(akey, now) then
+    h = nil  -- a result after the attempt timed out is refused
+  end
 else
   h = redis.call('HMGET', akey, 'token', 'until', 'queue', 'qk', 'qid', 'iid', 'eid', 'leases')
   if not h[3] or (h[1] and tonumber(h[2]) > now) or tonumber(h[8]) ~= leases then

@@ -1,9 +1,10 @@
 -- get_activity_task, without blocking. ARGV: worker name, lock timeout ms, new lease token,
 -- scan limit, max leases, queue names...
--- Returns {'task', activity id, instance JSON, queue, event JSON, token, lease count},
--- {'abandon', activity id, instance JSON, event JSON, lease count} for an activity that was
--- leased max-leases times already (its workers keep dying: the caller fails it), or
--- {'none', ms until the next lease expiry or -1}.
+-- Returns {'task', activity id, instance JSON, queue, event JSON, token, lease count, heartbeat
+-- details or ''}, {'abandon', activity id, instance JSON, event JSON, lease count, heartbeat
+-- details or ''} for an activity that was leased max-leases times already (its workers keep
+-- dying: the caller fails it), or {'none', ms until the next lease expiry or -1}. An activity
+-- whose timeout passed is left to the sweep (activity_expired).
 local me, lock, token, limit, max_leases = arg(), tonumber(arg()), arg(), tonumber(arg()), tonumber(arg())
 local queues = {}
 while argi < #ARGV do
@@ -21,13 +22,21 @@ local function lease(aid, akey, queue)
   local leases = redis.call('HINCRBY', akey, 'leases', 1)
   redis.call('HSET', akey, 'token', token, 'until', now + lock, 'worker', me)
   redis.call('ZADD', NS .. 'act-leases:' .. queue, now + lock, aid)
-  local h = redis.call('HMGET', akey, 'inst', 'event')
-  return {'task', aid, h[1], queue, h[2], token, leases}
+  local h = redis.call('HMGET', akey, 'inst', 'event', 'details', 'stc', 'hbt', 'run_by', 'start_by')
+  -- Taken from the queue: schedule-to-start is over; start-to-close starts at the attempt's
+  -- first lease (a later lease after a crash keeps it) and the heartbeat deadline at every one.
+  if h[4] or h[5] or h[7] then
+    redis.call('HDEL', akey, 'start_by')
+    if h[4] and not h[6] then redis.call('HSET', akey, 'run_by', now + tonumber(h[4])) end
+    if h[5] then redis.call('HSET', akey, 'hb_by', now + tonumber(h[5])) end
+    set_deadline(akey, aid)
+  end
+  return {'task', aid, h[1], queue, h[2], token, leases, h[3] or ''}
 end
 
 local function abandon(aid, akey)
-  local h = redis.call('HMGET', akey, 'inst', 'event', 'leases')
-  return {'abandon', aid, h[1], h[2], tonumber(h[3])}
+  local h = redis.call('HMGET', akey, 'inst', 'event', 'leases', 'details')
+  return {'abandon', aid, h[1], h[2], tonumber(h[3]), h[4] or ''}
 end
 
 -- Expired leases (fenced: the old holder's token stops working).
@@ -38,7 +47,7 @@ for _, q in ipairs(queues) do
     local h = redis.call('HMGET', akey, 'token', 'until', 'leases')
     if not h[1] then
       redis.call('ZREM', lkey, aid)
-    elseif tonumber(h[2]) <= now then
+    elseif tonumber(h[2]) <= now and in_time(akey, now) then
       if tonumber(h[3]) >= max_leases then
         return abandon(aid, akey)
       end
@@ -61,6 +70,11 @@ local function try_entry(stream, id, fields, queue)
   end
   if h[3] and tonumber(h[4]) > now then
     redis.call('XACK', stream, GROUP, id)
+    return nil
+  end
+  if not in_time(akey, now) then  -- timed out while queued: the sweep fails it
+    drop_entry(stream, id)
+    redis.call('HDEL', akey, 'qk', 'qid')
     return nil
   end
   if tonumber(h[5]) >= max_leases then

@@ -64,9 +64,9 @@ end
 -- blocked execution is not queued before its retry time: the wf-blocked set queues it then.
 local function enqueue(iid, eid, now, to_queue)
   local key = ekey('instance', iid, eid)
-  local h = redis.call('HMGET', key, 'qid', 'queue', 'worker', 'sticky', 'state', 'buntil')
-  if h[1] or h[5] ~= '0' or (h[6] and tonumber(h[6]) > now) then
-    return
+  local h = redis.call('HMGET', key, 'qid', 'queue', 'worker', 'sticky', 'state', 'buntil', 'delayed')
+  if h[1] or h[5] ~= '0' or (h[6] and tonumber(h[6]) > now) or h[7] then
+    return  -- queued already, ended, blocked until later, or not started yet (events wait for a delayed start)
   end
   local stream
   if not to_queue and h[3] and h[4] and tonumber(h[4]) > now and not worker_gone(h[3]) then
@@ -131,25 +131,50 @@ local function drop_futures(iid, eid)
   redis.call('DEL', fkey)
 end
 
+-- A delayed start (start_delay) that is due: its start event goes in front of the events that
+-- waited for it, and the execution is queued.
+local function start_delayed(iid, eid, now)
+  local key = ekey('instance', iid, eid)
+  local event_id = redis.call('HGET', key, 'delayed')
+  if not event_id then
+    return
+  end
+  local fkey = ekey('future', iid, eid)
+  local event = redis.call('HGET', fkey, event_id)
+  redis.call('HDEL', key, 'delayed')
+  redis.call('HDEL', fkey, event_id)
+  redis.call('ZREM', NS .. 'future-events', iid .. ':' .. eid .. ':' .. event_id)
+  if event and redis.call('HGET', key, 'state') == '0' then
+    redis.call('LPUSH', ekey('pending', iid, eid), event)
+    enqueue(iid, eid, now, false)
+  end
+end
+
 -- Move future events that are due into their executions' pending events.
 local function move_due_futures(now, limit)
   local zkey = NS .. 'future-events'
   local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
   for _, m in ipairs(due) do
-    redis.call('ZREM', zkey, m)
     local p = split(m)
-    local fkey = ekey('future', p[1], p[2])
-    local event = redis.call('HGET', fkey, p[3])
-    if event then
-      redis.call('HDEL', fkey, p[3])
-      deliver(p[1], p[2], event, now)
+    if redis.call('HGET', ekey('instance', p[1], p[2]), 'delayed') == p[3] then
+      start_delayed(p[1], p[2], now)
+    else
+      redis.call('ZREM', zkey, m)
+      local fkey = ekey('future', p[1], p[2])
+      local event = redis.call('HGET', fkey, p[3])
+      if event then
+        redis.call('HDEL', fkey, p[3])
+        deliver(p[1], p[2], event, now)
+      end
     end
   end
 end
 
 -- Create an execution with its pending start event; false if the instance id has an active
--- execution or this execution exists already.
-local function create_instance(iid, eid, inst, name, queue, meta, started, now)
+-- execution or this execution exists already. ``start`` holds the start event's id, its delay
+-- (ms from now, start_delay; 0: none) and the execution timeout (ms from the start, -1: none,
+-- and in seconds as given).
+local function create_instance(iid, eid, inst, name, queue, meta, started, now, start)
   local akey = NS .. 'active:' .. iid
   local key = ekey('instance', iid, eid)
   if redis.call('EXISTS', akey) == 1 or redis.call('EXISTS', key) == 1 then
@@ -164,8 +189,20 @@ local function create_instance(iid, eid, inst, name, queue, meta, started, now)
   redis.call('PERSIST', xkey)
   redis.call('SADD', NS .. 'instances-active', iid)
   redis.call('SADD', NS .. 'wf-queues', queue)
-  redis.call('RPUSH', ekey('pending', iid, eid), started)
-  enqueue(iid, eid, now, false)
+  local begins = now
+  if start.delay > 0 then
+    begins = now + start.delay
+    redis.call('HSET', key, 'delayed', start.id, 'start_at', begins)
+    redis.call('HSET', ekey('future', iid, eid), start.id, started)
+    redis.call('ZADD', NS .. 'future-events', begins, iid .. ':' .. eid .. ':' .. start.id)
+  else
+    redis.call('RPUSH', ekey('pending', iid, eid), started)
+    enqueue(iid, eid, now, false)
+  end
+  if start.timeout >= 0 then
+    redis.call('HSET', key, 'timeout_at', begins + start.timeout, 'timeout_s', start.seconds)
+    redis.call('ZADD', NS .. 'wf-timeouts', begins + start.timeout, member(iid, eid))
+  end
   return true
 end
 
@@ -198,6 +235,7 @@ local function finish(iid, eid, state, now, ttl)
   redis.call('ZREM', NS .. 'wf-leases:' .. queue, m)
   redis.call('SREM', NS .. 'wf-queued:' .. queue, m)
   redis.call('ZREM', NS .. 'wf-sticky-expiry', m)
+  redis.call('ZREM', NS .. 'wf-timeouts', m)
   redis.call('DEL', ekey('pending', iid, eid))
   drop_futures(iid, eid)
   local akey = NS .. 'active:' .. iid
@@ -233,6 +271,7 @@ local function delete_activity(aid, h_queue, h_qk, h_qid, h_iid, h_eid)
     drop_entry(h_qk, h_qid)
   end
   redis.call('ZREM', NS .. 'act-leases:' .. h_queue, aid)
+  redis.call('ZREM', NS .. 'act-deadlines', aid)
   redis.call('SREM', ekey('activities', h_iid, h_eid), aid)
   redis.call('DEL', NS .. 'activity:' .. aid)
 end
@@ -263,6 +302,45 @@ local function held(key, token, now, ...)
     return nil
   end
   return h
+end
+
+-- Activity timeouts. An activity hash keeps the deadline (server ms) of each timeout that
+-- applies to its attempt now (start_by: schedule-to-start, close_by: schedule-to-close, run_by:
+-- start-to-close, hb_by: heartbeat), the durations to start from a lease (stc, hbt ms), and the
+-- earliest deadline, also in the act-deadlines sorted set for the sweep.
+local DEADLINES = {'start_by', 'close_by', 'run_by', 'hb_by'}
+local TIMEOUT_TYPES = {start_by = 'schedule_to_start', close_by = 'schedule_to_close', run_by = 'start_to_close',
+  hb_by = 'heartbeat'}
+
+local function set_deadline(akey, aid)
+  local d = redis.call('HMGET', akey, unpack(DEADLINES))
+  local first = nil
+  for i = 1, #DEADLINES do
+    local at = tonumber(d[i])
+    if at and (not first or at < first) then
+      first = at
+    end
+  end
+  if first then
+    redis.call('HSET', akey, 'deadline', first)
+    redis.call('ZADD', NS .. 'act-deadlines', first, aid)
+  else
+    redis.call('HDEL', akey, 'deadline')
+    redis.call('ZREM', NS .. 'act-deadlines', aid)
+  end
+end
+
+-- Whether none of the attempt's timeouts has passed.
+local function in_time(akey, now)
+  local deadline = redis.call('HGET', akey, 'deadline')
+  return not deadline or tonumber(deadline) > now
+end
+
+-- Append an event (JSON without a sequence id) to an execution's history.
+local function push_history(iid, eid, event)
+  local seq = redis.call('HINCRBY', ekey('instance', iid, eid), 'seq', 1)
+  -- The sequence id is only known here; JSON keys are unordered, so it goes in front.
+  redis.call('RPUSH', ekey('history', iid, eid), '{"sid":' .. seq .. ',' .. string.sub(event, 2))
 end
 
 -- 'notfound' or 'finished' unless the execution exists and is active.
@@ -323,4 +401,10 @@ local argi = 1
 local function arg()
   argi = argi + 1
   return ARGV[argi]
+end
+
+-- The start arguments of create_instance, read from ARGV: event id, delay ms, timeout ms (-1:
+-- none), timeout seconds.
+local function start_args()
+  return {id = arg(), delay = tonumber(arg()), timeout = tonumber(arg()), seconds = arg()}
 end

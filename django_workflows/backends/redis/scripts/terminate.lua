@@ -1,17 +1,29 @@
--- terminate_workflow_instance: end the execution now, drop its pending work and activities,
--- and tell the parent. ARGV: iid, eid, terminated event JSON (without sequence id), TTL ms,
--- parent iid, parent eid, parent event JSON ('' when there is no parent).
-local iid, eid, event, ttl = arg(), arg(), arg(), tonumber(arg())
-local piid, peid, pevent = arg(), arg(), arg()
+-- End an execution now without running it (terminated, timed out): append its final events,
+-- drop its pending work and activities, and tell the parent.
+-- ARGV: iid, eid, n + events JSON (without sequence ids), TTL ms, parent iid, parent eid,
+-- parent event JSON ('' when there is no parent), '1' to end it only if its execution timeout
+-- passed.
+local iid, eid = arg(), arg()
+local events = {}
+for _ = 1, tonumber(arg()) do
+  events[#events + 1] = arg()
+end
+local ttl, piid, peid, pevent, timed = tonumber(arg()), arg(), arg(), arg(), arg() == '1'
 local key = ekey('instance', iid, eid)
 local refused = inactive(key)
 if refused then
   return refused
 end
 local now = now_ms()
-local seq = redis.call('HINCRBY', key, 'seq', 1)
--- The sequence id is only known here; JSON keys are unordered, so it goes in front.
-redis.call('RPUSH', ekey('history', iid, eid), '{"sid":' .. seq .. ',' .. string.sub(event, 2))
+if timed then
+  local at = redis.call('HGET', key, 'timeout_at')
+  if not at or tonumber(at) > now then
+    return 'intime'
+  end
+end
+for _, event in ipairs(events) do
+  push_history(iid, eid, event)
+end
 local akey = ekey('activities', iid, eid)
 for _, aid in ipairs(redis.call('SMEMBERS', akey)) do
   local a = redis.call('HMGET', NS .. 'activity:' .. aid, 'queue', 'qk', 'qid')

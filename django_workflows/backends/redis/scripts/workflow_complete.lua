@@ -5,9 +5,14 @@
 --   n + executed events (JSON, with sequence ids);
 --   n + schedule event ids of canceled timers;
 --   n + timers as (event id, visible-at ms, JSON);
---   n + activities as (activity id, queue, JSON);
+--   n + activities as (activity id, queue, JSON, schedule-to-start ms, schedule-to-close ms,
+--     start-to-close ms, heartbeat ms; -1: no such timeout);
+--   n + canceled activities as (activity id, 'new' or 'old', Canceled answer JSON): 'new' ones
+--     were scheduled by this task and never stored; 'old' ones are dropped and answer if nobody
+--     holds them, else flagged for their next heartbeat;
 --   n + events for other executions, each (kind, ...): 'start' iid eid instance event name
---   queue metadata parent-iid parent-eid duplicate-event, 'active' iid event, 'exact' iid eid event.
+--   queue metadata parent-iid parent-eid duplicate-event start-arguments (lib.lua start_args),
+--   'active' iid event, 'exact' iid eid event.
 -- Returns 'ok', 'lost' (lease gone) or 'rejected' (the task would end the execution while events
 -- it has not seen are waiting; the lease is released and the task runs again).
 local iid, eid, token, consumed, state = arg(), arg(), arg(), tonumber(arg()), arg()
@@ -96,13 +101,39 @@ end
 n = tonumber(arg())
 for _ = 1, n do
   local aid, aqueue, json = arg(), arg(), arg()
+  local s2s, s2c, stc, hbt = tonumber(arg()), tonumber(arg()), tonumber(arg()), tonumber(arg())
   local stream = NS .. 'act-queue:' .. aqueue
+  local akey = NS .. 'activity:' .. aid
   ensure_group(stream)
   local id = redis.call('XADD', stream, '*', 'a', aid)
-  redis.call('HSET', NS .. 'activity:' .. aid, 'inst', inst, 'iid', iid, 'eid', eid, 'queue', aqueue,
+  redis.call('HSET', akey, 'inst', inst, 'iid', iid, 'eid', eid, 'queue', aqueue,
     'event', json, 'leases', 0, 'qk', stream, 'qid', id)
+  if s2s >= 0 then redis.call('HSET', akey, 'start_by', now + s2s) end
+  if s2c >= 0 then redis.call('HSET', akey, 'close_by', now + s2c) end
+  if stc >= 0 then redis.call('HSET', akey, 'stc', stc) end
+  if hbt >= 0 then redis.call('HSET', akey, 'hbt', hbt) end
+  if s2s >= 0 or s2c >= 0 then set_deadline(akey, aid) end
   redis.call('SADD', ekey('activities', iid, eid), aid)
   redis.call('SADD', NS .. 'act-queues', aqueue)
+end
+
+n = tonumber(arg())
+for _ = 1, n do
+  local aid, kind, answer = arg(), arg(), arg()
+  local akey = NS .. 'activity:' .. aid
+  if kind == 'new' then
+    redis.call('RPUSH', pkey, answer)
+  else
+    local a = redis.call('HMGET', akey, 'token', 'until', 'queue', 'qk', 'qid')
+    if a[3] then
+      if a[1] and tonumber(a[2]) > now and in_time(akey, now) then
+        redis.call('HSET', akey, 'cancel', '1')
+      else
+        delete_activity(aid, a[3], a[4], a[5], iid, eid)
+        redis.call('RPUSH', pkey, answer)
+      end
+    end
+  end
 end
 
 release()
@@ -130,7 +161,8 @@ for _ = 1, n do
   if kind == 'start' then
     local tiid, teid, tinst, event, name, tqueue, meta = arg(), arg(), arg(), arg(), arg(), arg(), arg()
     local piid, peid, duplicate = arg(), arg(), arg()
-    if not create_instance(tiid, teid, tinst, name, tqueue, meta, event, now) and duplicate ~= '' then
+    local start = start_args()
+    if not create_instance(tiid, teid, tinst, name, tqueue, meta, event, now, start) and duplicate ~= '' then
       deliver(piid, peid, duplicate, now)
     end
   elseif kind == 'active' then
