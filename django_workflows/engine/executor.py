@@ -326,7 +326,7 @@ class Executor:
         # An activity's cancellation request that is not in the history is not a disagreement:
         # histories recorded before requests existed have none, and a late request changes no
         # outcome. It stays queued and is sent once the replay catches up.
-        late_requests = [
+        late_requests: list[Any] = [
             command
             for command in state.to_execute
             if command.state is CommandState.CANCEL_PENDING and isinstance(command, ScheduleActivityCommand)
