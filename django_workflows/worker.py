@@ -44,6 +44,8 @@ from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAM
 from .engine.history import SignalReceivedAttributes, new_event
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
+from .instrumentation import Instrumentation, default_instrumentation
+from .presence import WorkerPresence
 from .schedules.scheduler import Scheduler, sync_declared
 
 logger = logging.getLogger("django_workflows.worker")
@@ -83,6 +85,11 @@ class WorkerOptions:
     run_scheduler: bool = True
     #: How often the scheduler looks for due schedules.
     scheduler_interval: timedelta | float = timedelta(seconds=1)
+    #: How often the worker renews its entry in the store's registry of live workers (the
+    #: entry expires after three missed heartbeats; 0: do not register). docs/observability.md
+    worker_heartbeat_interval: timedelta | float = timedelta(seconds=10)
+    #: The version of the project's code this worker runs, shown with the live workers.
+    app_version: str = ""
 
     def __post_init__(self) -> None:
         for name in (
@@ -90,6 +97,7 @@ class WorkerOptions:
             "workflow_executor_cache_ttl",
             "activity_heartbeat_interval",
             "scheduler_interval",
+            "worker_heartbeat_interval",
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
         for name in ("workflow_pollers", "activity_pollers", "max_parallel_workflow_tasks", "max_parallel_activity_tasks"):
@@ -210,10 +218,17 @@ class Worker:
     """Runs workflows and activities from a backend."""
 
     def __init__(
-        self, backend: Backend, options: WorkerOptions | None = None, *, registry: Registry | None = None
+        self,
+        backend: Backend,
+        options: WorkerOptions | None = None,
+        *,
+        registry: Registry | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         self.backend = backend
         self.options = options or WorkerOptions()
+        #: Logs, spans and metrics of the tasks this worker runs (``instrumentation``).
+        self.instrumentation = instrumentation or default_instrumentation()
         # A copy: the worker adds its system activities, which must not leak into a registry
         # that several workers (or the project-wide one) share.
         self.registry = Registry()
@@ -228,18 +243,26 @@ class Worker:
         self._lanes: dict[str, _Lane] = {}
         self._heartbeats = _Heartbeats()
         self._started = False
-        self._client = Client(backend, registry=self.registry)
+        self._client = Client(backend, registry=self.registry, instrumentation=self.instrumentation)
         self.registry.register_activity(self._deliver_signal, SIGNAL_ACTIVITY_NAME)
         self.registry.register_workflow(expire_workflow_instances, EXPIRATION_WORKFLOW_NAME)
         self.registry.register_activity(self._remove_finished_instances, EXPIRATION_ACTIVITY_NAME)
         backend_options = backend.options
         self._runner = ActivityRunner(self.registry, backend_options.converter, backend_options.context_propagators)
+        self._propagators = self.instrumentation.propagators(backend_options.context_propagators)
         self._workflow_heartbeat = _interval(self.options.workflow_heartbeat_interval, backend_options.workflow_lock)
         self._activity_heartbeat = _interval(self.options.activity_heartbeat_interval, backend_options.activity_lock)
         self._in_flight = 0
         self._in_flight_lock = threading.Condition()
         self._lease_on_completion = backend.feature_supported(Feature.LEASE_ON_COMPLETION)
         self._scheduler: Scheduler | None = None
+        self._presence = WorkerPresence(
+            backend,
+            interval=self.options.worker_heartbeat_interval,  # type: ignore[arg-type]
+            app_version=self.options.app_version,
+            in_flight=lambda: self._in_flight,
+        )
+        self._stop_observing_backlog: Callable[[], None] | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -269,6 +292,16 @@ class Worker:
             self.backend.prepare_activity_queues(queues)
             lane = self._add_lane("activity", queues, options.max_parallel_activity_tasks, self._run_activity_task)
             self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_tasks)
+        self._start_observing()
+
+    def _start_observing(self) -> None:
+        """Record this worker among the live ones and report the backlog of its queues."""
+        workflow_queues = self._lanes["workflow"].queues if "workflow" in self._lanes else ()
+        activity_queues = self._lanes["activity"].queues if "activity" in self._lanes else ()
+        self._presence.start(workflow_queues, activity_queues)
+        self._stop_observing_backlog = self.instrumentation.observe_backlog(
+            self.backend, sorted(set(workflow_queues) | set(activity_queues))
+        )
 
     def _start_scheduler(self) -> Scheduler | None:
         """Write the declared schedules, then fire due ones from a thread (``schedules``)."""
@@ -373,6 +406,10 @@ class Worker:
         for lane in self._lanes.values():
             lane.pool.shutdown(wait=True)
         self._heartbeats.stop()
+        if self._stop_observing_backlog is not None:
+            self._stop_observing_backlog()
+            self._stop_observing_backlog = None
+        self._presence.stop()
         if "workflow" in self._lanes:
             self._hand_back_sticky_instances()
         self.cache.clear()
@@ -408,14 +445,17 @@ class Worker:
             instance=task.instance,
             metadata=task.metadata,
             converter=options.converter,
-            propagators=options.context_propagators,
+            propagators=self._propagators,
             max_history_size=options.max_history_size,
             clock=system_clock,
         )
 
     def _run_workflow_task(self, task: WorkflowTask) -> None:
         key = (task.instance.instance_id, task.instance.execution_id)
-        with self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease:
+        with (
+            self.instrumentation.workflow_task(task) as observed,
+            self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease,
+        ):
             executor = self.cache.get(key) or self._new_executor(task)
             try:
                 try:
@@ -424,13 +464,14 @@ class Worker:
                     executor.close()
                     executor = self._new_executor(task)
                     result = executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events)
-            except Exception:
+            except Exception as exc:
                 executor.close()
-                logger.exception("executing workflow task of %s failed", task.instance)
+                observed.blocked(exc)
                 self._abandon(self.backend.abandon_workflow_task, task)
                 return
             if lease.lost:
                 executor.close()
+                observed.lease_lost()
                 return
             if result.state is InstanceState.ACTIVE:
                 # Cached before completing: the completion can hand the instance's next task to
@@ -447,6 +488,7 @@ class Worker:
                 return
             except LeaseLost:
                 logger.warning("lost the lease of workflow task %s; discarding its result", task.instance)
+                observed.lease_lost()
                 self._discard(key, executor)
                 return
             except Exception:
@@ -457,6 +499,7 @@ class Worker:
             finally:
                 if activities is not None and slots > len(leased):
                     activities.slots.release(slots - len(leased))
+            observed.committed(result, executor)
             for activity_task in leased:
                 assert activities is not None
                 self._dispatch(activities, activity_task)
@@ -481,7 +524,10 @@ class Worker:
     # -- activity tasks ----------------------------------------------------------------------
 
     def _run_activity_task(self, task: ActivityTask) -> None:
-        with self._heartbeats.track(lambda: self.backend.extend_activity_task(task), self._activity_heartbeat) as lease:
+        with (
+            self.instrumentation.activity_task(task) as observed,
+            self._heartbeats.track(lambda: self.backend.extend_activity_task(task), self._activity_heartbeat) as lease,
+        ):
 
             def heartbeat() -> None:
                 try:
@@ -495,8 +541,10 @@ class Worker:
                 attributes=task.event.attributes,  # type: ignore[arg-type]
                 heartbeat=heartbeat,
             )
+            observed.finished(attributes)
             if lease.lost:
                 logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
+                observed.lease_lost()
                 return
             result = new_event(attributes, system_clock.now(), schedule_event_id=task.event.schedule_event_id)
             # The workflow can continue here at once: the completion may lease its next task to us.
@@ -510,6 +558,7 @@ class Worker:
                     self.backend.complete_activity_task(task, result)
             except LeaseLost:
                 logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
+                observed.lease_lost()
                 return
             finally:
                 if slots and next_task is None:

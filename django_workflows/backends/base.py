@@ -18,7 +18,9 @@ from ..engine.backend import (
     Feature,
     InstanceInfo,
     LeaseRequest,
+    QueueBacklog,
     Stats,
+    WorkerInfo,
     WorkflowTask,
     WorkflowTaskCompletion,
 )
@@ -34,7 +36,9 @@ __all__ = [
     "Feature",
     "InstanceInfo",
     "LeaseRequest",
+    "QueueBacklog",
     "Stats",
     "WorkflowTask",
+    "WorkerInfo",
     "WorkflowTaskCompletion",
 ]

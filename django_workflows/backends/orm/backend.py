@@ -40,7 +40,16 @@ from django.db import (
 )
 from django.db.models import Count, Exists, OuterRef
 
-from ...engine.backend import ActivityTask, Feature, InstanceInfo, Stats, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import (
+    ActivityTask,
+    Feature,
+    InstanceInfo,
+    QueueBacklog,
+    Stats,
+    WorkerInfo,
+    WorkflowTask,
+    WorkflowTaskCompletion,
+)
 from ...engine.clock import system_clock, to_timedelta
 from ...engine.core import InstanceState, WorkflowInstance, validate_id
 from ...engine.errors import (
@@ -62,6 +71,7 @@ from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, visible_q
 from .store import ACTIVE, OrmStore
 from .transactions import DEFAULT_LOCK_RETRY_TIMEOUT, SUPPORTED_VENDORS, DbNow, first, raw_delete
+from .workers import OrmWorkers
 from .workflow_tasks import WorkflowTasks
 
 #: Default seconds between two looks at the database of an idle poller.
@@ -69,7 +79,7 @@ DEFAULT_POLL_INTERVAL = 0.2
 
 
 class OrmBackend(BaseBackend):
-    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION})
+    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION, Feature.WORKER_REGISTRY})
 
     def __init__(
         self,
@@ -108,6 +118,7 @@ class OrmBackend(BaseBackend):
         self.activity_tasks = ActivityTasks(self.store, self.workflow_tasks)
         #: The schedule store (``schedules.store.ScheduleStore``) on this backend's tables.
         self.schedules = OrmScheduleStore(self.store)
+        self.workers = OrmWorkers(self.store)
 
     def release_finished_threads(self) -> None:
         self.store.db.close_orphans()
@@ -379,3 +390,20 @@ class OrmBackend(BaseBackend):
             )
 
         return self.store.db.run(stats, atomic=False, reconnect=True)
+
+    # -- observability: backlog and live workers (``workers``) ---------------------------------
+
+    def get_backlog(self) -> list[QueueBacklog]:
+        return self.workers.backlog()
+
+    def register_worker(self, info: WorkerInfo, ttl: timedelta) -> None:
+        self.workers.register(info, ttl)
+
+    def heartbeat_worker(self, worker_id: str, tasks_in_flight: int, ttl: timedelta) -> bool:
+        return self.workers.heartbeat(worker_id, tasks_in_flight, ttl)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self.workers.unregister(worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return self.workers.live()

@@ -32,6 +32,11 @@ NAMES = (
     "activity_abandon",
     "activity_complete",
     "schedule_claim",
+    "backlog",
+    "worker_register",
+    "worker_heartbeat",
+    "worker_unregister",
+    "workers",
 )
 
 
