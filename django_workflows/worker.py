@@ -296,8 +296,7 @@ class Worker:
 
     def _start_observing(self) -> None:
         """Record this worker among the live ones and report the backlog of its queues."""
-        workflow_queues = self._lanes["workflow"].queues if "workflow" in self._lanes else ()
-        activity_queues = self._lanes["activity"].queues if "activity" in self._lanes else ()
+        workflow_queues, activity_queues = self.workflow_queues, self.activity_queues
         self._presence.start(workflow_queues, activity_queues)
         self._stop_observing_backlog = self.instrumentation.observe_backlog(
             self.backend, sorted(set(workflow_queues) | set(activity_queues))
@@ -383,6 +382,23 @@ class Worker:
     def in_flight(self) -> int:
         """Tasks leased and not finished yet."""
         return self._in_flight
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id among the live workers (``Backend.list_workers``)."""
+        return self._presence.worker_id
+
+    @property
+    def workflow_queues(self) -> tuple[str, ...]:
+        """The queues this worker polls for workflow tasks (empty before ``start``)."""
+        lane = self._lanes.get("workflow")
+        return lane.queues if lane is not None else ()
+
+    @property
+    def activity_queues(self) -> tuple[str, ...]:
+        """The queues this worker polls for activity tasks (empty before ``start``)."""
+        lane = self._lanes.get("activity")
+        return lane.queues if lane is not None else ()
 
     def stop(self) -> None:
         """Stop polling; tasks already running finish (see ``wait_for_completion``)."""

@@ -40,6 +40,15 @@ class Command(BaseCommand):
             "--until-idle", action="store_true",
             help="Exit once no workflow instance is active and no task is pending or running.",
         )
+        parser.add_argument(
+            "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], metavar="LEVEL",
+            help="Level of the django_workflows loggers: DEBUG, INFO, WARNING or ERROR. Without LOGGING for "
+            "them the worker logs to the console at this level (default INFO).",
+        )
+        parser.add_argument(
+            "--app-version", default="", metavar="VERSION",
+            help="Version of your code this worker runs (a release tag, a commit), shown with the live workers.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ...runner import WorkerSettings, run_worker
@@ -55,5 +64,7 @@ class Command(BaseCommand):
             max_parallel_activity_tasks=options["max_parallel_activity_tasks"],
             until_idle=options["until_idle"],
             run_scheduler=not options["no_scheduler"],
+            log_level=options["log_level"],
+            app_version=options["app_version"] or None,
         )
         run_worker(settings, stdout=self.stdout)
