@@ -91,7 +91,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     )
 
     class Media:
-        css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css"]}
+        css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css", "django_workflows/health.css"]}
 
     # -- read-only ---------------------------------------------------------------------------
 
@@ -134,6 +134,13 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         return workflow_backends[DEFAULT_WORKFLOWS_ALIAS]
 
     # -- the list ----------------------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Counts per status, the backlog and unserved queues above the table (admin.workers).
+        backend = self.get_backend()
+        using = getattr(backend, "using", DEFAULT_DB_ALIAS)
+        summary = workers.overview(backend, using, reverse(f"{self.admin_site.name}:django_workflows_registeredworker_changelist"))
+        return super().changelist_view(request, {"workflows_overview": summary, **(extra_context or {})})
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WorkflowInstance]:
         queryset = super().get_queryset(request).using(getattr(self.get_backend(), "using", DEFAULT_DB_ALIAS))
@@ -221,6 +228,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             "now": now,
             "history_page_size": HISTORY_PAGE_SIZE,
             "instance_actions": self.instance_actions(request, obj),
+            # Why a running instance does not run (admin.workers; empty when a worker polls its queue).
+            "queue_warning": workers.queue_warning(self.get_backend(), obj),
+            "workers_url": reverse(f"{self.admin_site.name}:django_workflows_registeredworker_changelist"),
+            "workers_link_label": _("Live workers"),
             "changelist_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_changelist"),
             "lookup_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_lookup"),
             "media": self.media,
@@ -245,5 +256,6 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         ]
 
 
-# The schedules' admin registers itself (docs/schedules.md).
-from . import schedules  # noqa: E402,F401
+# The schedules' admin registers itself (docs/schedules.md); so does the Workers page
+# (docs/observability.md).
+from . import schedules, workers  # noqa: E402,F401
