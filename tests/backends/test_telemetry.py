@@ -314,3 +314,43 @@ def test_no_trace_context_is_stored_while_no_span_records(backend_factory: Any) 
     instance = client.create_workflow_instance(WorkflowInstanceOptions(), "order", "k")
     assert backend.get_workflow_instance_info(instance).metadata == {}
     assert backend.get_workflow_instance_state(instance) is InstanceState.ACTIVE
+
+
+def slow_step() -> str:
+    time.sleep(1.0)
+    return "done"
+
+
+async def one_step(ctx: workflow.Context) -> str:
+    return await workflow.execute_activity(ctx, ActivityOptions(), slow_step)
+
+
+def test_a_lost_lease_is_counted_and_marked_on_the_attempt(backend_factory: Any, otel: Otel) -> None:
+    from django_workflows.engine.errors import LeaseLost
+
+    backend = backend_factory(activity_lock_timeout=1)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    real = backend.extend_activity_task
+    lost: list[Any] = []
+
+    def extend_once_lost(task: Any) -> None:
+        # Another worker took the task over (its lease ran out): the first extension fails.
+        if not lost:
+            lost.append(task)
+            raise LeaseLost()
+        real(task)
+
+    backend.extend_activity_task = extend_once_lost
+    worker = _worker(backend, otel, queue)
+    worker.register_workflow(one_step)
+    worker.register_activity(slow_step)
+    with worker:
+        client = Client(backend, registry=worker.registry, instrumentation=otel.instrumentation)
+        instance = client.create_workflow_instance(WorkflowInstanceOptions(queue=queue), one_step)
+        assert client.get_workflow_result(instance, timeout=60) == "done"
+    assert otel.total("workflows.lease.lost", kind="activity", queue=queue) == 1
+    attempts = otel.finished("Activity slow_step")
+    assert len(attempts) == 2  # the lost one and the one that committed
+    lost_attempt = next(a for a in attempts if a.attributes.get("workflows.lease_lost"))
+    assert lost_attempt.attributes["workflows.outcome"] == "lease_lost"
+    assert otel.total("workflows.activity.duration", activity="slow_step", outcome="lease_lost") == 1
