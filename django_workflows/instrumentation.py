@@ -124,7 +124,7 @@ class Instrumentation:
                 "workflows.execution_id": instance.execution_id,
             },
         )
-        otel.propagator._w3c.inject(metadata, context=otel_trace.set_span_in_context(span))
+        otel.propagator.inject_span(metadata, span)
         return span
 
     def writing_start(self, span: Any) -> contextlib.AbstractContextManager[Any]:

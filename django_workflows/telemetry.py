@@ -91,6 +91,10 @@ class TraceContextPropagator:
     def extract_to_workflow(self, ctx: Context, metadata: Metadata) -> Context:
         return ctx
 
+    def inject_span(self, metadata: Metadata, span: Any) -> None:
+        """Put the context of ``span`` (rather than the current one) into ``metadata``."""
+        self._w3c.inject(metadata, context=otel_trace.set_span_in_context(span))
+
     def context(self, metadata: Metadata) -> Any:
         """The OpenTelemetry context stored in ``metadata`` (an empty one if none is)."""
         return self._w3c.extract(metadata)

@@ -4,7 +4,7 @@ friends, ``Backend.get_backlog``; docs/observability.md).
 A worker's row (``models.RegisteredWorker``) carries its last heartbeat and when it expires, both
 from the database clock (``DbNow``), so the workers' own clocks never decide who is alive. Rows
 are few (one per worker process) and written every few seconds: the QuerySet API is enough here.
-Expired rows are deleted whenever the list is read.
+The list shows unexpired rows; expired ones are deleted when a worker registers.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class OrmWorkers:
         }
 
         def register() -> None:
+            # Rows of workers that died are pruned here, when a worker (re)starts, so that
+            # reading the list never writes.
+            raw_delete(self._rows().filter(expires_at__lte=DbNow()))
             # The id is this worker's own: no one else writes the row, so update-or-insert
             # cannot race.
             if not self._rows().filter(worker_id=info.worker_id).update(**values):
@@ -60,10 +63,9 @@ class OrmWorkers:
 
     def live(self) -> list[WorkerInfo]:
         def live() -> list[WorkerInfo]:
-            raw_delete(self._rows().filter(expires_at__lte=DbNow()))
-            return [_info(row) for row in self._rows().order_by("worker_id")]
+            return [_info(row) for row in self._rows().filter(expires_at__gt=DbNow()).order_by("worker_id")]
 
-        return list(self.store.db.run(live, reconnect=True))
+        return list(self.store.db.run(live, atomic=False, reconnect=True))
 
     def backlog(self) -> list[QueueBacklog]:
         workflows, activities = self.store.db.run(self.store.sql.backlog, atomic=False, reconnect=True)
