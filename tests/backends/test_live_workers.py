@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
+
 from django_workflows import health, workflow
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.backend import Feature, WorkerInfo
@@ -65,6 +67,8 @@ def test_backlog_counts_ready_tasks_and_ages_the_oldest(backend_factory: Any) ->
     assert activity is not None
     assert _backlog(backend, queue).ready_activity_tasks == 1
     assert _backlog(backend, f"other-{queue}") is None
+    (through_client,) = [b for b in Client(backend).get_backlog() if b.queue == queue]
+    assert (through_client.ready_workflow_tasks, through_client.ready_activity_tasks) == (0, 1)
 
 
 def _info(worker_id: str, **fields: Any) -> WorkerInfo:
@@ -125,6 +129,9 @@ def test_a_worker_registers_heartbeats_and_leaves(backend_factory: Any) -> None:
         assert entry.workflow_queues == (queue, "_system_") and entry.activity_queues == (queue, "_system_")
         assert entry.app_version == "build-123" and entry.name == backend.options.worker_name
         first_beat = entry.heartbeat_at
+        client = Client(backend)
+        assert entry.worker_id in {w.worker_id for w in client.list_workers()}
+        assert entry.worker_id in {w.worker_id for w in async_to_sync(client.alist_workers)()}
         wait_for(
             lambda: any(w.heartbeat_at > first_beat for w in backend.list_workers() if w.worker_id == entry.worker_id),
             30, what="a heartbeat",
