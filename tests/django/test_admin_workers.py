@@ -148,8 +148,9 @@ def test_workers_page_and_warnings_in_a_browser(live_server: Any) -> None:
         open_page(browser, f"{base}{_page(orphan)}")
         warning = browser.find_element("id", "wf-queue-warning")
         assert orphans in warning.text and "does not run until one does" in warning.text
+        screenshot(browser, "workers-03-unserved-instance")
         warning.find_element("link text", "Live workers").click()
         wait_for(lambda: browser.current_url.endswith(WORKERS), 30, what="the link to the Workers page")
         open_page(browser, f"{base}{_page(served)}")
         assert not browser.find_elements("id", "wf-queue-warning")
-        screenshot(browser, "workers-03-served-instance")
+        screenshot(browser, "workers-04-served-instance")
