@@ -15,13 +15,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from .engine.backend import Backend, Feature, InstanceInfo, Stats
+from .engine.backend import Backend, Feature, InstanceInfo, QueueBacklog, Stats, WorkerInfo
 from .engine.clock import system_clock, to_timedelta
 from .engine.core import (
     DEFAULT_QUEUE,
@@ -60,6 +60,7 @@ from .engine.history import (
 )
 from .engine.registry import Registry, check_arguments
 from .engine.reset import ResetError, plan_reset, started_attributes
+from .instrumentation import Instrumentation, default_instrumentation
 from .schedules import (
     DEFAULT_CATCHUP_WINDOW,
     DEFAULT_CLAIM_LEASE,
@@ -137,12 +138,22 @@ class PreparedStart:
 
     instance: WorkflowInstance
     event: Event
+    #: The span of the start (``Instrumentation.start_workflow``), ended when it is written.
+    span: Any = field(default=None, compare=False, repr=False)
 
 
 class Client:
-    def __init__(self, backend: Backend | None = None, *, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        registry: Registry | None = None,
+        instrumentation: Instrumentation | None = None,
+    ) -> None:
         self._backend = backend
         self._registry = registry
+        #: Spans and metrics of starts, signals, cancellations and terminations.
+        self.instrumentation = instrumentation or default_instrumentation()
 
     @property
     def backend(self) -> Backend:
@@ -207,6 +218,8 @@ class Client:
         timeout: timedelta | None = options.execution_timeout  # type: ignore[assignment]
         delay: timedelta | None = options.start_delay  # type: ignore[assignment]
         now = system_clock.now()
+        # In the caller's trace (a request's span, say); the workflow's spans continue it.
+        span = self.instrumentation.start_workflow(name, queue, instance, metadata)
         event = new_event(
             WorkflowExecutionStartedAttributes(
                 name=name,
@@ -218,12 +231,13 @@ class Client:
             now,
             visible_at=None if delay is None else now + delay,
         )
-        return PreparedStart(instance, event)
+        return PreparedStart(instance, event, span)
 
     def create_prepared_workflow_instance(self, prepared: PreparedStart) -> WorkflowInstance:
         """Write a start made by ``prepare_workflow_instance`` (``InstanceAlreadyExists`` when an
         execution with its instance id is active)."""
-        self.backend.create_workflow_instance(prepared.instance, prepared.event)
+        with self.instrumentation.writing_start(prepared.span):
+            self.backend.create_workflow_instance(prepared.instance, prepared.event)
         return prepared.instance
 
     def create_workflow_instances(self, starts: Iterable[PreparedStart]) -> list[WorkflowInstance]:
@@ -239,20 +253,28 @@ class Client:
     def cancel_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         """Ask the workflow to cancel: its context is canceled and it decides what to return."""
         instance = self._resolve(instance)
-        self.backend.cancel_workflow_instance(
-            instance, new_event(WorkflowExecutionCanceledAttributes(), system_clock.now())
-        )
+        with self.instrumentation.client_call("CancelWorkflow", instance_id=instance.instance_id, execution_id=instance.execution_id):
+            self.backend.cancel_workflow_instance(
+                instance, new_event(WorkflowExecutionCanceledAttributes(), system_clock.now())
+            )
 
     def terminate_workflow_instance(self, instance: WorkflowInstance | str, reason: str = "") -> None:
         """End the workflow at once without running its code (go-workflows issue #196)."""
-        self.backend.terminate_workflow_instance(self._resolve(instance), reason)
+        instance = self._resolve(instance)
+        with self.instrumentation.client_call("TerminateWorkflow", instance_id=instance.instance_id, execution_id=instance.execution_id):
+            self.backend.terminate_workflow_instance(instance, reason)
+        if self.instrumentation.otel is not None:
+            info = self.backend.get_workflow_instance_info(instance)
+            self.instrumentation.workflow_terminated(info.workflow_name, info.queue)
 
     def signal_workflow(self, instance_id: str, name: str, arg: Any = None) -> None:
         """Send signal ``name`` to the active execution of ``instance_id``.
 
         Raises ``InstanceNotFound`` when there is none (``InstanceFinished`` when it ended).
         """
-        self.backend.signal_workflow(validate_id(instance_id), self.prepare_signal(name, arg))
+        event = self.prepare_signal(name, arg)
+        with self.instrumentation.client_call("SignalWorkflow", instance_id=validate_id(instance_id), signal=name):
+            self.backend.signal_workflow(instance_id, event)
 
     def prepare_signal(self, name: str, arg: Any = None) -> Event:
         """The ``SignalReceived`` event ``signal_workflow`` sends: the name validated and the
@@ -361,6 +383,14 @@ class Client:
 
     def get_stats(self) -> Stats:
         return self.backend.get_stats()
+
+    def get_backlog(self) -> list[QueueBacklog]:
+        """Ready tasks per queue and the age of the oldest (``Backend.get_backlog``)."""
+        return self.backend.get_backlog()
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """The live workers (``Backend.list_workers``; ``NotSupported`` without a registry)."""
+        return self.backend.list_workers()
 
     def wait_for_workflow_instance(
         self, instance: WorkflowInstance | str, timeout: float | timedelta | None = None
@@ -588,6 +618,12 @@ class Client:
 
     async def aget_stats(self) -> Stats:
         return await sync_to_async(self.get_stats, thread_sensitive=False)()
+
+    async def aget_backlog(self) -> list[QueueBacklog]:
+        return await sync_to_async(self.get_backlog, thread_sensitive=False)()
+
+    async def alist_workers(self) -> list[WorkerInfo]:
+        return await sync_to_async(self.list_workers, thread_sensitive=False)()
 
     async def await_for_workflow_instance(
         self, instance: WorkflowInstance | str, timeout: float | timedelta | None = None

@@ -301,3 +301,30 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.schedule_id
+
+
+class RegisteredWorker(models.Model):
+    """A live worker process (``Backend.register_worker``): what it polls, which code it runs,
+    when it last reported. Written only by ``backends.orm.workers``; a row whose ``expires_at``
+    passed belongs to a worker that stopped heartbeating and is no longer listed."""
+
+    worker_id = models.CharField(_("worker id"), max_length=255, unique=True)
+    name = models.CharField(_("lease name"), max_length=255, blank=True, default="")
+    host = models.CharField(_("host"), max_length=255, blank=True, default="")
+    pid = models.IntegerField(_("process id"), default=0)
+    workflow_queues = models.JSONField(_("workflow queues"), default=list, blank=True)
+    activity_queues = models.JSONField(_("activity queues"), default=list, blank=True)
+    app_version = models.CharField(_("app version"), max_length=255, blank=True, default="")
+    library_version = models.CharField(_("django_workflows version"), max_length=64, blank=True, default="")
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("last heartbeat"))
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+    tasks_in_flight = models.IntegerField(_("tasks in flight"), default=0)
+
+    class Meta:
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+        ordering = ["worker_id"]
+
+    def __str__(self) -> str:
+        return self.worker_id

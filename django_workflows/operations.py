@@ -393,21 +393,6 @@ class Operations:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    def status(self) -> dict[str, Any]:
-        stats = self.client.get_stats()
-        queues = sorted(set(stats.pending_workflow_tasks) | set(stats.pending_activity_tasks))
-        return {
-            "active_workflow_instances": stats.active_workflow_instances,
-            "queues": [
-                {
-                    "queue": queue,
-                    "pending_workflow_tasks": stats.pending_workflow_tasks.get(queue, 0),
-                    "pending_activity_tasks": stats.pending_activity_tasks.get(queue, 0),
-                }
-                for queue in queues
-            ],
-        }
-
 
 # -- text output -----------------------------------------------------------------------------
 
@@ -496,13 +481,3 @@ def history_text(events: list[dict[str, Any]]) -> str:
         rows.append((str(event["sequence_id"]), when, event["type"],
                      str(event["schedule_event_id"] or ""), _short(attributes) if attributes else ""))
     return "\n".join(_table(("#", "TIME", "EVENT", "SCHEDULE ID", "ATTRIBUTES"), rows))
-
-
-def status_text(data: dict[str, Any]) -> str:
-    lines = [f"Active workflow instances: {data['active_workflow_instances']}"]
-    if data["queues"]:
-        rows = [(q["queue"], str(q["pending_workflow_tasks"]), str(q["pending_activity_tasks"])) for q in data["queues"]]
-        lines.extend(_table(("QUEUE", "WORKFLOW TASKS", "ACTIVITY TASKS"), rows))
-    else:
-        lines.append("No tasks are waiting.")
-    return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -59,6 +60,10 @@ class WorkerSettings:
     workflow_deadlock_timeout: float | None = None
     until_idle: bool = False
     run_scheduler: bool = True
+    #: The level of the ``django_workflows`` loggers (None: INFO when this process configures
+    #: them, else what the project's ``LOGGING`` says).
+    log_level: str | None = None
+    app_version: str | None = None
 
     def worker_options(self, **extra: Any) -> WorkerOptions:
         chosen = {
@@ -170,9 +175,49 @@ def build_worker(settings: WorkerSettings, backend: Any = None) -> Worker:
     return Worker(backend, settings.worker_options(listeners=(DjangoSignalListener(),)), registry=registry)
 
 
+#: The format of the console handler ``console_logging`` adds.
+CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def console_logging(level: str | None) -> tuple[logging.Handler | None, int]:
+    """Let a project that configured no logging see what its worker does: a console handler on
+    the ``django_workflows`` logger at ``level`` (default INFO). A project whose ``LOGGING`` (or
+    root logger) has handlers keeps them; ``level``, if given, is set on the logger.
+
+    Returns the handler added (or None) and the logger's previous level, for ``restore_logging``.
+    """
+    package_logger = logging.getLogger("django_workflows")
+    previous = package_logger.level
+    numeric = logging.INFO if level is None else logging.getLevelNamesMapping()[level.upper()]
+    if package_logger.hasHandlers():
+        if level is not None:
+            package_logger.setLevel(numeric)
+        return None, previous
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    package_logger.addHandler(handler)
+    package_logger.setLevel(numeric)
+    return handler, previous
+
+
+def restore_logging(handler: logging.Handler | None, previous_level: int) -> None:
+    package_logger = logging.getLogger("django_workflows")
+    if handler is not None:
+        package_logger.removeHandler(handler)
+    package_logger.setLevel(previous_level)
+
+
 def run_worker(settings: WorkerSettings, stdout: TextIO | None = None, *, backend: Any = None) -> None:
     """Run a worker until a signal, until idle (``until_idle``) or until it gives up on the store
     (then ``WorkerFailed``). ``backend``: the one ``prepare`` returned, if it was called."""
+    handler, previous_level = console_logging(settings.log_level)
+    try:
+        _run_worker(settings, backend)
+    finally:
+        restore_logging(handler, previous_level)
+
+
+def _run_worker(settings: WorkerSettings, backend: Any) -> None:
     worker = build_worker(settings, backend)
     stop_requested = threading.Event()
 
@@ -186,15 +231,22 @@ def run_worker(settings: WorkerSettings, stdout: TextIO | None = None, *, backen
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     workflows = sorted(name for name, _ in worker.registry.workflows())
     activities = sorted(name for name, _ in worker.registry.activities())
+    worker.start()
+    lanes = [
+        f"{kind} tasks from {', '.join(queues)}"
+        for kind, queues in (("workflow", worker.workflow_queues), ("activity", worker.activity_queues))
+        if queues
+    ]
     logger.info(
-        "worker %s started on queues %s: %d workflows (%s), %d activities",
-        worker.backend.options.worker_name,
-        ", ".join(settings.queues),
+        "worker %s started (pid %d%s): %s; %d workflows (%s), %d activities",
+        worker.worker_id,
+        os.getpid(),
+        f", app version {settings.app_version}" if settings.app_version else "",
+        "; ".join(lanes) or "polling nothing",
         len(workflows),
         ", ".join(workflows),
         len(activities),
     )
-    worker.start()
     try:
         while not stop_requested.wait(0.5):
             if worker.failure is not None:
@@ -213,7 +265,7 @@ def run_worker(settings: WorkerSettings, stdout: TextIO | None = None, *, backen
             logger.error("%s; exiting without waiting for %d running task(s)", failure, worker.in_flight)
             logging.shutdown()
             os._exit(1)
-        logger.info("worker stopped")
+        logger.info("worker stopped: %s", worker.worker_id)
     if failure is not None:
         raise WorkerFailed(f"{failure}; exiting so that a supervisor can restart the worker")
 

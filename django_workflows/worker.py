@@ -26,6 +26,7 @@ attempts (and end the executions) whose timeouts passed, whoever runs them.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import itertools
 import logging
@@ -63,6 +64,8 @@ from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAM
 from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
+from .instrumentation import Instrumentation, default_instrumentation
+from .presence import WorkerPresence
 from .schedules.scheduler import Scheduler, sync_declared
 
 logger = logging.getLogger("django_workflows.worker")
@@ -134,6 +137,11 @@ class WorkerOptions:
     #: of the workflow API) is deadlocked; 0 turns detection off (the code then runs on the
     #: task's own thread).
     workflow_deadlock_timeout: timedelta | float = timedelta(seconds=10)
+    #: How often the worker renews its entry in the store's registry of live workers (the
+    #: entry expires after three missed heartbeats; 0: do not register). docs/observability.md
+    worker_heartbeat_interval: timedelta | float = timedelta(seconds=10)
+    #: The version of the project's code this worker runs, shown with the live workers.
+    app_version: str = ""
 
     def __post_init__(self) -> None:
         for name in (
@@ -145,6 +153,7 @@ class WorkerOptions:
             "blocked_retry_first_interval",
             "blocked_retry_max_interval",
             "workflow_deadlock_timeout",
+            "worker_heartbeat_interval",
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
         if self.max_outage < timedelta(0):  # type: ignore[operator]
@@ -563,10 +572,17 @@ class Worker:
     """Runs workflows and activities from a backend."""
 
     def __init__(
-        self, backend: Backend, options: WorkerOptions | None = None, *, registry: Registry | None = None
+        self,
+        backend: Backend,
+        options: WorkerOptions | None = None,
+        *,
+        registry: Registry | None = None,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         self.backend = backend
         self.options = options or WorkerOptions()
+        #: Logs, spans and metrics of the tasks this worker runs (``instrumentation``).
+        self.instrumentation = instrumentation or default_instrumentation()
         # A copy: the worker adds its system activities, which must not leak into a registry
         # that several workers (or the project-wide one) share.
         self.registry = Registry()
@@ -581,12 +597,13 @@ class Worker:
         self._lanes: dict[str, _Lane] = {}
         self._heartbeats = _Heartbeats()
         self._started = False
-        self._client = Client(backend, registry=self.registry)
+        self._client = Client(backend, registry=self.registry, instrumentation=self.instrumentation)
         self.registry.register_activity(self._deliver_signal, SIGNAL_ACTIVITY_NAME)
         self.registry.register_workflow(expire_workflow_instances, EXPIRATION_WORKFLOW_NAME)
         self.registry.register_activity(self._remove_finished_instances, EXPIRATION_ACTIVITY_NAME)
         backend_options = backend.options
         self._runner = ActivityRunner(self.registry, backend_options.converter, backend_options.context_propagators)
+        self._propagators = self.instrumentation.propagators(backend_options.context_propagators)
         self._workflow_heartbeat = _interval(self.options.workflow_heartbeat_interval, backend_options.workflow_lock)
         self._activity_heartbeat = _interval(self.options.activity_heartbeat_interval, backend_options.activity_lock)
         self._in_flight = 0
@@ -601,6 +618,13 @@ class Worker:
         #: Where workflow code runs, watched for deadlocks (None: on the task's thread, unwatched).
         self._code = CodeThreads(deadlock_timeout) if deadlock_timeout > 0 else None
         self._sweeper: threading.Thread | None = None
+        self._presence = WorkerPresence(
+            backend,
+            interval=self.options.worker_heartbeat_interval,  # type: ignore[arg-type]
+            app_version=self.options.app_version,
+            in_flight=lambda: self._in_flight,
+        )
+        self._stop_observing_backlog: Callable[[], None] | None = None
 
     # -- registration ------------------------------------------------------------------------
 
@@ -636,6 +660,15 @@ class Worker:
                 "activity", queues, options.max_parallel_activity_tasks, options.activity_pollers, self._run_activity_task
             )
             self._start_pollers(lane, options.activity_pollers, self.backend.get_activity_tasks)
+        self._start_observing()
+
+    def _start_observing(self) -> None:
+        """Record this worker among the live ones and report the backlog of its queues."""
+        workflow_queues, activity_queues = self.workflow_queues, self.activity_queues
+        self._presence.start(workflow_queues, activity_queues)
+        self._stop_observing_backlog = self.instrumentation.observe_backlog(
+            self.backend, sorted(set(workflow_queues) | set(activity_queues))
+        )
 
     def _start_scheduler(self) -> Scheduler | None:
         """Write the declared schedules, then fire due ones from a thread (``schedules``)."""
@@ -755,6 +788,23 @@ class Worker:
                 logger.error("%s; stopping the worker", self._failure)
         self._stop.set()
 
+    @property
+    def worker_id(self) -> str:
+        """This worker's id among the live workers (``Backend.list_workers``)."""
+        return self._presence.worker_id
+
+    @property
+    def workflow_queues(self) -> tuple[str, ...]:
+        """The queues this worker polls for workflow tasks (empty before ``start``)."""
+        lane = self._lanes.get("workflow")
+        return lane.queues if lane is not None else ()
+
+    @property
+    def activity_queues(self) -> tuple[str, ...]:
+        """The queues this worker polls for activity tasks (empty before ``start``)."""
+        lane = self._lanes.get("activity")
+        return lane.queues if lane is not None else ()
+
     def stop(self) -> None:
         """Stop polling; tasks already running finish (see ``wait_for_completion``)."""
         self._stop.set()
@@ -781,6 +831,10 @@ class Worker:
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         self._heartbeats.stop()
+        if self._stop_observing_backlog is not None:
+            self._stop_observing_backlog()
+            self._stop_observing_backlog = None
+        self._presence.stop()
         if "workflow" in self._lanes:
             self._hand_back_sticky_instances()
         self.cache.clear()
@@ -818,14 +872,17 @@ class Worker:
             instance=task.instance,
             metadata=task.metadata,
             converter=options.converter,
-            propagators=options.context_propagators,
+            propagators=self._propagators,
             max_history_size=options.max_history_size,
             clock=system_clock,
         )
 
     def _run_workflow_task(self, task: WorkflowTask) -> None:
         key = (task.instance.instance_id, task.instance.execution_id)
-        with self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease:
+        with (
+            self.instrumentation.workflow_task(task) as observed,
+            self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease,
+        ):
             running = self.cache.get(key) or self._new_executor(task)
             executor: Executor | None = running
             result: ExecutionResult | None = None
@@ -841,12 +898,13 @@ class Worker:
             except WorkflowCodeHung as hung:
                 # The executor stays with its stuck thread, which discards it if it ever returns.
                 executor, failure = None, hung.error
-            except Exception:
+            except Exception as exc:
                 running.close()
-                logger.exception("executing workflow task of %s failed", task.instance)
+                observed.blocked(exc)
                 self._abandon(self.backend.abandon_workflow_task, task)
                 return
             if lease.lost:
+                observed.lease_lost()
                 if executor is not None:
                     executor.close()
                 return
@@ -855,6 +913,7 @@ class Worker:
                     if executor is not None:
                         executor.close()  # a later attempt replays from the untouched history
                     if self._block(task, failure):
+                        observed.blocked(failure)
                         return
                 logger.error("workflow %s (instance %s) fails: %s: %s", task.workflow_name, task.instance, failure.type, failure.message)
                 if result is None:  # hung: no executor can finish this task
@@ -881,6 +940,7 @@ class Worker:
                 return
             except LeaseLost:
                 logger.warning("lost the lease of workflow task %s; discarding its result", task.instance)
+                observed.lease_lost()
                 self._discard(key, executor)
                 return
             except Exception:
@@ -891,6 +951,7 @@ class Worker:
             finally:
                 if activities is not None and slots > len(leased):
                     activities.slots.release(slots - len(leased))
+            observed.committed(result, executor)
             for activity_task in leased:
                 assert activities is not None
                 self._dispatch(activities, activity_task)
@@ -906,8 +967,14 @@ class Worker:
         if executor.needs_history(task.last_sequence_id):
             history = self.backend.get_workflow_instance_history(task.instance, executor.last_sequence_id or None)
 
+        # The code thread runs in this thread's context (contextvars: the task's trace span, so
+        # that what the workflow schedules continues its trace).
+        context = contextvars.copy_context()
+
         def run() -> ExecutionResult:
-            return executor.execute_task(last_sequence_id=task.last_sequence_id, new_events=task.new_events, history=history)
+            return context.run(
+                executor.execute_task, last_sequence_id=task.last_sequence_id, new_events=task.new_events, history=history
+            )
 
         if self._code is None:
             return run()
@@ -978,7 +1045,10 @@ class Worker:
             release()
 
         attempt.lease.on_lost = give_up
-        with self._heartbeats.track(attempt.sync, self._activity_heartbeat, attempt.lease) as lease:
+        with (
+            self.instrumentation.activity_task(task) as observed,
+            self._heartbeats.track(attempt.sync, self._activity_heartbeat, attempt.lease) as lease,
+        ):
             attempt.start()
             attributes = self._runner.run(
                 activity_id=task.activity_id,
@@ -988,8 +1058,10 @@ class Worker:
                 is_canceled=attempt.is_canceled,
                 heartbeat_details=task.heartbeat_details,
             )
+            observed.finished(attributes)
             if lease.lost:
-                logger.warning("lost the lease of activity %s; discarding its result", task.activity_id)
+                logger.warning("lost the lease of activity %s (or it timed out); discarding its result", task.activity_id)
+                observed.lease_lost()
                 return
             if isinstance(attributes, ActivityFailedAttributes):
                 # The next attempt resumes from the last details this one reported.
@@ -1006,6 +1078,7 @@ class Worker:
                     self.backend.complete_activity_task(task, result)
             except LeaseLost:
                 logger.warning("lost the lease of activity %s (or it timed out); discarding its result", task.activity_id)
+                observed.lease_lost()
                 return
             finally:
                 if slots and next_task is None:

@@ -19,6 +19,10 @@ ENGINE_DIR = PACKAGE_DIR / "engine"
 CORE_MODULES = (
     "worker",
     "client",
+    "instrumentation",
+    "telemetry",
+    "presence",
+    "health",
     "workflow",
     "activity",
     "registration",

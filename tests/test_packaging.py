@@ -102,7 +102,7 @@ def test_wheel_is_named_for_the_index_and_keeps_the_import_package(dists: dict[s
         metadata = email.parser.Parser().parsestr(zf.read(metadata_path).decode())
     assert metadata["Name"] == "django-durable-workflows"
     assert metadata["Requires-Python"] == ">=3.11"
-    assert set(metadata.get_all("Provides-Extra")) == {"mysql", "postgres", "redis", "tasks", "test", "docs"}
+    assert set(metadata.get_all("Provides-Extra")) == {"mysql", "postgres", "redis", "tasks", "otel", "test", "docs"}
     top_level = {n.split("/", 1)[0] for n in wheel_names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top_level == {"django_workflows"}, top_level
 

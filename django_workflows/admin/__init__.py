@@ -125,7 +125,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     refresh_seconds: float = 5
 
     class Media:
-        css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css"]}
+        css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css", "django_workflows/health.css"]}
         js: ClassVar[list[str]] = ["django_workflows/refresh.js"]
 
     # -- read-only ---------------------------------------------------------------------------
@@ -175,6 +175,20 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         return workflow_backends[DEFAULT_WORKFLOWS_ALIAS]
 
     # -- the list ----------------------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Counts per status, the backlog and unserved queues above the table (admin.workers).
+        backend = self.get_backend()
+        using = getattr(backend, "using", DEFAULT_DB_ALIAS)
+        summary = workers.overview(backend, using, reverse(f"{self.admin_site.name}:django_workflows_registeredworker_changelist"))
+        context = {
+            "workflows_overview": summary,
+            # The list refreshes itself (refresh.js).
+            "wf_refresh_seconds": self.refresh_seconds,
+            "wf_live": True,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WorkflowInstance]:
         queryset = super().get_queryset(request).using(getattr(self.get_backend(), "using", DEFAULT_DB_ALIAS))
@@ -249,10 +263,6 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[InstanceChangeList]:
         return InstanceChangeList
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        context = {"wf_refresh_seconds": self.refresh_seconds, "wf_live": True, **(extra_context or {})}
-        return super().changelist_view(request, context)
 
     # -- the instance page -------------------------------------------------------------------
 
@@ -333,6 +343,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             "instance_actions": self.instance_actions(request, obj),
             # History rows of workflow tasks offer "Reset to here" to those who may reset.
             "can_reset": self.has_reset_permission(request),
+            # Why a running instance does not run (admin.workers; empty when a worker polls its queue).
+            "queue_warning": workers.queue_warning(self.get_backend(), obj),
+            "workers_url": reverse(f"{self.admin_site.name}:django_workflows_registeredworker_changelist"),
+            "workers_link_label": _("Live workers"),
             "changelist_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_changelist"),
             "lookup_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_lookup"),
             "history_json_url": reverse(
@@ -364,5 +378,6 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         ]
 
 
-# The schedules' admin registers itself (docs/schedules.md).
-from . import schedules  # noqa: E402,F401
+# The schedules' admin registers itself (docs/schedules.md); so does the Workers page
+# (docs/observability.md).
+from . import schedules, workers  # noqa: E402,F401

@@ -22,7 +22,9 @@ from ..engine.backend import (
     InstanceInfo,
     InstancePage,
     LeaseRequest,
+    QueueBacklog,
     Stats,
+    WorkerInfo,
     WorkflowTask,
     WorkflowTaskCompletion,
 )
@@ -42,7 +44,9 @@ __all__ = [
     "InstanceInfo",
     "InstancePage",
     "LeaseRequest",
+    "QueueBacklog",
     "Stats",
     "WorkflowTask",
+    "WorkerInfo",
     "WorkflowTaskCompletion",
 ]

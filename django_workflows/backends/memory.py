@@ -9,6 +9,7 @@ A condition variable wakes waiting pollers as soon as work arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -25,7 +26,9 @@ from ..engine.backend import (
     Feature,
     InstanceInfo,
     InstancePage,
+    QueueBacklog,
     Stats,
+    WorkerInfo,
     WorkflowTask,
     WorkflowTaskCompletion,
 )
@@ -117,7 +120,7 @@ class _Activity:
 
 
 class MemoryBackend(BaseBackend):
-    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION})
+    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION, Feature.WORKER_REGISTRY})
 
     def __init__(self, *, clock: Clock = system_clock, **options: Any) -> None:
         super().__init__(**options)
@@ -126,6 +129,8 @@ class MemoryBackend(BaseBackend):
         self._executions: dict[tuple[str, str], _Execution] = {}
         self._active: dict[str, str] = {}
         self._activities: dict[str, _Activity] = {}
+        # worker id -> (entry, expiry)
+        self._workers: dict[str, tuple[WorkerInfo, datetime]] = {}
         #: The schedule store (``schedules.store.ScheduleStore``), on this backend's clock.
         self.schedules = MemoryScheduleStore(self._cond, clock)
 
@@ -708,6 +713,67 @@ class MemoryBackend(BaseBackend):
                 pending_activity_tasks=activity_tasks,
             )
 
+    def get_backlog(self) -> list[QueueBacklog]:
+        with self._cond:
+            now = self._clock.now()
+            workflows: dict[str, list[datetime]] = {}
+            for execution in self._executions.values():
+                if execution.state is not InstanceState.ACTIVE or _held(execution.locked_until, now):
+                    continue
+                visible = self._visible(execution, now)
+                if visible:
+                    ready_at = min(e.visible_at or e.timestamp for e in visible)
+                    workflows.setdefault(execution.queue, []).append(ready_at)
+            activities: dict[str, list[datetime]] = {}
+            for activity in self._activities.values():
+                if not _held(activity.locked_until, now):
+                    # Ready since it was scheduled, or since its last lease ran out.
+                    ready_at = activity.locked_until or activity.event.timestamp
+                    activities.setdefault(activity.queue, []).append(ready_at)
+
+        def age(times: list[datetime] | None) -> float | None:
+            return max(0.0, (now - min(times)).total_seconds()) if times else None
+
+        return [
+            QueueBacklog(
+                queue=queue,
+                ready_workflow_tasks=len(workflows.get(queue, ())),
+                ready_activity_tasks=len(activities.get(queue, ())),
+                oldest_workflow_task_age=age(workflows.get(queue)),
+                oldest_activity_task_age=age(activities.get(queue)),
+            )
+            for queue in sorted(set(workflows) | set(activities))
+        ]
+
+    # -- live workers ------------------------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo, ttl: timedelta) -> None:
+        with self._cond:
+            now = self._clock.now()
+            self._workers[info.worker_id] = (dataclasses.replace(info, heartbeat_at=now), now + ttl)
+
+    def heartbeat_worker(self, worker_id: str, tasks_in_flight: int, ttl: timedelta) -> bool:
+        with self._cond:
+            now = self._clock.now()
+            entry = self._workers.get(worker_id)
+            if entry is None or entry[1] <= now:
+                self._workers.pop(worker_id, None)
+                return False
+            info = dataclasses.replace(entry[0], heartbeat_at=now, tasks_in_flight=tasks_in_flight)
+            self._workers[worker_id] = (info, now + ttl)
+            return True
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._cond:
+            self._workers.pop(worker_id, None)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self._cond:
+            now = self._clock.now()
+            for worker_id in [key for key, (_, expires) in self._workers.items() if expires <= now]:
+                del self._workers[worker_id]
+            return [self._workers[key][0] for key in sorted(self._workers)]
+
     # -- test support ------------------------------------------------------------------------
 
     def get_future_events(self) -> list[Event]:
@@ -725,6 +791,11 @@ class MemoryBackend(BaseBackend):
         """Wake waiting pollers (the tester calls this after moving its clock)."""
         with self._cond:
             self._cond.notify_all()
+
+
+def _held(locked_until: datetime | None, now: datetime) -> bool:
+    """Whether a lease that runs until ``locked_until`` holds at ``now``."""
+    return locked_until is not None and locked_until > now
 
 
 # -- schedules -------------------------------------------------------------------------------------

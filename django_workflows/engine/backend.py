@@ -45,6 +45,8 @@ class Feature(enum.Enum):
     #: Completions lease follow-up tasks to the completing worker (``lease_activities`` of a
     #: ``WorkflowTaskCompletion``, ``workflow_queues`` of ``complete_activity_task``).
     LEASE_ON_COMPLETION = "lease-on-completion"
+    #: Workers record themselves (``register_worker``...), so operators see which are alive.
+    WORKER_REGISTRY = "worker-registry"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,6 +268,94 @@ class InstancePage:
 
     instances: list[InstanceInfo]
     next_cursor: str | None
+
+
+# -- observability: live workers and backlog (docs/observability.md) ---------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """A worker process as it records itself in the store (``Backend.register_worker``).
+
+    ``heartbeat_at`` is set by the store, from the store's clock, at every registration and
+    heartbeat; an entry whose heartbeats stop expires after the ``ttl`` of the last one.
+    """
+
+    worker_id: str
+    #: The lease identity of the worker's backend (``BackendOptions.worker_name``), as the
+    #: instance page shows it under "Leased to".
+    name: str = ""
+    host: str = ""
+    pid: int = 0
+    workflow_queues: tuple[str, ...] = ()
+    activity_queues: tuple[str, ...] = ()
+    #: The version of the project's code the worker runs (``WorkerOptions.app_version``).
+    app_version: str = ""
+    #: The version of django_workflows.
+    library_version: str = ""
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    tasks_in_flight: int = 0
+
+    def polls(self, queue: str, kind: str | None = None) -> bool:
+        """Whether the worker polls ``queue`` for ``kind`` (``"workflow"``, ``"activity"``,
+        or None: either) tasks."""
+        if kind == "workflow":
+            return queue in self.workflow_queues
+        if kind == "activity":
+            return queue in self.activity_queues
+        return queue in self.workflow_queues or queue in self.activity_queues
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (times as ISO 8601)."""
+        return {
+            "worker_id": self.worker_id,
+            "name": self.name,
+            "host": self.host,
+            "pid": self.pid,
+            "workflow_queues": list(self.workflow_queues),
+            "activity_queues": list(self.activity_queues),
+            "app_version": self.app_version,
+            "library_version": self.library_version,
+            "started_at": None if self.started_at is None else self.started_at.isoformat(),
+            "heartbeat_at": None if self.heartbeat_at is None else self.heartbeat_at.isoformat(),
+            "tasks_in_flight": self.tasks_in_flight,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerInfo:
+        def when(value: Any) -> datetime | None:
+            return None if not value else datetime.fromisoformat(value)
+
+        return cls(
+            worker_id=str(data["worker_id"]),
+            name=str(data.get("name", "")),
+            host=str(data.get("host", "")),
+            pid=int(data.get("pid", 0)),
+            workflow_queues=tuple(data.get("workflow_queues", ())),
+            activity_queues=tuple(data.get("activity_queues", ())),
+            app_version=str(data.get("app_version", "")),
+            library_version=str(data.get("library_version", "")),
+            started_at=when(data.get("started_at")),
+            heartbeat_at=when(data.get("heartbeat_at")),
+            tasks_in_flight=int(data.get("tasks_in_flight", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueBacklog:
+    """Work that waits in one queue (``Backend.get_backlog``).
+
+    Ready tasks could be leased now: workflow tasks of executions with visible pending events
+    that no worker holds, activity tasks no worker holds. Ages are in seconds, by the store's
+    clock where it has one; None when nothing is ready or the backend cannot tell.
+    """
+
+    queue: str
+    ready_workflow_tasks: int = 0
+    ready_activity_tasks: int = 0
+    oldest_workflow_task_age: float | None = None
+    oldest_activity_task_age: float | None = None
 
 
 class Backend(ABC):
@@ -532,6 +622,43 @@ class Backend(ABC):
     @abstractmethod
     def get_stats(self) -> Stats:
         """Active instances and ready tasks per queue."""
+
+    def get_backlog(self) -> list[QueueBacklog]:
+        """Ready tasks per queue and how long the oldest has waited, by queue name; queues
+        with nothing ready may be left out. By default the counts of ``get_stats`` and no ages."""
+        stats = self.get_stats()
+        queues = sorted(set(stats.pending_workflow_tasks) | set(stats.pending_activity_tasks))
+        return [
+            QueueBacklog(
+                queue=queue,
+                ready_workflow_tasks=stats.pending_workflow_tasks.get(queue, 0),
+                ready_activity_tasks=stats.pending_activity_tasks.get(queue, 0),
+            )
+            for queue in queues
+        ]
+
+    # -- live workers (``Feature.WORKER_REGISTRY``) ----------------------------------------
+    #
+    # Each worker records itself when it starts, heartbeats every few seconds and removes
+    # itself when it stops cleanly; an entry whose heartbeats stop expires ``ttl`` after the
+    # last one, by the store's clock. Without the feature these raise ``NotSupported``.
+
+    def register_worker(self, info: WorkerInfo, ttl: timedelta) -> None:
+        """Record (or replace) the entry ``info.worker_id``; it expires ``ttl`` from now."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
+
+    def heartbeat_worker(self, worker_id: str, tasks_in_flight: int, ttl: timedelta) -> bool:
+        """Renew the entry for another ``ttl``; False when it is gone (it expired: register
+        again)."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove the entry; an entry that is gone already is not an error."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """The live workers (not expired), by worker id."""
+        raise NotSupported(f"{type(self).__name__} keeps no worker registry")
 
     @contextlib.contextmanager
     def task_scope(self) -> Iterator[None]:

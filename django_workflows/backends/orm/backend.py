@@ -49,7 +49,9 @@ from ...engine.backend import (
     Feature,
     InstanceInfo,
     InstancePage,
+    QueueBacklog,
     Stats,
+    WorkerInfo,
     WorkflowTask,
     WorkflowTaskCompletion,
 )
@@ -78,6 +80,7 @@ from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, read_json, visible_q
 from .store import ACTIVE, OrmStore
 from .transactions import DEFAULT_LOCK_RETRY_TIMEOUT, SUPPORTED_VENDORS, DbNow, first, raw_delete
+from .workers import OrmWorkers
 from .workflow_tasks import WorkflowTasks
 
 #: What ends an execution without running it: given the execution, the history events to
@@ -94,7 +97,7 @@ NOTIFIED_POLL_INTERVAL = 2.0
 
 
 class OrmBackend(BaseBackend):
-    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION})
+    features = frozenset({Feature.REMOVE_INSTANCES, Feature.LEASE_ON_COMPLETION, Feature.WORKER_REGISTRY})
 
     def __init__(
         self,
@@ -156,6 +159,7 @@ class OrmBackend(BaseBackend):
         self.activity_tasks = ActivityTasks(self.store, self.workflow_tasks)
         #: The schedule store (``schedules.store.ScheduleStore``) on this backend's tables.
         self.schedules = OrmScheduleStore(self.store)
+        self.workers = OrmWorkers(self.store)
 
     def release_finished_threads(self) -> None:
         self.store.stop_listening()
@@ -592,6 +596,23 @@ class OrmBackend(BaseBackend):
 
     def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
         return pending_events(self.using, self.store.db.run, instance)
+
+    # -- observability: backlog and live workers (``workers``) ---------------------------------
+
+    def get_backlog(self) -> list[QueueBacklog]:
+        return self.workers.backlog()
+
+    def register_worker(self, info: WorkerInfo, ttl: timedelta) -> None:
+        self.workers.register(info, ttl)
+
+    def heartbeat_worker(self, worker_id: str, tasks_in_flight: int, ttl: timedelta) -> bool:
+        return self.workers.heartbeat(worker_id, tasks_in_flight, ttl)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self.workers.unregister(worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return self.workers.live()
 
 
 def _before_start(execution: WorkflowInstance, started: Event, payload_id: str) -> tuple[list[tuple[Event, str | None]], Event | None]:

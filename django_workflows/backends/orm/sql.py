@@ -859,6 +859,40 @@ class HotSql:
         return {event_id: row_id for row_id, event_id in found}
 
 
+    # -- backlog (``Backend.get_backlog``; observed by metrics and the admin) ----------------------
+
+    # Ready workflow tasks through the pending events' (queue, ready_at) index, as claims find
+    # them: executions with a visible event that no worker holds (stickiness does not matter:
+    # the work is ready, for its sticky worker).
+    _WORKFLOW_BACKLOG = (
+        "SELECT p.queue, COUNT(DISTINCT p.instance_id), MIN(p.ready_at), {now} FROM {pending} p"
+        " INNER JOIN {instance} i ON i.id = p.instance_id"
+        " WHERE p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.") + " GROUP BY p.queue"
+    )
+    # Activity tasks no worker holds, through the (queue, locked_until) index: ready since they
+    # were scheduled, or since the lease of a worker that died ran out.
+    _ACTIVITY_BACKLOG = (
+        "SELECT a.queue, COUNT(*), MIN(CASE WHEN a.locked_until IS NULL THEN a.timestamp ELSE a.locked_until END),"
+        " {now} FROM {activity} a WHERE " + free("a.") + " GROUP BY a.queue"
+    )
+
+    def backlog(self) -> tuple[dict[str, tuple[int, float]], dict[str, tuple[int, float]]]:
+        """(workflow tasks, activity tasks): queue -> (ready tasks, seconds the oldest waited),
+        by the database's clock."""
+        return (
+            self._ages(self._fetchall("workflow_backlog", self._WORKFLOW_BACKLOG)),
+            self._ages(self._fetchall("activity_backlog", self._ACTIVITY_BACKLOG)),
+        )
+
+    def _ages(self, rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[int, float]]:
+        out = {}
+        for queue, count, oldest, now in rows:
+            ready_at, clock = self.read_datetime(oldest), self.read_datetime(now)
+            age = 0.0 if ready_at is None or clock is None else max(0.0, (clock - ready_at).total_seconds())
+            out[queue] = (int(count), age)
+        return out
+
+
 def _server_binding_cursor() -> Any:
     import psycopg  # only on PostgreSQL, where Django needs it anyway
 

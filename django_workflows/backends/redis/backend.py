@@ -21,6 +21,7 @@ Like go-workflows' scripts, ours build keys from ids, so the backend needs one R
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -38,7 +39,9 @@ from ...engine.backend import (
     Feature,
     InstanceInfo,
     InstancePage,
+    QueueBacklog,
     Stats,
+    WorkerInfo,
     WorkflowTask,
     WorkflowTaskCompletion,
 )
@@ -121,7 +124,7 @@ class RedisBackend(BaseBackend):
         if expiration < timedelta(0) or (auto_expiration is not None and ms(expiration) <= 0):
             raise ValueError(f"auto_expiration must be a positive duration, got {auto_expiration!r}")
         self._ttl_ms = ms(expiration)
-        features = {Feature.REMOVE_INSTANCES}
+        features = {Feature.REMOVE_INSTANCES, Feature.WORKER_REGISTRY}
         if self._ttl_ms:
             features.add(Feature.AUTO_EXPIRATION)
         self.features = frozenset(features)
@@ -485,6 +488,48 @@ class RedisBackend(BaseBackend):
 
     def get_pending_events(self, instance: WorkflowInstance) -> list[Event]:
         return listing.pending_events(self._redis, self._ns, instance)
+
+    def get_backlog(self) -> list[QueueBacklog]:
+        now, count, *rows = self._scripts("backlog", _SCAN_LIMIT)
+        out = []
+        for index in range(int(count)):
+            queue, workflows, workflow_oldest, activities, activity_oldest = rows[index * 5 : index * 5 + 5]
+
+            def age(oldest: Any) -> float | None:
+                return None if int(oldest) < 0 else max(0.0, (int(now) - int(oldest)) / 1000)
+
+            out.append(
+                QueueBacklog(
+                    queue=text(queue),
+                    ready_workflow_tasks=int(workflows),
+                    ready_activity_tasks=int(activities),
+                    oldest_workflow_task_age=age(workflow_oldest) if int(workflows) else None,
+                    oldest_activity_task_age=age(activity_oldest) if int(activities) else None,
+                )
+            )
+        return sorted(out, key=lambda backlog: backlog.queue)
+
+    # -- live workers: ``worker:<id>`` hashes with a TTL, the ``workers`` set by expiry ----------
+
+    def register_worker(self, info: WorkerInfo, ttl: timedelta) -> None:
+        self._scripts("worker_register", info.worker_id, json.dumps(info.to_dict()), max(1, ms(ttl)))
+
+    def heartbeat_worker(self, worker_id: str, tasks_in_flight: int, ttl: timedelta) -> bool:
+        return bool(self._scripts("worker_heartbeat", worker_id, int(tasks_in_flight), max(1, ms(ttl))))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._scripts("worker_unregister", worker_id)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        workers = []
+        for _worker_id, entry, heartbeat, in_flight in self._scripts("workers"):
+            info = WorkerInfo.from_dict(json.loads(entry))
+            workers.append(
+                dataclasses.replace(
+                    info, heartbeat_at=codec.to_datetime(heartbeat), tasks_in_flight=int(in_flight or 0)
+                )
+            )
+        return sorted(workers, key=lambda worker: worker.worker_id)
 
     def get_future_events(self) -> list[Event]:
         """Pending events that are not visible yet (timers), for tests (go-workflows'

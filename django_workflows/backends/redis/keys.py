@@ -16,7 +16,8 @@ of execution ids by creation). Global: ``future-events`` and ``finished`` sorted
 ``wf-queue:<queue>``/``act-queue:<queue>`` streams with the consumer group ``workers``,
 ``wf-sticky:<worker>`` streams (tasks of executions sticky to that worker), ``wf-queued:<queue>``
 sets, ``wf-leases:<queue>``/``act-leases:<queue>``/``wf-sticky-expiry`` sorted sets, and
-``activity:<id>`` hashes.
+``activity:<id>`` hashes. Live workers: ``worker:<id>`` hashes that expire with their heartbeats,
+and the ``workers`` sorted set of ids by expiry (server ms).
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ NAMES = (
     "activity_expired",
     "activity_time_out",
     "workflow_expired",
+    "backlog",
+    "worker_register",
+    "worker_heartbeat",
+    "worker_unregister",
+    "workers",
 )
 
 

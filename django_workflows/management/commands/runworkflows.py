@@ -82,6 +82,15 @@ class Command(BaseCommand):
             "--until-idle", action="store_true",
             help="Exit once nothing is ready to run now (instances waiting for timers or signals do not count).",
         )
+        parser.add_argument(
+            "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], metavar="LEVEL",
+            help="Level of the django_workflows loggers: DEBUG, INFO, WARNING or ERROR. Without LOGGING for "
+            "them the worker logs to the console at this level (default INFO).",
+        )
+        parser.add_argument(
+            "--app-version", default="", metavar="VERSION",
+            help="Version of your code this worker runs (a release tag, a commit), shown with the live workers.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ...runner import WorkerFailed, WorkerSettings, WorkerSetupError, prepare, run_worker
@@ -100,6 +109,8 @@ class Command(BaseCommand):
             workflow_deadlock_timeout=options["workflow_deadlock_timeout"],
             until_idle=options["until_idle"],
             run_scheduler=not options["no_scheduler"],
+            log_level=options["log_level"],
+            app_version=options["app_version"] or None,
         )
         try:
             backend = prepare(settings)

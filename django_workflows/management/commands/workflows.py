@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -80,7 +81,16 @@ class Command(BaseCommand):
         remove.add_argument("--finished-before", metavar="WHEN", help="ISO date/time or 30d, 12h...")
         remove.add_argument("--batch-size", type=_positive_int, default=100, help="Executions per batch (default 100).")
 
-        command("status", "Active instances and waiting tasks per queue.", json_output=True)
+        status = command(
+            "status",
+            "Live workers, ready tasks per queue and their oldest age; exits 1 when a queue has work "
+            "(or, with --queue, at all) but no live worker polls it: a health check.",
+            json_output=True,
+        )
+        status.add_argument(
+            "--queue", action="append", dest="queues", default=[], metavar="QUEUE",
+            help="A queue that must have a live worker (repeatable).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ...client import Client
@@ -160,7 +170,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Removed {removed} execution(s) that finished before {before.isoformat()}.")
 
     def do_status(self, operations: Any, options: dict[str, Any]) -> None:
-        from ...operations import status_text
+        from ... import health
 
-        data = operations.status()
-        self._print(options, data, lambda: status_text(data))
+        text, code = health.status(operations.client.backend, options["queues"], as_json=options["json"])
+        self.stdout.write(text)
+        if code:
+            sys.exit(code)
