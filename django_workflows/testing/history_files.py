@@ -1,19 +1,10 @@
 """Workflow histories as JSON files: what ``Replayer`` and ``manage.py replayworkflows`` read, and
 how a history is written for them.
 
-One file holds one history document, or a JSON list of them::
-
-    {"format": "django_workflows.history", "version": 1,
-     "instance": {"instance_id": "order-7", "execution_id": "...", "parent": {...}, "parent_event_id": 3},
-     "workflow_name": "order_workflow",
-     "events": [{"id": "...", "type": "WorkflowTaskStarted", "timestamp": "2026-...+00:00",
-                 "schedule_event_id": 0, "sequence_id": 1, "visible_at": null, "attributes": {}}, ...]}
-
-``attributes`` is the engine's JSON form of the event's attributes (``engine.history
-.attributes_to_dict``: payloads stay as the converter stored them). Events in the engine's
-short form (``engine.history.event_to_dict``: ``t``, ``ts``, ``attr``, ``sid``...) are read too.
-A file of a newer format version, an unknown event type or a malformed event is refused with an
-error naming the file and the event.
+One file holds one history document, or a JSON list of them, in the one export format
+(``engine.history_export``: what ``manage.py workflows history --json`` and the admin's download
+write). A file of a newer format version, an unknown event type or a malformed event is refused
+with an error naming the file and what is wrong.
 
 This module is pure Python (no Django): the same reader serves tests, CI jobs and the command.
 """
@@ -23,21 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..engine.core import WorkflowInstance
-from ..engine.history import (
-    Event,
-    EventType,
-    WorkflowExecutionStartedAttributes,
-    attributes_from_dict,
-    attributes_to_dict,
-)
-
-FORMAT = "django_workflows.history"
-VERSION = 1
+from ..engine.history import Event, WorkflowExecutionStartedAttributes
+from ..engine.history_export import FORMAT, VERSION, HistoryFormatError, export_history, read_history
 
 
 class HistoryFileError(ValueError):
@@ -70,26 +52,9 @@ def _started_name(events: Iterable[Event]) -> str:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def event_to_export(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type.value,
-        "timestamp": event.timestamp.isoformat(),
-        "schedule_event_id": event.schedule_event_id,
-        "sequence_id": event.sequence_id,
-        "visible_at": event.visible_at.isoformat() if event.visible_at is not None else None,
-        "attributes": attributes_to_dict(event.attributes),
-    }
-
-
 def history_to_dict(history: WorkflowHistory) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "instance": history.instance.to_dict(),
-        "workflow_name": history.workflow_name,
-        "events": [event_to_export(event) for event in history.events],
-    }
+    """The export document of ``history`` (``engine.history_export``)."""
+    return export_history(history.instance, history.workflow_name, history.events)
 
 
 def dumps(history: WorkflowHistory | Sequence[WorkflowHistory], *, indent: int | None = 1) -> str:
@@ -110,89 +75,16 @@ def write_history(history: WorkflowHistory, path: str | Path) -> Path:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _datetime(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise HistoryFileError(f"{where}: expected an ISO 8601 time, got {value!r}")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise HistoryFileError(f"{where}: {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise HistoryFileError(f"{where}: {value!r} has no time zone")
-    return moment
-
-
-def _int(value: Any, where: str) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise HistoryFileError(f"{where}: expected an integer, got {value!r}")
-    return value
-
-
-def event_from_export(data: Any, where: str = "event") -> Event:
-    """An event from its exported form (or the engine's short form)."""
-    if not isinstance(data, Mapping):
-        raise HistoryFileError(f"{where}: an event must be a JSON object, got {type(data).__name__}")
-    short = "t" in data and "type" not in data
-
-    def get(long: str, brief: str) -> Any:
-        return data.get(brief if short else long)
-
-    type_name = get("type", "t")
-    try:
-        event_type = EventType(type_name)
-    except ValueError:
-        raise HistoryFileError(f"{where}: unknown event type {type_name!r}") from None
-    attributes = get("attributes", "attr") or {}
-    if not isinstance(attributes, Mapping):
-        raise HistoryFileError(f"{where}: attributes must be a JSON object")
-    try:
-        decoded = attributes_from_dict(event_type, dict(attributes))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise HistoryFileError(f"{where}: bad {event_type.value} attributes: {exc}") from None
-    event_id = get("id", "id")
-    if not isinstance(event_id, str) or not event_id:
-        raise HistoryFileError(f"{where}: an event needs an id")
-    visible_at = get("visible_at", "vat")
-    return Event(
-        id=event_id,
-        type=event_type,
-        timestamp=_datetime(get("timestamp", "ts"), f"{where} timestamp"),
-        attributes=decoded,
-        schedule_event_id=_int(get("schedule_event_id", "seid"), f"{where} schedule_event_id"),
-        sequence_id=_int(get("sequence_id", "sid"), f"{where} sequence_id"),
-        visible_at=_datetime(visible_at, f"{where} visible_at") if visible_at else None,
-    )
-
-
 def history_from_dict(data: Any, *, source: str = "") -> WorkflowHistory:
-    """A history from its document (see the module docstring)."""
+    """A history from its export document (``engine.history_export.read_history``)."""
     where = source or "history"
     if not isinstance(data, Mapping):
         raise HistoryFileError(f"{where}: a history must be a JSON object, got {type(data).__name__}")
-    if data.get("format") != FORMAT:
-        raise HistoryFileError(f"{where}: not a django_workflows history (format is {data.get('format')!r}, expected {FORMAT!r})")
-    version = data.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise HistoryFileError(f"{where}: bad format version {version!r}")
-    if version > VERSION:
-        raise HistoryFileError(
-            f"{where}: format version {version} is newer than this django_workflows reads ({VERSION}); upgrade it"
-        )
-    instance_data = data.get("instance")
     try:
-        instance = WorkflowInstance.from_dict(dict(instance_data))  # type: ignore[arg-type]
-    except (TypeError, ValueError, KeyError):
-        raise HistoryFileError(f"{where}: 'instance' needs instance_id and execution_id") from None
-    raw_events = data.get("events")
-    if not isinstance(raw_events, list):
-        raise HistoryFileError(f"{where}: 'events' must be a list")
-    events = [event_from_export(item, f"{where} event {index + 1}") for index, item in enumerate(raw_events)]
-    name = data.get("workflow_name") or ""
-    if not isinstance(name, str):
-        raise HistoryFileError(f"{where}: 'workflow_name' must be a string")
-    return WorkflowHistory.of(instance, events, name, source)
+        export = read_history(dict(data))
+    except HistoryFormatError as exc:
+        raise HistoryFileError(f"{where}: {exc}") from None
+    return WorkflowHistory.of(export.instance, export.events, export.workflow_name, source)
 
 
 def loads(text: str, *, source: str = "") -> list[WorkflowHistory]:
@@ -223,3 +115,17 @@ def read_histories(*paths: str | Path) -> list[WorkflowHistory]:
                 raise HistoryFileError(f"{file}: cannot read it: {exc}") from None
             histories.extend(loads(text, source=str(file)))
     return histories
+
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "HistoryFileError",
+    "WorkflowHistory",
+    "dumps",
+    "history_from_dict",
+    "history_to_dict",
+    "loads",
+    "read_histories",
+    "write_history",
+]

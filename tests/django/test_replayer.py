@@ -112,7 +112,7 @@ def test_replayworkflows_over_files_fails_on_an_incompatible_change(monkeypatch:
 def test_replayworkflows_refuses_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "something-else"}', encoding="utf-8")
-    with pytest.raises(CommandError, match="not a django_workflows history"):
+    with pytest.raises(CommandError, match="not a history export"):
         call_command("replayworkflows", str(bad))
 
 
