@@ -16,8 +16,9 @@ from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
+from ..backends.orm.sql import visible_q
 from ..backends.orm.transactions import DbNow
 from ..engine.converter import Converter
 from ..engine.history import (
@@ -573,12 +574,19 @@ def pending(converter: Converter, instance: WorkflowInstance, now: datetime) -> 
                 heartbeat_details=details,
             )
         )
-    events = PendingEvent.objects.using(_db(instance)).filter(instance=instance).select_related("payload").order_by("id")
+    # Due or still to come by the backend's own definition (sql.visible_q, the database clock).
+    events = (
+        PendingEvent.objects.using(_db(instance))
+        .filter(instance=instance)
+        .select_related("payload")
+        .annotate(due=ExpressionWrapper(visible_q(), output_field=BooleanField()))
+        .order_by("id")
+    )
     event_rows = list(events[:PENDING_LIMIT])
     result.event_total = len(event_rows) if len(event_rows) < PENDING_LIMIT else events.count()
     for row in event_rows:
         view = event_view(converter, row)
-        if row.visible_at is not None and row.visible_at > now:
+        if not row.due:
             name = next((str(f.value) for f in view.fields if f.name == "name"), "")
             result.timers.append(PendingTimer(name, row.visible_at, row.timestamp, row.schedule_event_id))
         else:
