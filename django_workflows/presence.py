@@ -68,13 +68,16 @@ class WorkerPresence:
         self._thread = threading.Thread(target=self._run, name="workflows-presence", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop heartbeating and remove the entry (a worker that stops cleanly is gone at once)."""
+    def stop(self, *, unregister: bool = True) -> None:
+        """Stop heartbeating and remove the entry (a worker that stops cleanly is gone at once;
+        without ``unregister`` it expires by itself)."""
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join(timeout=10)
         self._thread = None
+        if not unregister:
+            return
         try:
             self.backend.unregister_worker(self.worker_id)
         except Exception as exc:  # the store is down (maybe why the worker stops)

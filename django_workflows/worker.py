@@ -834,8 +834,12 @@ class Worker:
         if self._stop_observing_backlog is not None:
             self._stop_observing_backlog()
             self._stop_observing_backlog = None
-        self._presence.stop()
-        if "workflow" in self._lanes:
+        # After an outage the worker gave up on, the store is not there to tidy: the registry
+        # entry expires and the stickiness runs out by themselves (waiting on a locked or gone
+        # store here would only delay the exit a supervisor is waiting for).
+        reachable = self._failure is None
+        self._presence.stop(unregister=reachable)
+        if "workflow" in self._lanes and reachable:
             self._hand_back_sticky_instances()
         self.cache.clear()
         self.backend.release_finished_threads()  # e.g. the database connections of pollers and tasks
