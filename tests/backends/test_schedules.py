@@ -191,8 +191,12 @@ def test_pause_unpause_and_trigger(backend_factory: Factory) -> None:
         client.pause_schedule("p", "enough")
         count = len(started_runs(client, "p"))
         time.sleep(2.5)
+        # A firing claimed before the pause committed may still land; nothing after it.
+        settled = len(started_runs(client, "p"))
+        assert settled <= count + 1
+        time.sleep(2.5)
         described = client.describe_schedule("p")
-        assert len(started_runs(client, "p")) == count and described.paused and described.note == "enough"
+        assert len(started_runs(client, "p")) == settled and described.paused and described.note == "enough"
     assert {run.outcome for run in client.describe_schedule("p").recent_runs} == {"completed"}
 
 

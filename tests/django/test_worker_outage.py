@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.slow]
 MAX_OUTAGE = 6
 FAST = {"workflow_lock_timeout": 3, "activity_lock_timeout": 3, "sticky_timeout": 0}
 STEP_LINE = re.compile(r"store unreachable for [\d.]+ s \((.+)\); next (workflow|activity) poll in [\d.]+ s, giving up after 6 s")
+SCHEDULER_STEP_LINE = re.compile(r"the scheduler failed to fire due schedules \((.+)\); retrying in [\d.]+ s")
 
 
 def _lines(output: str, pattern: re.Pattern[str] | str) -> list[str]:
@@ -76,7 +77,10 @@ def outage_story(processes: Processes, stop: Callable[[], None], start: Callable
     # One line per backoff step (0.5, 1, 2, 4 s... capped at the 6 s limit) of each kind of
     # poller, however many pollers fail how often: a handful, not one per poll.
     assert 2 <= len(steps) <= 12, "\n".join(tail)
-    assert len(tail) <= len(steps) + 12, "\n".join(tail)
+    # The scheduler backs off on its own steps (0.2, 0.4... capped at 5 s), one line each.
+    scheduler_steps = _lines("\n".join(tail), SCHEDULER_STEP_LINE)
+    assert len(scheduler_steps) <= 8, "\n".join(tail)
+    assert len(tail) <= len(steps) + len(scheduler_steps) + 12, "\n".join(tail)
     assert "Traceback" not in output, output
     assert waited >= MAX_OUTAGE, f"exited {waited:.1f} s after the outage began, before --max-outage"
     assert "CommandError: the workflow store was unreachable for" in output
