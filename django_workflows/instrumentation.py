@@ -58,6 +58,12 @@ def _nothing() -> None:
     return None
 
 
+def _record_error(span: Any, error: BaseException, description: str | None = None) -> None:
+    """Mark ``span`` failed with ``error`` (an exception event and the ERROR status)."""
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, str(error) if description is None else description))
+
+
 def workflow_outcome(result: ExecutionResult) -> str:
     """How the execution a task ended came out: completed, failed, canceled, continued_as_new."""
     if result.state is InstanceState.CONTINUED_AS_NEW:
@@ -263,16 +269,14 @@ class TracedWorkflowTask(WorkflowTaskObservation):
     def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
         otel_context.detach(self.token)
         if error is not None:
-            self.span.record_exception(error)
-            self.span.set_status(Status(StatusCode.ERROR, str(error)))
+            _record_error(self.span, error)
         self.span.end()
         self.otel.workflow_task_duration.record(time.monotonic() - self.started, self.labels)
         self.otel.workflow_tasks.add(1, self.labels)
 
     def blocked(self, error: BaseException) -> None:
         super().blocked(error)
-        self.span.record_exception(error)
-        self.span.set_status(Status(StatusCode.ERROR, f"blocked: {error}"))
+        _record_error(self.span, error, f"blocked: {error}")
         self.span.set_attribute("workflows.blocked", True)
         self.otel.workflows_blocked.add(1, self.labels)
 
@@ -421,8 +425,7 @@ class TracedActivity(ActivityObservation):
     def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
         otel_context.detach(self.token)
         if error is not None:
-            self.span.record_exception(error)
-            self.span.set_status(Status(StatusCode.ERROR, str(error)))
+            _record_error(self.span, error)
         self.span.set_attribute("workflows.outcome", self.outcome)
         self.span.end()
         self.otel.activity_duration.record(time.monotonic() - self.started, {**self.labels, "outcome": self.outcome})
