@@ -47,6 +47,20 @@ def test_lists_expand_and_tuples_group() -> None:
     assert params == [1, 2, 3, 4, "a", 5, "b"]
 
 
+@pytest.mark.django_db
+def test_a_none_is_written_as_null_so_every_database_can_type_it() -> None:
+    # PostgreSQL with server-side binding cannot type a bound NULL that only `IS NULL` sees
+    # ("could not determine data type of parameter"); as text, NULL takes its type from context.
+    sql, params = _statement("SELECT CASE WHEN %(beat)s IS NULL THEN 1 ELSE 2 END").render(
+        {"beat": None}
+    )
+    assert sql == "SELECT CASE WHEN NULL IS NULL THEN 1 ELSE 2 END"
+    assert params == []
+    with connection.cursor() as cursor:
+        cursor.cursor.execute(sql, params)  # the driver's cursor, as HotSql runs statements
+        assert cursor.fetchone()[0] == 1
+
+
 def test_names_are_known_before_rendering() -> None:
     assert _statement("SELECT %(a)s WHERE x <= {now} AND y = %(b)s").names == {"a", "b"}
 

@@ -126,6 +126,10 @@ class Statement:
                     sql.append(", ")
                 self._render(item, sql, params)
             sql.append(")")
+        elif value is None:
+            # NULL in the text: the same value as a NULL parameter everywhere, but typed by its
+            # context (PostgreSQL cannot type a bound NULL in `CASE WHEN $1 IS NULL ...`).
+            sql.append("NULL")
         else:
             sql.append(self._dialect.placeholder)
             params.append(value)
