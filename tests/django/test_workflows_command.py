@@ -1,7 +1,7 @@
 """``manage.py workflows ...`` and ``startworkflow`` on the test database (and on Redis): every
 subcommand, its ``--json`` output, and its exit status (0 done, 1 not found or not allowed, 2
-usage). Most calls run through Django's command-line entry point in this process; the Redis case
-and ``startworkflow`` run as real processes.
+usage). Most calls run through Django's command-line entry point in this process; the exit
+statuses, the Redis case and ``startworkflow`` also run as real processes.
 
 The instances come from ``test_admin.run_world`` (a worker in this process runs them to where
 they are needed): a parent with a child, a failure, one waiting for a signal with a timer
@@ -183,6 +183,18 @@ def test_usage_errors_exit_2(manage: Callable[..., Any], args: tuple[str, ...], 
     assert code == 2, output
     assert message in output
     assert "Traceback" not in output
+
+
+def test_exit_statuses_of_a_real_process(manage: Callable[..., Any]) -> None:
+    """The same statuses from ``manage.py`` as a process: 0 done, 1 not found, 2 usage."""
+    Client().create_workflow_instance(WorkflowInstanceOptions(instance_id="cli-process"), "Workflow1", "x")
+    process = manage("workflows", "list", "--json")
+    assert process.wait(120) == 0, process.output()
+    assert [r["instance_id"] for r in json.loads(process.output())["instances"]] == ["cli-process"]
+    process = manage("workflows", "show", "no-such")
+    assert process.wait(120) == 1 and "workflow instance no-such not found" in process.output()
+    process = manage("workflows", "list", "--limit", "0")
+    assert process.wait(120) == 2 and "argument --limit: must be at least 1" in process.output()
 
 
 def test_an_unknown_backend_is_refused(manage: Callable[..., Any]) -> None:
