@@ -49,6 +49,7 @@ from .actions import ACTIONS, engine_instance
 from .changelist import SNIPPET_CHARS, InstanceChangeList
 from .detail import HISTORY_PAGE_SIZE, InstanceDetail
 from .display import STATUS_LABELS, blocked_error, describe_duration, format_duration, status_key, status_label, time_parts
+from .readonly import ReadOnlyAdmin
 
 #: The permissions behind the actions, as ``app_label.codename``.
 PERMISSIONS = {
@@ -102,7 +103,7 @@ def delayed_start() -> Exists:
 
 
 @admin.register(WorkflowInstance)
-class WorkflowInstanceAdmin(admin.ModelAdmin):
+class WorkflowInstanceAdmin(ReadOnlyAdmin):
     # Times right after the status: they stay in view on a 1280 px screen; ids and errors come last.
     list_display = (
         "instance_link", "status", "created", "completed", "workflow_name", "queue", "execution", "parent", "error",
@@ -128,17 +129,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css", "django_workflows/health.css"]}
         js: ClassVar[list[str]] = ["django_workflows/refresh.js"]
 
-    # -- read-only ---------------------------------------------------------------------------
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Removal goes through the Client (the "remove" action), never through Django's delete.
-        return False
+    # -- actions behind permissions (the rows are read-only: ReadOnlyAdmin) ------------------
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["cancel"])
