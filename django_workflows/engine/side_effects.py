@@ -26,7 +26,7 @@ def side_effect(ctx: Context, fn: Callable[[], T]) -> Future[T]:
         # Resolved when the recorded SideEffectResult is replayed.
         command = SideEffectCommand(schedule_event_id, result=None)
     else:
-        payload = state.encode(fn())
+        payload = state.encode(fn(), "side effect result")
         command = SideEffectCommand(schedule_event_id, result=payload)
         # Return the decoded payload, exactly what a replay will return.
         future.set_result(state.decode(payload))

@@ -16,6 +16,7 @@ from .converter import Converter, Payload
 from .core import Metadata, WorkflowInstance
 from .coroutines import Scheduler
 from .futures import Channel
+from .payloads import PayloadLimits
 from .propagation import ContextPropagator
 from .registry import Registry
 
@@ -30,6 +31,7 @@ class WorkflowState:
         logger: logging.Logger,
         propagators: Sequence[ContextPropagator] = (),
         time: datetime,
+        payload_limits: PayloadLimits | None = None,
     ) -> None:
         self.instance = instance
         self.name = ""
@@ -38,6 +40,8 @@ class WorkflowState:
         #: Seconds from the start event (continue-as-new passes it on); None: no limit.
         self.execution_timeout: float | None = None
         self.converter = converter
+        #: Checked on every payload the code produces (None: no limits, as in the tester).
+        self.payload_limits = payload_limits
         self.registry = registry
         self.base_logger = logger
         self.propagators = list(propagators)
@@ -117,8 +121,14 @@ class WorkflowState:
     def decode(self, payload: Payload | None) -> Any:
         return None if payload is None else self.converter.from_payload(payload)
 
-    def encode(self, value: Any) -> Payload:
-        return self.converter.to_payload(value)
+    def encode(self, value: Any, kind: str = "") -> Payload:
+        """``value`` as a payload; a ``kind`` (``"activity input"``) checks its size against the
+        payload limits (``PayloadTooLarge``). A replay does not check: the history it replays
+        was accepted when it was written, maybe under other limits."""
+        payload = self.converter.to_payload(value)
+        if kind and self.payload_limits is not None and not self.replaying:
+            self.payload_limits.check(payload, kind, f"in workflow {self.name} (instance {self.instance})")
+        return payload
 
 
 def state_of(ctx: Context) -> WorkflowState:

@@ -178,4 +178,4 @@ def test_workflow_blocked_is_sent_at_every_failed_attempt():
     first, second = received[:2]
     assert first["sender"] == "broken" and first["instance"] == instance and first["workflow_name"] == "broken"
     assert (first["blocked"].attempts, second["blocked"].attempts) == (1, 2)
-    assert first["blocked"].error.type == "PanicError" and "not_a_function" in first["blocked"].error.message
+    assert first["blocked"].error.type == "AttributeError" and "not_a_function" in first["blocked"].error.message
