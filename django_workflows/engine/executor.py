@@ -616,6 +616,9 @@ class Executor:
         if self.completed:
             return
         state = self.state
+        if state.failure is not None:
+            self._complete(error=state.failure)
+            return
         if state.panic is not None:
             self._panic(state.panic, state.panic_coroutine)
             return

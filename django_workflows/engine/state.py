@@ -15,6 +15,7 @@ from .context import Context, root_context
 from .converter import Converter, Payload
 from .core import Metadata, WorkflowInstance
 from .coroutines import Scheduler
+from .errors import WorkflowError
 from .futures import Channel
 from .payloads import PayloadLimits
 from .propagation import ContextPropagator
@@ -67,6 +68,9 @@ class WorkflowState:
         self.replay_patches: frozenset[str] = frozenset()
         #: The error of a coroutine that raised something other than a WorkflowError.
         self.panic: BaseException | None = None
+        #: An error that ends the execution whatever the code does next (a side effect whose
+        #: result is over the payload limit: no replay could reproduce what the code saw).
+        self.failure: WorkflowError | None = None
         self.panic_coroutine = ""
 
     # -- commands ----------------------------------------------------------------------------
