@@ -66,7 +66,7 @@ class PayloadCases(EndToEndFixtures):
         h.client.signal_workflow(instance.instance_id, "note", "small")
         assert h.wait_result(instance) == "small"
         signals = [e for e in h.history(instance) if isinstance(e.attributes, SignalReceivedAttributes)]
-        assert [e.attributes.arg for e in signals] == ['"small"']  # type: ignore[attr-defined]
+        assert [e.attributes.arg for e in signals] == ['"small"']
 
     def test_an_activity_result_over_the_limit_fails_the_attempt_at_once(self, e2e: Any) -> None:
         async def wf(ctx: workflow.Context) -> list[Any]:
