@@ -488,7 +488,9 @@ class Client:
         ``timedelta`` interval); ``ScheduleAlreadyExists`` if the id is taken."""
         from .schedules import operations
 
-        name, inputs = operations.checked_inputs(self.registry, self.backend.options.converter, workflow, args)
+        name, inputs = operations.checked_inputs(
+            self.registry, self.backend.options.converter, workflow, args, self.payload_limits
+        )
         definition = ScheduleDefinition(
             schedule_id=schedule_id, workflow_name=name, inputs=inputs, spec=ScheduleSpec.coerce(spec),
             queue=queue, overlap=OverlapPolicy.parse(overlap), catchup_window=operations.window(catchup_window),
@@ -521,7 +523,9 @@ class Client:
             converter = self.backend.options.converter
             target = workflow if workflow is not None else current.workflow_name
             values = args if args is not None else [converter.from_payload(p) for p in current.inputs]
-            changes["workflow_name"], changes["inputs"] = operations.checked_inputs(self.registry, converter, target, values)
+            changes["workflow_name"], changes["inputs"] = operations.checked_inputs(
+                self.registry, converter, target, values, self.payload_limits
+            )
         return self._describe(operations.update(store, schedule_id, **changes), outcomes=False)
 
     def pause_schedule(self, schedule_id: str, note: str = "") -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from ... import workflow
-from ...client import InstanceNotFound, PayloadTooLarge
+from ...client import InstanceNotFound, PayloadTooLarge, ScheduleNotFound
 from ...engine.history import EventType, SignalReceivedAttributes
 from ...engine.payloads import DEFAULT_MAX_PAYLOAD_SIZE
 from .support import EndToEndFixtures
@@ -54,6 +55,12 @@ class PayloadCases(EndToEndFixtures):
         with pytest.raises(InstanceNotFound):
             h.client.get_workflow_instance_state(instance_id)
         assert h.result(wf, _big(3_000)) == 3_000  # under the limit, over the warning size
+        # A schedule's arguments are start inputs too: refused when the schedule is created.
+        schedule_id = f"big-{uuid.uuid4().hex}"
+        with pytest.raises(PayloadTooLarge, match="workflow input 1 of the schedule's workflow wf is 5,002 bytes"):
+            h.client.create_schedule(schedule_id, timedelta(hours=1), wf, _big())
+        with pytest.raises(ScheduleNotFound):
+            h.client.describe_schedule(schedule_id)
 
     def test_a_signal_over_the_limit_is_refused_before_anything_is_written(self, e2e: Any) -> None:
         async def wf(ctx: workflow.Context) -> str:
