@@ -41,6 +41,10 @@ def _echo(value: Any) -> Any:
     return value
 
 
+def _length(value: str) -> int:
+    return len(value)
+
+
 class PayloadCases(EndToEndFixtures):
     def test_a_start_over_the_limit_is_refused_before_anything_is_written(self, e2e: Any) -> None:
         async def wf(ctx: workflow.Context, value: str) -> int:
@@ -173,3 +177,16 @@ class PayloadCases(EndToEndFixtures):
         assert h.result(too_much) == "PayloadTooLarge"  # not ActivityAbandoned after five leases
         with pytest.raises(PayloadTooLarge, match="over the payload limit of 2,097,152 bytes"):
             h.run(wf, "z" * (DEFAULT_MAX_PAYLOAD_SIZE + 1))
+
+    def test_many_payloads_near_the_limit_in_one_task_are_stored(self, e2e: Any) -> None:
+        # One workflow task schedules six activities with inputs near the limit: the backend
+        # writes them in one completion, whose statements must stay under the store's packet
+        # limit (the ORM backend splits its inserts by size).
+        value = '"\\' * (DEFAULT_MAX_PAYLOAD_SIZE // 4 - 8)
+
+        async def fan_out(ctx: workflow.Context, count: int) -> list[int]:
+            futures = [workflow.execute_activity(ctx, _RETRIED, _length, value) for _ in range(count)]
+            return [await future for future in futures]
+
+        h = e2e([fan_out], [_length])
+        assert h.result(fan_out, 6) == [len(value)] * 6
