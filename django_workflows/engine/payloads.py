@@ -53,10 +53,11 @@ class PayloadLimits:
                 f"payload_warn_size ({self.warn_size:,}) must not exceed max_payload_size ({self.max_size:,})"
             )
 
-    def check(self, payload: Payload, kind: str, where: str = "") -> Payload:
-        """Return ``payload``; warn when it is above ``warn_size``, raise ``PayloadTooLarge``
-        when it is above ``max_size``. ``kind`` (``"activity result"``, a label of the metric)
-        and ``where`` (``"of activity charge, instance o-1"``) name it in both."""
+    def check(self, payload: Payload, kind: str, where: str = "", *, warn: bool = True) -> Payload:
+        """Return ``payload``; warn when it is above ``warn_size`` (unless ``warn`` is false),
+        raise ``PayloadTooLarge`` when it is above ``max_size``. ``kind`` (``"activity
+        result"``, a label of the metric) and ``where`` (``"of activity charge, instance
+        o-1"``) name it in both."""
         # A UTF-8 character takes 1 to 4 bytes: most payloads are decided from their length.
         if len(payload) * 4 <= self.warn_size:
             return payload
@@ -64,7 +65,7 @@ class PayloadLimits:
         what = f"{kind} {where}" if where else kind
         if size > self.max_size:
             raise PayloadTooLarge(size=size, limit=self.max_size, what=what)
-        if size > self.warn_size:
+        if warn and size > self.warn_size:
             logger.warning(
                 "%s is %s bytes, above the payload warning size of %s bytes (payload_warn_size; the limit is "
                 "%s): every replay reads it again; keep large data outside the workflow and pass a reference",

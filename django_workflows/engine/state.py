@@ -127,11 +127,13 @@ class WorkflowState:
 
     def encode(self, value: Any, kind: str = "") -> Payload:
         """``value`` as a payload; a ``kind`` (``"activity input"``) checks its size against the
-        payload limits (``PayloadTooLarge``). A replay does not check: the history it replays
-        was accepted when it was written, maybe under other limits."""
+        payload limits (``PayloadTooLarge``). A replay checks too, without warning again: the
+        code must meet the same refusal it met when the history was recorded, or it would
+        expect a command the history does not have."""
         payload = self.converter.to_payload(value)
-        if kind and self.payload_limits is not None and not self.replaying:
-            self.payload_limits.check(payload, kind, f"in workflow {self.name} (instance {self.instance})")
+        if kind and self.payload_limits is not None:
+            where = f"in workflow {self.name} (instance {self.instance})"
+            self.payload_limits.check(payload, kind, where, warn=not self.replaying)
         return payload
 
 
