@@ -36,7 +36,7 @@ from ..models import Schedule, WorkflowInstance
 from ..schedules import ScheduleNotFound, ScheduleRun
 from ..schedules.description import describe
 from .actions import _back
-from .display import status_key, status_label
+from .display import PAYLOAD_HIDDEN, VIEW_PAYLOADS, status_key, status_label
 from .readonly import ReadOnlyAdmin
 
 #: The permissions behind the actions, as ``app_label.codename``.
@@ -167,7 +167,9 @@ class ScheduleAdmin(ReadOnlyAdmin):
             "app_label": self.opts.app_label,
             "original": obj,
             "description": description,
-            "args_json": json.dumps(description.args, indent=2, ensure_ascii=False, default=str),
+            # The arguments are payloads: hidden without view_payloads, as on the instance pages.
+            "args_json": json.dumps(description.args, indent=2, ensure_ascii=False, default=str)
+            if request.user.has_perm(VIEW_PAYLOADS) else str(PAYLOAD_HIDDEN),
             "runs": runs,
             "schedule_actions": self.schedule_actions(request, obj),
             "changelist_url": reverse(f"{self.admin_site.name}:django_workflows_schedule_changelist"),
