@@ -360,7 +360,9 @@ class _Lease:
                 self.valid_until = started + self.lock
                 report = False
         if self.lost:
-            if report and self.on_lost is not None:
+            if not report:
+                logger.debug("a heartbeat found the lease of a finishing task gone (its completion ended it)")
+            elif self.on_lost is not None:
                 self.on_lost()
             raise LeaseLost()
 
