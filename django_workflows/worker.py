@@ -767,8 +767,20 @@ class Worker:
             lane.outage.succeeded(polled_at)
             if len(tasks) < slots:
                 lane.slots.release(slots - len(tasks))
+            if self._stop.is_set() and tasks:
+                # Claimed as the worker stops: hand them to other workers rather than start them
+                # (shutdown may be about to give up on what runs).
+                lane.slots.release(len(tasks))
+                for task in tasks:
+                    self._abandon(self._abandon_of(lane), task)
+                return
             for task in tasks:
                 self._dispatch(lane, task)
+
+    def _abandon_of(self, lane: _Lane) -> Callable[[Any], None]:
+        if lane.kind == "workflow":
+            return self.backend.abandon_workflow_task
+        return self.backend.abandon_activity_task
 
     def _dispatch(self, lane: _Lane, task: Any) -> None:
         """Run a leased task on the lane's pool; the caller holds a slot for it."""
@@ -874,6 +886,9 @@ class Worker:
         grace = to_timedelta(self.options.grace_period if grace_period is None else grace_period, what="grace_period")
         if self.wait_for_completion(grace.total_seconds()):
             return True
+        # A poll under way would claim and hand back tasks; let it end before releasing.
+        for thread in self._pollers:
+            thread.join(_POLL_TIMEOUT + 5)
         released = self.release_running_tasks()
         logger.warning(
             "grace period of %g s over: released the leases of %d running task(s) for other workers",
