@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError
+from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError, one_line
 
 logger = logging.getLogger("django_workflows.worker")
 
@@ -112,10 +112,4 @@ def _found(committed: Callable[[], bool], what: str) -> bool:
     return found
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line (database drivers put hints on further lines)."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-__all__ = ["RETRY_BUDGET", "Committed", "commit", "delay", "one_line"]
+__all__ = ["RETRY_BUDGET", "Committed", "commit", "delay"]

@@ -42,7 +42,6 @@ from typing import Any, Self
 
 from .client import Client, WorkflowInstanceOptions
 from .completions import commit
-from .completions import one_line as _one_line
 from .engine.activity_runner import ActivityCanceled, ActivityLeaseLost, ActivityRunner
 from .engine.backend import (
     NO_LEASES,
@@ -60,7 +59,7 @@ from .engine.clock import system_clock, to_timedelta
 from .engine.converter import Payload
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
 from .engine.deadlock import CodeThreads, WorkflowCodeHung
-from .engine.errors import CompletionRejected, InstanceNotFound, LeaseLost, NotSupported, WorkflowError
+from .engine.errors import CompletionRejected, InstanceNotFound, LeaseLost, NotSupported, WorkflowError, one_line
 from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
 from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
@@ -418,7 +417,7 @@ class _Heartbeats:
                 except Exception as exc:  # a transient store error: try again soon
                     # One line per outage and lease, not one every tick while the store is down.
                     if not lease.failures:
-                        logger.warning("extending a task lease failed (%s); retrying", _one_line(exc))
+                        logger.warning("extending a task lease failed (%s); retrying", one_line(exc))
                     lease.failures += 1
                     lease.next_at = time.monotonic() + min(_HEARTBEAT_RETRY, lease.interval)
 
@@ -450,7 +449,7 @@ class _Outage:
         """Record a failed poll; seconds to wait before polling again, or None to give up."""
         with self._lock:
             now = time.monotonic()
-            self.last_error = _one_line(exc)
+            self.last_error = one_line(exc)
             if self._started_at is None:
                 self._started_at, self._delay, self._retry_at = now, 0.0, now
                 logger.debug("polling for %s tasks failed", self.kind, exc_info=exc)
@@ -909,7 +908,7 @@ class Worker:
                 lease.release()
                 released += 1
             except Exception as exc:  # the store is down: the lease expires by itself
-                logger.warning("releasing a task lease failed (%s); it expires by itself", _one_line(exc))
+                logger.warning("releasing a task lease failed (%s); it expires by itself", one_line(exc))
         return released
 
     def _close(self, *, wait: bool) -> None:
@@ -1247,7 +1246,7 @@ class Worker:
                 # pollers report the outage too; the traceback at DEBUG).
                 now = time.monotonic()
                 if failing_since is None or now - failing_since > 60:
-                    logger.warning("enforcing timeouts failed (%s: %s); retrying", type(exc).__name__, exc)
+                    logger.warning("enforcing timeouts failed (%s); retrying", one_line(exc))
                     failing_since = now
                 logger.debug("enforcing timeouts failed", exc_info=True)
 
