@@ -377,6 +377,8 @@ class _Heartbeats:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Set by ``release_all`` (the grace period is over): new leases are given back at once.
+        self.releasing = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="workflows-heartbeat", daemon=True)
@@ -389,8 +391,14 @@ class _Heartbeats:
 
     @contextmanager
     def track(self, lease: _Lease) -> Iterator[_Lease]:
+        """Keep ``lease`` alive while the task runs. Once ``release_all`` ran, the lease is
+        given back at once instead (the task then sees ``lease.released`` and stops)."""
         with self._lock:
-            self._leases.add(lease)
+            releasing = self.releasing
+            if not releasing:
+                self._leases.add(lease)
+        if releasing:
+            _give_back(lease)
         try:
             yield lease
         finally:
@@ -398,10 +406,13 @@ class _Heartbeats:
             with self._lock:
                 self._leases.discard(lease)
 
-    def held(self) -> list[_Lease]:
-        """The leases of the tasks running now that are not lost."""
+    def release_all(self) -> int:
+        """Give back the leases of the running tasks (and, from now on, of tasks that start);
+        return how many were given back."""
         with self._lock:
-            return [lease for lease in self._leases if not lease.lost]
+            self.releasing = True
+            held = [lease for lease in self._leases if not lease.lost]
+        return sum(_give_back(lease) for lease in held)
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -420,6 +431,19 @@ class _Heartbeats:
                         logger.warning("extending a task lease failed (%s); retrying", one_line(exc))
                     lease.failures += 1
                     lease.next_at = time.monotonic() + min(_HEARTBEAT_RETRY, lease.interval)
+
+
+def _give_back(lease: _Lease) -> bool:
+    """Release ``lease`` to the store for other workers (no more extensions, nor a commit)."""
+    lease.released = lease.lost = True
+    if lease.release is None:
+        return False
+    try:
+        lease.release()
+    except Exception as exc:  # the store is down: the lease expires by itself
+        logger.warning("releasing a task lease failed (%s); it expires by itself", one_line(exc))
+        return False
+    return True
 
 
 class StoreUnavailable(Exception):
@@ -766,9 +790,8 @@ class Worker:
             lane.outage.succeeded(polled_at)
             if len(tasks) < slots:
                 lane.slots.release(slots - len(tasks))
-            if self._stop.is_set() and tasks:
-                # Claimed as the worker stops: hand them to other workers rather than start them
-                # (shutdown may be about to give up on what runs).
+            if self._heartbeats.releasing and tasks:
+                # Claimed after the grace period: hand them to other workers rather than start them.
                 lane.slots.release(len(tasks))
                 for task in tasks:
                     self._abandon(self._abandon_of(lane), task)
@@ -897,19 +920,10 @@ class Worker:
         return False
 
     def release_running_tasks(self) -> int:
-        """Give the leases of the running tasks back to the store (``Backend.abandon_*_task``)
-        and return how many were; their results, if they come, are discarded."""
-        released = 0
-        for lease in self._heartbeats.held():
-            lease.released = lease.lost = True  # no more extensions, nor a commit
-            if lease.release is None:
-                continue
-            try:
-                lease.release()
-                released += 1
-            except Exception as exc:  # the store is down: the lease expires by itself
-                logger.warning("releasing a task lease failed (%s); it expires by itself", one_line(exc))
-        return released
+        """Give the leases of the running tasks back to the store (``Backend.abandon_*_task``),
+        and those of tasks that start from now on, so that other workers take them at once;
+        return how many were running. Their results, if they come, are discarded."""
+        return self._heartbeats.release_all()
 
     def _close(self, *, wait: bool) -> None:
         """Tidy up after the tasks (``wait``: they all ended; else some are stuck)."""
@@ -979,6 +993,8 @@ class Worker:
         lease.release = lambda: self.backend.abandon_workflow_task(task)
         what = f"workflow task of {task.instance}"
         with self.instrumentation.workflow_task(task) as observed, self._heartbeats.track(lease):
+            if lease.released:  # the worker is giving up on its tasks: another one runs it
+                return
             lease.on_lost = lambda: self._report_lost(observed, what)
             running = self.cache.get(key) or self._new_executor(task)
             executor: Executor | None = running
@@ -1178,6 +1194,8 @@ class Worker:
                 release()
 
             lease.on_lost = give_up
+            if lease.released:  # the worker is giving up on its tasks: another one runs it
+                return
             attempt.start()
             attributes = self._runner.run(
                 activity_id=task.activity_id,
