@@ -5,7 +5,9 @@ A worker runs pollers in background threads. Each poller leases one task at a ti
 ``max_parallel_*_tasks``) and hands it to a thread pool. While a task runs, a heartbeat thread
 extends its lease; if an extension fails the task is abandoned locally: its result is never
 committed, because another worker may own the task now. ``stop()`` stops polling and lets the
-tasks in flight finish (drain); ``wait_for_completion()`` waits for them.
+tasks in flight finish (drain); ``wait_for_completion()`` waits for them. ``shutdown()`` waits up
+to ``grace_period``, then releases the leases of the tasks still running for other workers.
+A completion that fails for a passing reason is retried while its lease holds (``completions``).
 
 Workflow tasks go through the executor cache: an instance the worker ran recently continues its
 cached executor without replaying history (sticky execution).
