@@ -1184,7 +1184,7 @@ class Worker:
 
             def lost() -> None:
                 if attempt.timed_out():
-                    logger.warning("%s timed out on this worker; its result will be discarded", what)
+                    logger.warning("%s timed out on this worker; discarding its result", what)
                 else:
                     self._report_lost(observed, what)
 
@@ -1287,7 +1287,7 @@ class Worker:
 
     def _report_lost(self, observed: WorkflowTaskObservation | ActivityObservation, what: str) -> None:
         """A real loss: the task still ran when another worker took its lease (or it expired)."""
-        logger.warning("lost the lease of %s while it ran (another worker has it now); its result will be discarded", what)
+        logger.warning("lost the lease of %s while it ran (another worker has it now); discarding its result", what)
         observed.lease_lost()
 
     def _abandon(self, abandon: Callable[[Any], None], task: Any) -> None:
