@@ -448,10 +448,11 @@ class TracedActivity(ActivityObservation):
 
     def finished(self, result: Attributes) -> None:
         super().finished(result)
+        lost = self.outcome == "lease_lost"  # found while it ran: its result is discarded
         if not isinstance(result, ActivityFailedAttributes):
-            self.outcome = "completed"
+            self.outcome = "lease_lost" if lost else "completed"
             return
-        self.outcome = "failed"
+        self.outcome = "lease_lost" if lost else "failed"
         error = result.error
         self.span.add_event(
             "exception",

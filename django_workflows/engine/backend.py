@@ -594,6 +594,23 @@ class Backend(ABC):
         future). ``InstanceNotFound`` if it does not exist; by default ``NotSupported``."""
         raise NotSupported(f"{type(self).__name__} cannot show pending events")
 
+    def has_event(self, instance: WorkflowInstance, event_id: str, after_sequence_id: int | None = None) -> bool:
+        """Whether the execution holds an event with id ``event_id``: pending, or in its
+        history after ``after_sequence_id``. A worker asks when a completion whose reply it
+        lost (an ambiguous commit) meets the lease fence on its retry: the completion's own
+        event there means that the first attempt committed. ``InstanceNotFound`` if the
+        execution is gone.
+
+        By default it reads the pending events, then the history: in that order, because a
+        workflow task moves an event from the first to the second in one transaction, so the
+        event is seen in one of them. A backend may answer with one indexed lookup."""
+        try:
+            if any(event.id == event_id for event in self.get_pending_events(instance)):
+                return True
+        except NotSupported:
+            pass
+        return any(event.id == event_id for event in self.get_workflow_instance_history(instance, after_sequence_id))
+
     # -- activity timeouts, heartbeats and cancellation; execution timeouts --------------------
     #
     # An activity task carries the deadlines of its attempt's timeouts on the backend's clock
