@@ -58,7 +58,7 @@ from .engine.clock import system_clock, to_timedelta
 from .engine.converter import Payload
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
 from .engine.deadlock import CodeThreads, WorkflowCodeHung
-from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError
+from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError, one_line
 from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
 from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
@@ -383,7 +383,7 @@ class _Heartbeats:
                 except Exception as exc:  # a transient store error: try again soon
                     # One line per outage and lease, not one every tick while the store is down.
                     if not lease.failures:
-                        logger.warning("extending a task lease failed (%s); retrying", _one_line(exc))
+                        logger.warning("extending a task lease failed (%s); retrying", one_line(exc))
                     lease.failures += 1
                     lease.next_at = time.monotonic() + min(_HEARTBEAT_RETRY, lease.interval)
 
@@ -415,7 +415,7 @@ class _Outage:
         """Record a failed poll; seconds to wait before polling again, or None to give up."""
         with self._lock:
             now = time.monotonic()
-            self.last_error = _one_line(exc)
+            self.last_error = one_line(exc)
             if self._started_at is None:
                 self._started_at, self._delay, self._retry_at = now, 0.0, now
                 logger.debug("polling for %s tasks failed", self.kind, exc_info=exc)
@@ -450,12 +450,6 @@ class _Outage:
     def duration(self) -> float:
         started = self._started_at
         return 0.0 if started is None else time.monotonic() - started
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line (database drivers put hints on further lines)."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class _ActivityAttempt:
@@ -1107,7 +1101,7 @@ class Worker:
                 # pollers report the outage too; the traceback at DEBUG).
                 now = time.monotonic()
                 if failing_since is None or now - failing_since > 60:
-                    logger.warning("enforcing timeouts failed (%s: %s); retrying", type(exc).__name__, exc)
+                    logger.warning("enforcing timeouts failed (%s); retrying", one_line(exc))
                     failing_since = now
                 logger.debug("enforcing timeouts failed", exc_info=True)
 

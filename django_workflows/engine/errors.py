@@ -285,6 +285,13 @@ def can_retry(err: BaseException) -> bool:
     return True
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, for a log line (database drivers put hints on further
+    lines); the traceback belongs at DEBUG."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 

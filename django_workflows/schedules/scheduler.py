@@ -18,7 +18,7 @@ from typing import Any
 from ..engine.backend import Backend
 from ..engine.clock import to_timedelta
 from ..engine.converter import Converter
-from ..engine.errors import NotSupported
+from ..engine.errors import NotSupported, one_line
 from .declarations import Schedule
 from .firing import BackendRuntime, Firing, Runtime, apply, fire
 from .records import ScheduleDefinition, ScheduleRecord, new_record, redefined
@@ -158,9 +158,8 @@ class Scheduler:
                 delay = min(0.1 * 2**failures, 5.0)
                 if delay < 5.0 or failures % 12 == 0:
                     logger.warning(
-                        "the scheduler failed to fire due schedules (%s: %s); retrying in %.1f s",
-                        type(exc).__name__,
-                        exc,
+                        "the scheduler failed to fire due schedules (%s); retrying in %.1f s",
+                        one_line(exc),
                         delay,
                     )
                 logger.debug("the scheduler's failure", exc_info=True)

@@ -60,8 +60,11 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
 
 
 def wait_until(driver: Any, condition: Callable[[Any], Any], message: str = "", ignored: tuple[type[Exception], ...] = ()) -> Any:
+    """Wait for ``condition``; an element the page replaced meanwhile (a refresh) is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    ignored = (StaleElementReferenceException, *ignored)
     return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1, ignored_exceptions=ignored).until(condition, message)
 
 

@@ -113,7 +113,9 @@ class PrivatePostgres:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
     def sql(self, statement: str) -> None:
-        self._run(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", statement)
+        # -d: not the PGDATABASE of the environment (CI exports the shared server's database).
+        self._run(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                  "-c", statement)
 
     def env(self) -> dict[str, str]:
         return {"DB": "postgres", "PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": "postgres",

@@ -58,6 +58,13 @@ def browser() -> Iterator[Any]:
         yield driver
 
 
+@pytest.fixture(autouse=True)
+def no_refresh_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages do not refresh themselves during a test unless it asks (``fast_refresh``): a swap
+    between two WebDriver calls would leave the second holding a stale element."""
+    monkeypatch.setattr(WorkflowInstanceAdmin, "refresh_seconds", 3600)
+
+
 @pytest.fixture
 def operator(settings: Any) -> User:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -217,12 +224,12 @@ def test_a_running_instance_page_refreshes_itself_and_can_pause(
         log_in(browser, base, "operator", "operator-pw")
         open_instance(browser, base, "r-wait")
         browser.execute_script("window.wfMarker = 42")
-        toggle = by_css(browser, "#wf-refresh-toggle")
-        assert toggle.text == "Pause auto-refresh"
+        assert by_css(browser, "#wf-refresh-toggle").text == "Pause auto-refresh"
         wait_for_refreshes(browser, 2, "the running instance's page to refresh")
 
-        # Paused: the workflow completes, the page does not change.
-        toggle.click()
+        # Paused: the workflow completes, the page does not change. (The button is looked up
+        # again: an element found before a refresh may be gone after it.)
+        by_css(browser, "#wf-refresh-toggle").click()
         assert by_css(browser, "#wf-refresh-toggle").text == "Resume auto-refresh"
         paused_at = refreshes(browser)
         client.signal_workflow("r-wait", "approve", {"approved": True})

@@ -41,6 +41,23 @@ MAX_OUTAGE = 6
 FAST = {"workflow_lock_timeout": 3, "activity_lock_timeout": 3, "sticky_timeout": 0}
 STEP_LINE = re.compile(r"store unreachable for [\d.]+ s \((.+)\); next (workflow|activity) poll in [\d.]+ s, giving up after 6 s")
 SCHEDULER_STEP_LINE = re.compile(r"the scheduler failed to fire due schedules \((.+)\); retrying in [\d.]+ s")
+# PostgreSQL's notification listener backs off on steps of its own (2, 4... s), one line each.
+LISTENER_STEP_LINE = re.compile(r"listening for notifications on '\w+' failed \((.+)\); polling until it reconnects in [\d.]+ s")
+# A query that finds its connection gone reconnects once before it reports the failure to its
+# poller: at most one such line per poller step.
+RECONNECT_LINE = re.compile(r"database connection '\w+' was lost; retrying once")
+RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def _records(lines: list[str]) -> list[str]:
+    """Log records, each with its continuation lines (a driver's message may span several)."""
+    records: list[str] = []
+    for line in lines:
+        if RECORD_START.match(line) or not records:
+            records.append(line)
+        else:
+            records[-1] += " " + line.strip()
+    return records
 
 
 def _lines(output: str, pattern: re.Pattern[str] | str) -> list[str]:
@@ -73,14 +90,26 @@ def outage_story(processes: Processes, stop: Callable[[], None], start: Callable
     waited = time.monotonic() - stopped_at
     output = worker.output()
     tail = output.splitlines()[before:]
-    steps = [line for line in tail if STEP_LINE.search(line)]
+    records = _records(tail)
+    shown = "\n".join(tail)
+
+    def kind(pattern: re.Pattern[str]) -> list[str]:
+        return [record for record in records if pattern.search(record)]
+
+    steps = kind(STEP_LINE)
     # One line per backoff step (0.5, 1, 2, 4 s... capped at the 6 s limit) of each kind of
     # poller, however many pollers fail how often: a handful, not one per poll.
-    assert 2 <= len(steps) <= 12, "\n".join(tail)
-    # The scheduler backs off on its own steps (0.2, 0.4... capped at 5 s), one line each.
-    scheduler_steps = _lines("\n".join(tail), SCHEDULER_STEP_LINE)
-    assert len(scheduler_steps) <= 8, "\n".join(tail)
-    assert len(tail) <= len(steps) + len(scheduler_steps) + 12, "\n".join(tail)
+    assert 2 <= len(steps) <= 12, shown
+    # The scheduler backs off on its own steps (0.2, 0.4... capped at 5 s), one line each, and
+    # so does PostgreSQL's notification listener.
+    scheduler_steps = kind(SCHEDULER_STEP_LINE)
+    assert len(scheduler_steps) <= 8, shown
+    listener_steps = kind(LISTENER_STEP_LINE)
+    assert len(listener_steps) <= 4, shown
+    stepped = len(steps) + len(scheduler_steps) + len(listener_steps)
+    reconnects = kind(RECONNECT_LINE)
+    assert len(reconnects) <= stepped + 4, shown
+    assert len(records) <= stepped + len(reconnects) + 12, shown
     assert "Traceback" not in output, output
     assert waited >= MAX_OUTAGE, f"exited {waited:.1f} s after the outage began, before --max-outage"
     assert "CommandError: the workflow store was unreachable for" in output

@@ -406,7 +406,9 @@ def test_a_sleeping_step_is_detected_and_abandoned() -> None:
 def test_a_cpu_loop_is_interrupted() -> None:
     threads = CodeThreads(0.3)
     ended = threading.Event()
-    end = time.monotonic() + 30
+    # The loop would end by itself long after the generous wait below (a loaded machine may take
+    # seconds to deliver the interruption), so only an interruption passes the test.
+    end = time.monotonic() + 180
 
     def spin() -> None:
         try:
@@ -418,5 +420,5 @@ def test_a_cpu_loop_is_interrupted() -> None:
     scheduler, run = _stepping(spin)
     with pytest.raises(WorkflowCodeHung):
         threads.run(run, scheduler)
-    assert ended.wait(5), "the loop was not interrupted"
+    assert ended.wait(60), "the loop was not interrupted"
     threads.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.db import connections
 
+from ...engine.errors import one_line
 from .wakeup import Kind, Waker
 
 logger = logging.getLogger("django_workflows.backends.orm")
@@ -98,16 +99,19 @@ class Listener:
         while not stop.is_set():
             try:
                 self._listen(stop)
-            except Exception:  # a lost connection, a restarting server: poll meanwhile, retry
+            except Exception as exc:  # a lost connection, a restarting server: poll meanwhile, retry
                 self.listening.clear()
                 failures += 1
                 delay = min(_RECONNECT_BACKOFF_CAP, 0.5 * 2 ** min(failures, 6))
+                # One line per backoff step; the traceback at DEBUG (in an outage, the pollers
+                # report the same error).
                 logger.warning(
-                    "listening for notifications on %r failed; polling until it reconnects in %.1f s",
+                    "listening for notifications on %r failed (%s); polling until it reconnects in %.1f s",
                     self.using,
+                    one_line(exc),
                     delay,
-                    exc_info=failures == 1,
                 )
+                logger.debug("the notification listener's failure", exc_info=True)
                 stop.wait(delay)
             else:
                 failures = 0
