@@ -6,7 +6,7 @@ over the run by its progress; then every worker stopped with SIGTERM and the inv
 
 ``python -m tests.soak`` parses the flags (``__main__``); ``run_soak`` does the rest and returns
 a ``SoakReport``. Django is set up here, after the store exists, because the settings read the
-store's address from the environment.
+store's address from the environment (the modules imported before need no settings).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,8 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from django_workflows.client import Client, InstanceAlreadyExists, InstanceFinished, WorkflowInstanceOptions
+from testproject.testapp.soak import SIGNAL, STEPS
 from tests.conftest import ManageProcess, wait_for
 from tests.django.private_servers import manage_env
+from tests.soak.check import RunRecord, check_ledger, check_store, instance_id, ledger_progress
+from tests.soak.leftovers import leftovers
 from tests.soak.stores import SoakStore
 
 T = TypeVar("T")
@@ -146,8 +151,8 @@ class Workers:
             process.send(signal.SIGTERM)
         for process in self.running:
             try:
-                code = process.wait(timeout)
-            except Exception:
+                code: int | None = process.wait(timeout)
+            except subprocess.TimeoutExpired:
                 code = None
             if code != 0:
                 problems.append(f"worker pid {process.pid} exited with {code} after SIGTERM ({process.log_path})")
@@ -203,9 +208,6 @@ def _drive(config: SoakConfig, store: SoakStore, workdir: Path, report: SoakRepo
     django.setup()
     from django.core.management import call_command
 
-    from tests.soak.check import check_ledger, check_store
-    from tests.soak.leftovers import leftovers
-
     if store.uses_orm:
         call_command("migrate", verbosity=0)
     soak = Soak(config, store, Workers(env, workdir, config.workers, random.Random(config.seed)), workdir)
@@ -234,13 +236,9 @@ def _drive(config: SoakConfig, store: SoakStore, workdir: Path, report: SoakRepo
 
 
 class Soak:
-    """The workload and the faults of one run (Django is set up)."""
+    """The workload and the faults of one run (Django is set up: the Client needs the settings)."""
 
     def __init__(self, config: SoakConfig, store: SoakStore, workers: Workers, workdir: Path) -> None:
-        from django_workflows.client import Client
-        from testproject.testapp.soak import STEPS
-        from tests.soak.check import RunRecord
-
         self.config, self.store, self.workers = config, store, workers
         self.client = Client()
         self.record = RunRecord(workflows=config.workflows, ledger=workdir / "ledger.jsonl", lease_seconds=config.lease_seconds)
@@ -283,8 +281,6 @@ class Soak:
 
     def tick(self) -> None:
         """Replace workers that died, and inject the faults whose share of progress is reached."""
-        from tests.soak.check import ledger_progress
-
         self.workers.replace_dead()
         while (
             self.faults
@@ -304,9 +300,6 @@ class Soak:
                 self.next_fault_at = time.monotonic() + self.config.lease_seconds + 1
 
     def start(self, index: int) -> None:
-        from django_workflows.client import InstanceAlreadyExists, WorkflowInstanceOptions
-        from tests.soak.check import instance_id
-
         try:
             self.client.create_workflow_instance(
                 WorkflowInstanceOptions(instance_id=instance_id(index)), "soak_workflow", str(self.record.ledger), index
@@ -317,10 +310,6 @@ class Soak:
     def send_signal(self, index: int) -> None:
         """Signal the workflow with a new token per try: a try that raised may still have got
         there (``RunRecord.uncertain``)."""
-        from django_workflows.client import InstanceFinished
-        from testproject.testapp.soak import SIGNAL
-        from tests.soak.check import instance_id
-
         name = instance_id(index)
         for attempt in range(1000):
             token = f"{name}#{attempt}"
