@@ -110,7 +110,7 @@ class Workers:
         self.running: list[ManageProcess] = []
         self.all: list[ManageProcess] = []
         self.killed: dict[int, float] = {}
-        #: Workers that exited without being killed or stopped (a violation).
+        #: Workers that exited without being killed or stopped, or never started (violations).
         self.died: list[str] = []
 
     def start(self) -> None:
@@ -137,16 +137,21 @@ class Workers:
                 self.running.remove(process)
         self.start()
 
-    def stop(self, timeout: float = 90) -> list[str]:
-        """SIGTERM every running worker; the problems of those that do not stop cleanly."""
+    def wait_started(self, timeout: float = 60) -> list[str]:
+        """Wait until every running worker has logged its start; the problems of those that did not."""
         problems = []
         for process in self.running:
-            # A replacement still setting Django up has no SIGTERM handler yet: SIGTERM would
-            # kill it rather than stop it, which says nothing about the engine.
             try:
-                wait_for(lambda p=process: " started (pid " in p.output(), timeout=60, what=f"worker {process.pid} to start")
+                wait_for(lambda p=process: " started (pid " in p.output(), timeout=timeout, what=f"worker {process.pid} to start")
             except AssertionError as exc:
                 problems.append(str(exc))
+        return problems
+
+    def stop(self, timeout: float = 90) -> list[str]:
+        """SIGTERM every running worker; the problems of those that do not stop cleanly."""
+        # A replacement still setting Django up has no SIGTERM handler yet: SIGTERM would kill
+        # it rather than stop it, which says nothing about the engine.
+        problems = self.wait_started()
         for process in self.running:
             process.send(signal.SIGTERM)
         for process in self.running:
@@ -291,6 +296,9 @@ class Soak:
             if kind == "kill":
                 self.workers.kill_one()
             else:
+                # A worker that starts while the store is away exits at once by design (its
+                # supervisor starts it again): restart only once every replacement is up.
+                self.workers.died += self.workers.wait_started()
                 down = time.time()
                 self.store.restart()
                 self.record.restarts.append((down, time.time()))
