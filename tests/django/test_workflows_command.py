@@ -1,6 +1,7 @@
-"""``manage.py workflows ...`` and ``startworkflow`` as real processes on the test database (and on
-Redis): every subcommand, its ``--json`` output, and its exit status (0 done, 1 not found or not
-allowed, 2 usage).
+"""``manage.py workflows ...`` and ``startworkflow`` on the test database (and on Redis): every
+subcommand, its ``--json`` output, and its exit status (0 done, 1 not found or not allowed, 2
+usage). Most calls run through Django's command-line entry point in this process; the exit
+statuses, the Redis case and ``startworkflow`` also run as real processes.
 
 The instances come from ``test_admin.run_world`` (a worker in this process runs them to where
 they are needed): a parent with a child, a failure, one waiting for a signal with a timer
@@ -9,6 +10,8 @@ pending, a continue-as-new chain, a long history.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import uuid
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.core.management import ManagementUtility
 
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
@@ -27,9 +31,24 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def run(manage: Callable[..., Any], *args: str, **env: str) -> tuple[int, str]:
-    process = manage("workflows", *args, **env)
-    code = process.wait(120)
-    return code, process.output()
+    """``manage.py workflows ARGS``: its exit status and what it printed (stdout and stderr).
+
+    In this process, through Django's command-line entry point (``ManagementUtility``, as
+    ``manage.py`` runs it: argparse's usage errors exit 2, a ``CommandError`` exits with its
+    status), because a process per call costs seconds of start-up; with ``env`` (settings read
+    from the environment), as a real process."""
+    if env:
+        process = manage("workflows", *args, **env)
+        code = process.wait(120)
+        return code, process.output()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            ManagementUtility(["manage.py", "workflows", *args]).execute()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+    return code, out.getvalue()
 
 
 def run_json(manage: Callable[..., Any], *args: str, **env: str) -> Any:
@@ -164,6 +183,18 @@ def test_usage_errors_exit_2(manage: Callable[..., Any], args: tuple[str, ...], 
     assert code == 2, output
     assert message in output
     assert "Traceback" not in output
+
+
+def test_exit_statuses_of_a_real_process(manage: Callable[..., Any]) -> None:
+    """The same statuses from ``manage.py`` as a process: 0 done, 1 not found, 2 usage."""
+    Client().create_workflow_instance(WorkflowInstanceOptions(instance_id="cli-process"), "Workflow1", "x")
+    process = manage("workflows", "list", "--json")
+    assert process.wait(120) == 0, process.output()
+    assert [r["instance_id"] for r in json.loads(process.output())["instances"]] == ["cli-process"]
+    process = manage("workflows", "show", "no-such")
+    assert process.wait(120) == 1 and "workflow instance no-such not found" in process.output()
+    process = manage("workflows", "list", "--limit", "0")
+    assert process.wait(120) == 2 and "argument --limit: must be at least 1" in process.output()
 
 
 def test_an_unknown_backend_is_refused(manage: Callable[..., Any]) -> None:
