@@ -189,19 +189,36 @@ def _check_result(client: Client, execution: WorkflowInstance, record: RunRecord
         index = int(name.removeprefix("soak-").removesuffix("-child"))
         return [] if result == step_value(index, "d") else [f"{name}: result {result!r}, expected {step_value(index, 'd')}"]
     index = int(name.removeprefix("soak-"))
-    problems = []
     accepted, uncertain = record.accepted.get(name, []), record.uncertain.get(name, [])
-    counts = Counter(tokens)
-    for token in accepted:
-        if counts[token] != 1:
-            problems.append(f"{name}: accepted signal {token} is in its history {counts[token]} times")
-    for token, count in counts.items():
-        if token not in accepted and (token not in uncertain or count > 1):
-            problems.append(f"{name}: signal {token} in history {count} times, but the driver sent it {0 if token not in uncertain else 'once (the call failed)'}")
+    problems = check_signals(name, tokens, accepted, uncertain)
     received = result.get("token") if isinstance(result, dict) else None
     if received not in accepted + uncertain or result != expected_result(index, received):
         problems.append(f"{name}: result {result!r}, expected {expected_result(index, received)!r}")
     return problems
+
+
+def check_signals(name: str, tokens: list[Any], accepted: list[str], uncertain: list[str]) -> list[str]:
+    """The signal tokens in a history against those the driver sent: each accepted one exactly
+    once, each whose call failed at most once, no other."""
+    problems = []
+    counts = Counter(tokens)
+    for token in accepted:
+        if counts[token] == 0:
+            problems.append(f"{name}: accepted signal {token} is missing from its history")
+        elif counts[token] > 1:
+            problems.append(f"{name}: accepted signal {token} is in its history {_times(counts[token])}")
+    for token, count in counts.items():
+        if token in accepted:
+            continue
+        if token not in uncertain:
+            problems.append(f"{name}: signal {token} is in its history {_times(count)}, but the driver never sent it")
+        elif count > 1:
+            problems.append(f"{name}: signal {token} (whose call failed) is in its history {_times(count)}")
+    return problems
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 @dataclass

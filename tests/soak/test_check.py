@@ -19,7 +19,7 @@ from django_workflows.engine.history import (
     WorkflowExecutionStartedAttributes,
     new_event,
 )
-from tests.soak.check import RunRecord, check_history, check_ledger, read_ledger
+from tests.soak.check import RunRecord, check_history, check_ledger, check_signals, read_ledger
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -106,3 +106,19 @@ def test_missing_and_unfinished_activities_are_violations(tmp_path: Path):
     problems = check_ledger(RunRecord(workflows=2, ledger=path, lease_seconds=4)).problems
     assert "activity ('soak-0', 'a'): its last execution (pid 7) did not end" in problems
     assert "activity ('soak-1', 'a') never ran" in problems
+
+
+def test_signals_are_counted_against_what_the_driver_sent():
+    assert check_signals("i", ["t1"], accepted=["t1"], uncertain=[]) == []
+    # A try that raised may have got there once; the retry's token must be there too.
+    assert check_signals("i", ["t0", "t1"], accepted=["t1"], uncertain=["t0"]) == []
+    assert check_signals("i", [], accepted=["t1"], uncertain=["t0"]) == ["i: accepted signal t1 is missing from its history"]
+    assert check_signals("i", ["t1", "t1"], accepted=["t1"], uncertain=[]) == [
+        "i: accepted signal t1 is in its history twice"
+    ]
+    assert check_signals("i", ["t1", "x"], accepted=["t1"], uncertain=[]) == [
+        "i: signal x is in its history once, but the driver never sent it"
+    ]
+    assert check_signals("i", ["t0", "t0", "t1"], accepted=["t1"], uncertain=["t0"]) == [
+        "i: signal t0 (whose call failed) is in its history twice"
+    ]
