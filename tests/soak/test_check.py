@@ -1,5 +1,6 @@
-"""The soak's check finds what it is meant to find: broken histories and re-executions that
-no kill explains (synthetic histories and ledgers; no store, no workers)."""
+"""The soak's check finds what it is meant to find: broken histories, signals and
+re-executions that no kill explains (synthetic histories and ledgers), and unfinished
+instances and leftovers in a real store (ORM and Redis; no workers)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.errors import ErrorInfo
 from django_workflows.engine.history import (
     ActivityCompletedAttributes,
@@ -19,7 +23,8 @@ from django_workflows.engine.history import (
     WorkflowExecutionStartedAttributes,
     new_event,
 )
-from tests.soak.check import RunRecord, check_history, check_ledger, check_signals, read_ledger
+from tests.soak.check import RunRecord, check_history, check_ledger, check_signals, check_store, instance_id, read_ledger
+from tests.soak.leftovers import leftovers
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -122,3 +127,20 @@ def test_signals_are_counted_against_what_the_driver_sent():
     assert check_signals("i", ["t0", "t0", "t1"], accepted=["t1"], uncertain=["t0"]) == [
         "i: signal t0 (whose call failed) is in its history twice"
     ]
+
+
+@pytest.mark.django_db
+def test_leftovers_and_unfinished_instances_are_found(store):
+    """An instance no worker ran leaves its start event pending and stays active."""
+    client = Client(store.backend)
+    client.create_workflow_instance(WorkflowInstanceOptions(instance_id=instance_id(0)), "soak_workflow", "ledger", 0)
+    found = leftovers(store.backend)
+    if store.name == "orm":
+        assert found == ["1 pending events left in the database", "1 active instances left in the database"]
+    else:
+        assert any(line.startswith("1 Redis keys pending:* left") for line in found), found
+        assert any(line.startswith("1 Redis keys instances-active left") for line in found), found
+    problems = check_store(client, RunRecord(workflows=1, ledger=Path("unused")))
+    assert "soak-0: state ACTIVE, not FINISHED" in problems
+    assert "soak-0-child: 0 executions, expected 1" in problems
+    assert "1 active instances left" in problems
