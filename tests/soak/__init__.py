@@ -6,6 +6,7 @@ activity ledger says whether anything was lost, duplicated or left behind.
     python -m tests.soak --backend mysql --workflows 1000 --workers 3 --kills 20 --restart
 
 ``run`` drives a soak, ``check`` and ``leftovers`` hold the invariants, ``stores`` the servers the
-soak owns; ``test_soak`` runs a small soak per backend in the default test run. The workflows
+soak owns; ``test_soak`` runs a small soak per backend in the default test run, ``test_check``
+tests the check on broken data. The workflows
 are in ``testproject/testapp/soak.py``. docs/reliability.md ("Fault soak") has the figures.
 """
