@@ -7,6 +7,6 @@ activity ledger says whether anything was lost, duplicated or left behind.
 
 ``run`` drives a soak, ``check`` and ``leftovers`` hold the invariants, ``stores`` the servers the
 soak owns; ``test_soak`` runs a small soak per backend in the default test run, ``test_check``
-tests the check on broken data. The workflows
-are in ``testproject/testapp/soak.py``. docs/reliability.md ("Fault soak") has the figures.
+tests the check on broken data. The workflows are in ``testproject/testapp/soak.py``.
+docs/reliability.md ("Fault soak") has the figures.
 """
