@@ -23,7 +23,7 @@ SIGNAL = "soak-go"
 #: The activity steps: a, then b and c in parallel, and d in the sub-workflow.
 STEPS = ("a", "b", "c", "d")
 #: How long an activity works: long enough that a SIGKILL often lands in the middle of one.
-ACTIVITY_SECONDS = 0.05
+ACTIVITY_SECONDS = 0.2
 TIMER = timedelta(milliseconds=500)
 #: Activities are retried; a lease lost to a killed worker is not an attempt (``lease_count``).
 OPTIONS = workflow.ActivityOptions(retry_options=workflow.RetryOptions(max_attempts=3))

@@ -13,7 +13,7 @@ import itertools
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ class RunRecord:
     killed: dict[int, float] = field(default_factory=dict)
     #: Store restarts: (stopped at, answering again at).
     restarts: list[tuple[float, float]] = field(default_factory=list)
+    #: How many activities were running when each restart began.
+    running_at_restart: list[int] = field(default_factory=list)
     #: The workers' lease timeout (a killed worker's result could still commit within it).
     lease_seconds: float = 0.0
     started_at: float = 0.0
@@ -99,6 +101,13 @@ def ledger_progress(path: Path) -> int:
         return 0
     with path.open("rb") as f:
         return sum(1 for line in f if b'"event": "done"' in line)
+
+
+def running_activities(path: Path, killed: Collection[int]) -> int:
+    """How many activity executions run now: started, not ended, on a worker not killed."""
+    return sum(
+        execution.done is None and execution.pid not in killed for runs in read_ledger(path).values() for execution in runs
+    )
 
 
 def all_executions(client: Client) -> Iterator[WorkflowInstance]:
@@ -275,11 +284,13 @@ def check_ledger(record: RunRecord) -> LedgerCheck:
     )
     if recovery:
         out.figures["recovery_after_kill_s"] = {"median": round(statistics.median(recovery), 2), "max": round(max(recovery), 2)}
-    for down, up in record.restarts:
+    for (down, up), running in zip(record.restarts, record.running_at_restart, strict=True):
         after = [run.started for runs in executions.values() for run in runs if run.started > up]
-        out.figures.setdefault("restarts", []).append(
-            {"outage_s": round(up - down, 2), "first_activity_after_s": round(min(after) - up, 2) if after else None}
-        )
+        out.figures.setdefault("restarts", []).append({
+            "outage_s": round(up - down, 2),
+            "activities_running": running,
+            "first_activity_after_s": round(min(after) - up, 2) if after else None,
+        })
     return out
 
 

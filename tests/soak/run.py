@@ -29,11 +29,16 @@ from django_workflows.client import Client, InstanceAlreadyExists, InstanceFinis
 from testproject.testapp.soak import SIGNAL, STEPS
 from tests.conftest import ManageProcess, wait_for
 from tests.django.private_servers import manage_env
-from tests.soak.check import RunRecord, check_ledger, check_store, instance_id, ledger_progress
+from tests.soak.check import RunRecord, check_ledger, check_store, instance_id, ledger_progress, running_activities
 from tests.soak.leftovers import leftovers
 from tests.soak.stores import SoakStore
 
 T = TypeVar("T")
+
+#: The restart waits until this many activities run (started, not ended) and keeps the server
+#: down longer than an activity takes (``ACTIVITY_SECONDS``): their results arrive while it is away.
+RESTART_AMID_ACTIVITIES = 3
+RESTART_DOWN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,10 @@ class SoakReport:
         if "recovery_after_kill_s" in f:
             lines.append(f"  killed work taken over after: {f['recovery_after_kill_s']} s")
         for restart in f.get("restarts", []):
-            lines.append(f"  restart: store away {restart['outage_s']} s, next activity {restart['first_activity_after_s']} s later")
+            lines.append(
+                f"  restart amid {restart['activities_running']} running activities: store away {restart['outage_s']} s, "
+                f"next activity {restart['first_activity_after_s']} s later"
+            )
         lines.append(f"  worker log lines: {f.get('log_lines')}")
         broken = self.violations + self.after_restart
         lines.append("  invariants: " + ("all hold" if self.ok else f"{len(broken)} violations"))
@@ -299,9 +307,13 @@ class Soak:
                 # A worker that starts while the store is away exits at once by design (its
                 # supervisor starts it again): restart only once every replacement is up.
                 self.workers.died += self.workers.wait_started()
+                # And while activities run, so that results are on their way when the store
+                # goes (the moment a restart can lose something), whatever the timing.
+                running = _count_at_least(lambda: running_activities(self.record.ledger, self.workers.killed), RESTART_AMID_ACTIVITIES)
                 down = time.time()
-                self.store.restart()
+                self.store.restart(down_for=RESTART_DOWN_SECONDS)
                 self.record.restarts.append((down, time.time()))
+                self.record.running_at_restart.append(running)
                 _reconnect()
                 # No kill within a lease after the restart: the check could not tell which of
                 # the two made an activity run again (it would blame the kill).
@@ -331,6 +343,16 @@ class Soak:
                 continue
             self.record.accepted[name].append(token)
             return
+
+
+def _count_at_least(count: Callable[[], int], wanted: int, timeout: float = 30) -> int:
+    """Poll ``count()`` until it reaches ``wanted`` (or ``timeout`` passes); its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = count()
+        if value >= wanted or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
 
 
 def _reconnect() -> None:

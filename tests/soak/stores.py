@@ -6,6 +6,7 @@ disturbs nobody else's tests and the soak starts from an empty store.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from tests.django.private_servers import (
@@ -82,11 +83,13 @@ class SoakStore:
             return {**sqlite, **self._redis.env()}
         return {**sqlite, "WORKFLOWS_BACKEND": "orm"}
 
-    def restart(self) -> None:
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the server, wait ``down_for`` seconds, start it again on the same data."""
         server = self._mariadb or self._postgres or self._redis
         if server is None:
             raise ValueError("SQLite has no server to restart (--restart needs mysql, postgres or redis)")
         server.stop()
+        time.sleep(down_for)
         server.start()
 
     def close(self) -> None:

@@ -100,7 +100,7 @@ def test_a_reexecution_no_kill_explains_is_a_violation(tmp_path: Path):
 
 def test_a_reexecution_during_a_restart_is_listed_apart(tmp_path: Path):
     record = RunRecord(workflows=1, ledger=_ledger(tmp_path, ("a", 7, 1.0, 1.1), ("a", 8, 6.0, 6.1)), lease_seconds=4)
-    record.restarts = [(1.2, 2.5)]
+    record.restarts, record.running_at_restart = [(1.2, 2.5)], [1]
     result = check_ledger(record)
     assert result.problems == []
     assert len(result.after_restart) == 1 and "as the store restarted (1.200 to 2.500)" in result.after_restart[0]

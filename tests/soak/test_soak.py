@@ -61,7 +61,7 @@ def soak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         if not report_path.exists():
             _run_soak(backend, restart, tmp_path_factory.mktemp(f"soak-{backend}"), report_path)
     report: dict[str, Any] = json.loads(report_path.read_text())
-    report["restart"] = restart
+    report["restart"], report["backend"] = restart, backend
     return report
 
 
@@ -91,7 +91,11 @@ def test_soak_invariants(soak: dict[str, Any]) -> None:
 
 def test_soak_no_reexecution_after_restart(soak: dict[str, Any], request: pytest.FixtureRequest) -> None:
     """No activity runs again because the store restarted under a worker that lived on."""
-    if soak["restart"]:
+    if soak["backend"] == "redis":
+        # redis-py retries a command on a connection error for a few seconds (10 tries, backoff
+        # with jitter), so a short restart loses a result only in some runs.
+        request.applymarker(pytest.mark.xfail(strict=False, reason=DROPPED_COMPLETION + "; in some runs on Redis"))
+    elif soak["restart"]:
         request.applymarker(pytest.mark.xfail(strict=True, reason=DROPPED_COMPLETION))
     assert soak["after_restart"] == [], soak["output"]
 
