@@ -122,10 +122,7 @@ def outage_story(processes: Processes, stop: Callable[[], None], start: Callable
 def test_mariadb_outage(tmp_path: Path) -> None:
     server = PrivateMariaDB(tmp_path / "mariadb")
     server.start()
-    server.sql(
-        "CREATE DATABASE wf CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
-        "CREATE USER 'wf'@'127.0.0.1' IDENTIFIED BY 'wf-pw'; GRANT ALL ON *.* TO 'wf'@'127.0.0.1';"
-    )
+    server.create_database()
     processes = Processes(tmp_path, manage_env(mariadb_env(server), FAST))
     try:
         processes.run("migrate", "-v0")
