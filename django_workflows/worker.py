@@ -661,7 +661,11 @@ class Worker:
         self.registry.register_workflow(expire_workflow_instances, EXPIRATION_WORKFLOW_NAME)
         self.registry.register_activity(self._remove_finished_instances, EXPIRATION_ACTIVITY_NAME)
         backend_options = backend.options
-        self._runner = ActivityRunner(self.registry, backend_options.converter, backend_options.context_propagators)
+        self._payload_limits = backend_options.payload_limits(self.instrumentation.large_payload)
+        self._runner = ActivityRunner(
+            self.registry, backend_options.converter, backend_options.context_propagators,
+            payload_limits=self._payload_limits,
+        )
         self._propagators = self.instrumentation.propagators(backend_options.context_propagators)
         self._workflow_heartbeat = _interval(self.options.workflow_heartbeat_interval, backend_options.workflow_lock)
         self._activity_heartbeat = _interval(self.options.activity_heartbeat_interval, backend_options.activity_lock)
@@ -982,6 +986,7 @@ class Worker:
             converter=options.converter,
             propagators=self._propagators,
             max_history_size=options.max_history_size,
+            payload_limits=self._payload_limits,
             clock=system_clock,
         )
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from django_workflows import activity, register_activity, register_workflow, workflow
 
+from . import soak  # noqa: F401  (registers the fault soak's workflows: tests/soak)
+
 
 def _append(path: str, line: str) -> None:
     with open(path, "a", encoding="utf-8") as f:

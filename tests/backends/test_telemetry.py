@@ -357,6 +357,32 @@ def test_a_lost_lease_is_counted_and_marked_on_the_attempt(backend_factory: Any,
     assert otel.total("workflows.activity.duration", activity="slow_step", outcome="lease_lost") == 1
 
 
+def echo(value: str) -> str:
+    return value
+
+
+async def long_history(ctx: workflow.Context, value: str) -> int:
+    for _ in range(14):  # 3 events each: past 80 % of max_history_size 50
+        await workflow.execute_activity(ctx, ActivityOptions(), echo, "")
+    return len(await workflow.execute_activity(ctx, ActivityOptions(), echo, value))
+
+
+def test_large_payloads_and_a_history_near_its_limit_are_counted(backend_factory: Any, otel: Otel) -> None:
+    backend = backend_factory(payload_warn_size=1_000, max_payload_size=10_000, max_history_size=50)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    worker = _worker(backend, otel, queue)
+    worker.register_workflow(long_history)
+    worker.register_activity(echo)
+    with worker:
+        client = Client(backend, registry=worker.registry, instrumentation=otel.instrumentation)
+        instance = client.create_workflow_instance(WorkflowInstanceOptions(queue=queue), long_history, "x" * 2_000)
+        assert client.get_workflow_result(instance, timeout=30) == 2_000
+    # The start's input (counted by the client), the activity's input and its result (the worker).
+    for kind in ("workflow input", "activity input", "activity result"):
+        assert otel.total("workflows.payload.large", kind=kind) == 1, kind
+    assert otel.total("workflows.history.near_limit", workflow="long_history") == 1
+
+
 # -- lease losses: only real ones are reported (a heartbeat racing its own completion is not) --
 
 _started = threading.Event()

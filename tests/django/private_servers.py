@@ -1,6 +1,7 @@
 """Database and Redis servers that one test owns: started in a temporary directory on a free
 port, so the test can stop and restart them without disturbing the servers the rest of the
-suite (and other tox environments) share. MariaDB's lives in ``test_db_restart``.
+suite (and other tox environments) share. The crash, outage and restart tests and the fault soak
+(``tests.soak``, which runs outside pytest too) use them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO_ROOT, ManageProcess, wait_for
-from tests.django.test_db_restart import PrivateMariaDB
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -37,6 +37,53 @@ def missing_postgres() -> str:
 
 def missing_redis() -> str:
     return "" if shutil.which("redis-server") else "needs redis-server"
+
+
+class PrivateMariaDB:
+    """A MariaDB server in ``root`` (root connects over its socket; ``create_database`` adds the
+    ``wf`` database and user that ``mariadb_env`` describes)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.socket = root / "mysqld.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            ["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={root / 'data'}",
+             "--auth-root-authentication-method=socket", "--skip-test-db"],
+            check=True, capture_output=True,
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.root / 'data'}", f"--socket={self.socket}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", f"--log-error={self.root / 'error.log'}",
+             "--skip-name-resolve", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+             "--innodb-buffer-pool-size=32M"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.sql("SELECT 1", check=False).returncode == 0, timeout=60, what="MariaDB to start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+    def sql(self, statement: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["mariadb", "--no-defaults", "-hlocalhost", f"--socket={self.socket}", "-uroot", "-N", "-e", statement],
+            check=check, capture_output=True, text=True,
+        )
+
+    def create_database(self) -> None:
+        self.sql(
+            "CREATE DATABASE wf CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+            "CREATE USER 'wf'@'127.0.0.1' IDENTIFIED BY 'wf-pw'; GRANT ALL ON *.* TO 'wf'@'127.0.0.1';"
+        )
+
+
+def missing_mariadb() -> str:
+    return "" if shutil.which("mariadbd") else "needs the mariadb-server package (mariadbd)"
 
 
 class PrivatePostgres:
@@ -80,15 +127,21 @@ class PrivatePostgres:
 
 
 class PrivateRedis:
-    def __init__(self, root: Path) -> None:
+    """A Redis server in ``root``. ``persistent``: with an append-only file written at every
+    command, so that a restart (``stop`` then ``start``) keeps the data, as a production Redis
+    for workflows must (``django_workflows.W020``); without it a restart empties the store."""
+
+    def __init__(self, root: Path, persistent: bool = False) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", *persistence,
              "--dir", str(self.root)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, ManageProcess, wait_for
+from tests.django.private_servers import PrivateMariaDB, manage_env, mariadb_env
 
 pytestmark = [
     pytest.mark.mysql,
@@ -30,69 +31,17 @@ pytestmark = [
 FAST_LEASES = {"workflow_lock_timeout": 2, "activity_lock_timeout": 2, "sticky_timeout": 0}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateMariaDB:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.socket = root / "mysqld.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
-        subprocess.run(
-            ["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={root / 'data'}",
-             "--auth-root-authentication-method=socket", "--skip-test-db"],
-            check=True, capture_output=True,
-        )
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.root / 'data'}", f"--socket={self.socket}",
-             f"--port={self.port}", "--bind-address=127.0.0.1", f"--log-error={self.root / 'error.log'}",
-             "--skip-name-resolve", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
-             "--innodb-buffer-pool-size=32M"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: self.sql("SELECT 1", check=False).returncode == 0, timeout=60, what="MariaDB to start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(60)
-
-    def sql(self, statement: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["mariadb", "--no-defaults", "-hlocalhost", f"--socket={self.socket}", "-uroot", "-N", "-e", statement],
-            check=check, capture_output=True, text=True,
-        )
-
-
 @pytest.fixture
 def mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
     server = PrivateMariaDB(tmp_path / "mariadb")
     server.start()
-    server.sql(
-        "CREATE DATABASE wf CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
-        "CREATE USER 'wf'@'127.0.0.1' IDENTIFIED BY 'wf-pw'; GRANT ALL ON *.* TO 'wf'@'127.0.0.1';"
-    )
+    server.create_database()
     yield server
     server.stop()
 
 
 def _env(server: PrivateMariaDB, **extra: str) -> dict[str, str]:
-    import json
-
-    env = dict(os.environ)
-    env.update(
-        DB="mysql", MYSQL_HOST="127.0.0.1", MYSQL_PORT=str(server.port), MYSQL_USER="wf", MYSQL_PASSWORD="wf-pw",
-        MYSQL_DATABASE="wf", WORKFLOWS_OPTIONS=json.dumps(FAST_LEASES), PYTHONUNBUFFERED="1",
-        TESTPROJECT_TEST_APPS="1",
-    )
-    env.update(extra)
-    return env
+    return manage_env(mariadb_env(server), FAST_LEASES, **extra)
 
 
 def _manage(server: PrivateMariaDB, tmp_path: Path, *args: str) -> ManageProcess:

@@ -122,10 +122,7 @@ def outage_story(processes: Processes, stop: Callable[[], None], start: Callable
 def test_mariadb_outage(tmp_path: Path) -> None:
     server = PrivateMariaDB(tmp_path / "mariadb")
     server.start()
-    server.sql(
-        "CREATE DATABASE wf CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
-        "CREATE USER 'wf'@'127.0.0.1' IDENTIFIED BY 'wf-pw'; GRANT ALL ON *.* TO 'wf'@'127.0.0.1';"
-    )
+    server.create_database()
     processes = Processes(tmp_path, manage_env(mariadb_env(server), FAST))
     try:
         processes.run("migrate", "-v0")
@@ -195,8 +192,10 @@ def test_sqlite_store_locked_too_long(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         assert worker.wait(180) == 1, worker.output()
         output = worker.output()
-        steps = _lines(output, r"store unreachable for .*database is locked.*next workflow poll")
-        assert 1 <= len(steps) <= 4, output
+        # Whichever poller meets the lock first (under load, the activity poller may give up the
+        # worker before the workflow poller logs a step).
+        steps = _lines(output, r"store unreachable for .*database is locked.*next (workflow|activity) poll")
+        assert 1 <= len(steps) <= 8, output  # a few per poller, not one per poll
         assert "store reachable again" not in output, output
         assert "CommandError: the workflow store was unreachable for" in output
         assert "Traceback" not in output, output

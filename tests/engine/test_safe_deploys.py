@@ -4,6 +4,7 @@ are the task's, the backoff, the reset planner and the deadlock watch of ``engin
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -221,7 +222,7 @@ def test_a_panic_during_replay_of_a_task_that_went_on_is_non_determinism() -> No
     executor = driver.new_executor(_registry_with(crashes))
     executor.execute_task(last_sequence_id=len(driver.store.events), new_events=[])
     failure = executor.task_failure
-    assert isinstance(failure, NondeterminismError) and "PanicError" in failure.got
+    assert isinstance(failure, NondeterminismError) and "with ValueError: not a bug class" in failure.got
 
 
 @pytest.mark.parametrize(
@@ -403,6 +404,11 @@ def test_a_sleeping_step_is_detected_and_abandoned() -> None:
     threads.close()
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] == (3, 13),
+    reason="CPython 3.13 does not deliver PyThreadState_SetAsyncExc to a thread that spins in Python code "
+    "(python/cpython#139622): the task is still given up and the instance blocked, but the loop keeps its thread",
+)
 def test_a_cpu_loop_is_interrupted() -> None:
     threads = CodeThreads(0.3)
     ended = threading.Event()
