@@ -267,6 +267,9 @@ def _run_worker(settings: WorkerSettings, backend: Any) -> None:
         worker.stop()
         failure = worker.failure
         if failure is not None:
+            # Not cancelled: whatever still waits on the dead store (a thread the interpreter
+            # joins at exit included) must not keep the process from the supervisor's restart.
+            _watchdog(OUTAGE_DRAIN_SECONDS + RELEASE_SECONDS, 1)
             drained = worker.wait_for_completion(OUTAGE_DRAIN_SECONDS)
         else:
             drained = _shut_down(worker)
@@ -292,18 +295,25 @@ def _shut_down(worker: Worker) -> bool:
     """``Worker.shutdown`` within a bound: past the grace period and ``RELEASE_SECONDS``, a
     watchdog ends the process (releasing the leases may wait on a store that does not answer)."""
     grace = worker.options.grace_period.total_seconds()  # type: ignore[union-attr]
-
-    def overdue() -> None:
-        logger.error("stopping took longer than the grace period and %g s; exiting", RELEASE_SECONDS)
-        _exit(EXIT_GRACE_PERIOD_OVER)
-
-    watchdog = threading.Timer(grace + RELEASE_SECONDS, overdue)
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog = _watchdog(grace + RELEASE_SECONDS, EXIT_GRACE_PERIOD_OVER)
     try:
         return worker.shutdown()
     finally:
         watchdog.cancel()
+
+
+def _watchdog(seconds: float, status: int) -> threading.Timer:
+    """A daemon timer that ends the process with ``status`` after ``seconds`` (cancel it if
+    the process gets there by itself)."""
+
+    def overdue() -> None:
+        logger.error("stopping took longer than %g s; exiting with status %d", seconds, status)
+        _exit(status)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _exit(status: int) -> None:
