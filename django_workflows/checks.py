@@ -2,7 +2,8 @@
 
 Ids: ``django_workflows.E001`` a ``WORKFLOWS`` alias cannot be loaded; ``E002`` ``USE_TZ`` is
 off; ``W001`` an ORM backend on SQLite without IMMEDIATE transactions; ``W002`` an ORM backend on
-SQLite without WAL (needs ``check --database``); ``W020``/``W021`` come from the Redis backend
+SQLite without WAL and ``W003`` a MySQL/MariaDB ``max_allowed_packet`` too small for the
+backend's ``max_payload_size`` (both need ``check --database``); ``W020``/``W021`` come from the Redis backend
 (no persistence, evicting memory policy). Each backend adds its own through ``backend.check()``
 (``backends/orm/checks.py``, ``backends/redis/checks.py``), the way ``django.tasks`` delegates
 checks to its backends: with ``alias`` (its ``WORKFLOWS`` alias), and ``databases`` in database

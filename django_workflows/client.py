@@ -40,6 +40,7 @@ from .engine.errors import (
     InstanceNotFinished,
     InstanceNotFound,
     NotSupported,
+    PayloadTooLarge,
     WorkflowError,
     WorkflowTerminated,
     WorkflowTimedOut,
@@ -58,6 +59,7 @@ from .engine.history import (
     WorkflowExecutionTimedOutAttributes,
     new_event,
 )
+from .engine.payloads import PayloadLimits
 from .engine.registry import Registry, check_arguments
 from .engine.reset import ResetError, plan_reset, started_attributes
 from .instrumentation import Instrumentation, default_instrumentation
@@ -85,6 +87,7 @@ __all__ = [
     "InstanceAlreadyExists",
     "InstanceNotFinished",
     "NotSupported",
+    "PayloadTooLarge",
     "ResetError",
     "WorkflowTimeout",
     "WorkflowTerminated",
@@ -152,6 +155,7 @@ class Client:
     ) -> None:
         self._backend = backend
         self._registry = registry
+        self._payload_limits: PayloadLimits | None = None
         #: Spans and metrics of starts, signals, cancellations and terminations.
         self.instrumentation = instrumentation or default_instrumentation()
 
@@ -170,6 +174,15 @@ class Client:
 
             self._registry = registry
         return self._registry
+
+    @property
+    def payload_limits(self) -> PayloadLimits:
+        """The backend's payload limits, counted by this client's instrumentation: a start or a
+        signal over ``max_payload_size`` raises ``PayloadTooLarge`` before anything is written."""
+        limits = self._payload_limits
+        if limits is None:
+            limits = self._payload_limits = self.backend.options.payload_limits(self.instrumentation.large_payload)
+        return limits
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -209,7 +222,11 @@ class Client:
         if callable(workflow):
             check_arguments(workflow, args, skip_context=True)
         converter = self.backend.options.converter
-        inputs = [converter.to_payload(arg) for arg in args]
+        limits = self.payload_limits
+        inputs = [
+            limits.check(converter.to_payload(arg), "workflow input", f"{index} of workflow {name} (instance {instance_id})")
+            for index, arg in enumerate(args, start=1)
+        ]
         metadata = dict(metadata or {})
         for propagator in self.backend.options.context_propagators:
             propagator.inject(metadata)
@@ -280,7 +297,7 @@ class Client:
         """The ``SignalReceived`` event ``signal_workflow`` sends: the name validated and the
         argument converted (``ValueError``/``TypeError`` here, before anything is written)."""
         validate_signal_name(name)
-        payload = self.backend.options.converter.to_payload(arg)
+        payload = self.payload_limits.check(self.backend.options.converter.to_payload(arg), "signal value", f"of signal {name}")
         return new_event(SignalReceivedAttributes(name=name, arg=payload), system_clock.now())
 
     def remove_workflow_instance(self, instance: WorkflowInstance | str) -> None:
@@ -471,7 +488,9 @@ class Client:
         ``timedelta`` interval); ``ScheduleAlreadyExists`` if the id is taken."""
         from .schedules import operations
 
-        name, inputs = operations.checked_inputs(self.registry, self.backend.options.converter, workflow, args)
+        name, inputs = operations.checked_inputs(
+            self.registry, self.backend.options.converter, workflow, args, self.payload_limits
+        )
         definition = ScheduleDefinition(
             schedule_id=schedule_id, workflow_name=name, inputs=inputs, spec=ScheduleSpec.coerce(spec),
             queue=queue, overlap=OverlapPolicy.parse(overlap), catchup_window=operations.window(catchup_window),
@@ -504,7 +523,9 @@ class Client:
             converter = self.backend.options.converter
             target = workflow if workflow is not None else current.workflow_name
             values = args if args is not None else [converter.from_payload(p) for p in current.inputs]
-            changes["workflow_name"], changes["inputs"] = operations.checked_inputs(self.registry, converter, target, values)
+            changes["workflow_name"], changes["inputs"] = operations.checked_inputs(
+                self.registry, converter, target, values, self.payload_limits
+            )
         return self._describe(operations.update(store, schedule_id, **changes), outcomes=False)
 
     def pause_schedule(self, schedule_id: str, note: str = "") -> None:

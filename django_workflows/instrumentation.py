@@ -29,6 +29,7 @@ from typing import Any
 from .engine.backend import ActivityTask, Backend, ExecutionResult, WorkflowTask
 from .engine.clock import system_clock
 from .engine.core import InstanceState, Metadata, WorkflowInstance
+from .engine.executor import HISTORY_WARNING_SHARE
 from .engine.history import (
     ActivityFailedAttributes,
     ActivityScheduledAttributes,
@@ -154,6 +155,11 @@ class Instrumentation:
         if self.otel is not None:
             self.otel.workflows_finished.add(1, {"workflow": name, "queue": queue, "outcome": "terminated"})
 
+    def large_payload(self, kind: str, size: int) -> None:
+        """Count a payload above the warning size (``engine.payloads`` has logged it)."""
+        if self.otel is not None:
+            self.otel.large_payloads.add(1, {"kind": kind})
+
     # -- workers ---------------------------------------------------------------------------------
 
     def workflow_task(self, task: WorkflowTask) -> WorkflowTaskObservation:
@@ -210,6 +216,14 @@ class WorkflowTaskObservation:
     def committed(self, result: ExecutionResult, executor: Any) -> None:
         task = self.task
         name = result.workflow_name or task.workflow_name
+        if result.history_warning:
+            length = result.executed[-1].sequence_id if result.executed else task.last_sequence_id
+            logger.warning(
+                "workflow %s of instance %s has %d history events, over %d %% of max_history_size (%d): it fails "
+                "at the limit; continue as new (raise workflow.ContinueAsNew(...)) to start a fresh history",
+                name, task.instance, length, round(HISTORY_WARNING_SHARE * 100), result.history_warning,
+                extra=log_extra(task.instance, name),
+            )
         if result.state is not InstanceState.ACTIVE:
             outcome = workflow_outcome(result)
             extra = log_extra(task.instance, name)
@@ -290,6 +304,8 @@ class TracedWorkflowTask(WorkflowTaskObservation):
         labels = self.labels
         if result.workflow_name and result.workflow_name != labels["workflow"]:
             labels["workflow"] = result.workflow_name
+        if result.history_warning:
+            otel.history_near_limit.add(1, labels)
         parent = otel_trace.set_span_in_context(span)
         base = {
             "workflows.workflow": labels["workflow"],
@@ -432,10 +448,11 @@ class TracedActivity(ActivityObservation):
 
     def finished(self, result: Attributes) -> None:
         super().finished(result)
+        lost = self.outcome == "lease_lost"  # found while it ran: its result is discarded
         if not isinstance(result, ActivityFailedAttributes):
-            self.outcome = "completed"
+            self.outcome = "lease_lost" if lost else "completed"
             return
-        self.outcome = "failed"
+        self.outcome = "lease_lost" if lost else "failed"
         error = result.error
         self.span.add_event(
             "exception",

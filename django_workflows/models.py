@@ -109,6 +109,9 @@ class WorkflowInstance(models.Model):
             ("remove_workflowinstance", _("Can remove workflow instances")),
             ("restart_workflowinstance", _("Can restart workflow instances")),
             ("reset_workflowinstance", _("Can reset workflow instances")),
+            # Inputs, results, signal values and history payloads may hold personal data: view
+            # permission alone shows states and event names, with payloads hidden.
+            ("view_payloads", _("Can view workflow payloads (inputs, results, signal values)")),
         ]
 
     def __str__(self) -> str:

@@ -450,7 +450,9 @@ def show_text(data: dict[str, Any]) -> str:
         lines.append(f"Continued as execution {data['continued_execution_id']}")
     if "error" in data:
         error = data["error"]
-        lines.append(f"Error:      {error['type']}: {error['message']}")
+        # A panic: workflow code raised the exception (a bug or bad data), not a WorkflowError.
+        panic = " (raised in workflow code)" if error.get("panic") else ""
+        lines.append(f"Error:      {error['type']}: {error['message']}{panic}")
     if "reason" in data:
         lines.append(f"Reason:     {data['reason'] or '(none given)'}")
     lines.append(f"History:    {data['history_events']} events")

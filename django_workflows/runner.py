@@ -3,7 +3,9 @@
 It checks before starting that the worker can work at all (``prepare``: a known backend alias,
 sensible flags, a reachable and migrated store), registers everything the apps' ``workflows``
 modules registered, connects the Django signals, turns SIGTERM/SIGINT into a graceful stop (no
-new tasks; in-flight ones finish and commit), and a second signal into an immediate exit (leases
+new tasks; in-flight ones finish and commit for up to ``WorkerOptions.grace_period``, then the
+leases of those still running are released for other workers and the process exits with
+``EXIT_GRACE_PERIOD_OVER``), and a second signal into an immediate exit with status 1 (leases
 then expire and other workers take over). A worker that gave up on an unreachable store
 (``WorkerOptions.max_outage``) makes ``run_worker`` raise ``WorkerFailed``, so the command exits
 non-zero and a supervisor restarts it.
@@ -31,6 +33,12 @@ logger = logging.getLogger("django_workflows.runner")
 #: After giving up on the store, how long to wait for running tasks before exiting anyway
 #: (they cannot commit their results while the store is down).
 OUTAGE_DRAIN_SECONDS = 10.0
+#: The exit status of a worker whose grace period ended with tasks still running (their leases
+#: released); 1 is for errors (and a second signal), 2 for flags that do not parse.
+EXIT_GRACE_PERIOD_OVER = 3
+#: Once the grace period is over, how long releasing the leases and tidying up may take before
+#: the process exits anyway (a store that does not answer must not keep it alive).
+RELEASE_SECONDS = 10.0
 #: An instance id no one uses: looking it up tells whether the store answers.
 _PROBE_INSTANCE_ID = "__django_workflows_probe__"
 
@@ -64,6 +72,7 @@ class WorkerSettings:
     #: them, else what the project's ``LOGGING`` says).
     log_level: str | None = None
     app_version: str | None = None
+    grace_period: float | None = None
 
     def worker_options(self, **extra: Any) -> WorkerOptions:
         chosen = {
@@ -257,17 +266,50 @@ def _run_worker(settings: WorkerSettings, backend: Any) -> None:
     finally:
         worker.stop()
         failure = worker.failure
-        drained = worker.wait_for_completion(OUTAGE_DRAIN_SECONDS if failure is not None else None)
+        if failure is not None:
+            drained = worker.wait_for_completion(OUTAGE_DRAIN_SECONDS)
+        else:
+            drained = _shut_down(worker)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if failure is not None and not drained:
             # Task threads are stuck on the dead store; the interpreter would wait for them at exit.
             logger.error("%s; exiting without waiting for %d running task(s)", failure, worker.in_flight)
-            logging.shutdown()
-            os._exit(1)
+            _exit(1)
+        if not drained:
+            # Their threads are stuck in code Python cannot stop; the interpreter would wait.
+            logger.error(
+                "worker %s exits with status %d: tasks still ran when the grace period ended (their leases are released)",
+                worker.worker_id, EXIT_GRACE_PERIOD_OVER,
+            )
+            _exit(EXIT_GRACE_PERIOD_OVER)
         logger.info("worker stopped: %s", worker.worker_id)
     if failure is not None:
         raise WorkerFailed(f"{failure}; exiting so that a supervisor can restart the worker")
+
+
+def _shut_down(worker: Worker) -> bool:
+    """``Worker.shutdown`` within a bound: past the grace period and ``RELEASE_SECONDS``, a
+    watchdog ends the process (releasing the leases may wait on a store that does not answer)."""
+    grace = worker.options.grace_period.total_seconds()  # type: ignore[union-attr]
+
+    def overdue() -> None:
+        logger.error("stopping took longer than the grace period and %g s; exiting", RELEASE_SECONDS)
+        _exit(EXIT_GRACE_PERIOD_OVER)
+
+    watchdog = threading.Timer(grace + RELEASE_SECONDS, overdue)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return worker.shutdown()
+    finally:
+        watchdog.cancel()
+
+
+def _exit(status: int) -> None:
+    """Exit now, without waiting for threads (they are stuck); the log lines go out first."""
+    logging.shutdown()
+    os._exit(status)
 
 
 def _idle(worker: Worker) -> bool:

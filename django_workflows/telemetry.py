@@ -226,6 +226,13 @@ class Otel:
         self.leases_lost = counter(
             "workflows.lease.lost", "{lease}", "Task leases lost while running (the result is discarded)."
         )
+        self.large_payloads = counter(
+            "workflows.payload.large", "{payload}", "Payloads above the warning size (payload_warn_size), by kind."
+        )
+        self.history_near_limit = counter(
+            "workflows.history.near_limit", "{execution}",
+            "Executions whose history passed 80 % of max_history_size (continue as new before the limit).",
+        )
         self.workflow_task_duration = histogram("workflows.workflow.task.duration", "Time to execute and commit a workflow task.")
         self.workflow_task_latency = histogram(
             "workflows.workflow.task.schedule_to_start", "Time a workflow task waited in its queue (from its oldest event)."

@@ -5,7 +5,9 @@ A worker runs pollers in background threads. Each poller leases one task at a ti
 ``max_parallel_*_tasks``) and hands it to a thread pool. While a task runs, a heartbeat thread
 extends its lease; if an extension fails the task is abandoned locally: its result is never
 committed, because another worker may own the task now. ``stop()`` stops polling and lets the
-tasks in flight finish (drain); ``wait_for_completion()`` waits for them.
+tasks in flight finish (drain); ``wait_for_completion()`` waits for them. ``shutdown()`` waits up
+to ``grace_period``, then releases the leases of the tasks still running for other workers.
+A completion that fails for a passing reason is retried while its lease holds (``completions``).
 
 Workflow tasks go through the executor cache: an instance the worker ran recently continues its
 cached executor without replaying history (sticky execution).
@@ -41,6 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 
 from .client import Client, WorkflowInstanceOptions
+from .completions import commit
 from .engine.activity_runner import ActivityCanceled, ActivityLeaseLost, ActivityRunner
 from .engine.backend import (
     NO_LEASES,
@@ -58,13 +61,13 @@ from .engine.clock import system_clock, to_timedelta
 from .engine.converter import Payload
 from .engine.core import DEFAULT_QUEUE, SYSTEM_QUEUE, InstanceState, WorkflowInstance
 from .engine.deadlock import CodeThreads, WorkflowCodeHung
-from .engine.errors import CompletionRejected, LeaseLost, NotSupported, WorkflowError, one_line
+from .engine.errors import CompletionRejected, InstanceNotFound, LeaseLost, NotSupported, WorkflowError, one_line
 from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
 from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
-from .instrumentation import Instrumentation, default_instrumentation
+from .instrumentation import ActivityObservation, Instrumentation, WorkflowTaskObservation, default_instrumentation
 from .presence import WorkerPresence
 from .schedules.scheduler import Scheduler, sync_declared
 
@@ -90,6 +93,9 @@ _SWEEP_INTERVAL = 0.5
 _HEARTBEAT_WRITE_INTERVAL = 1.0
 # After the worker's own estimate of an attempt's deadline, it asks the backend this often.
 _DEADLINE_RECHECK = 0.5
+# A lease found gone this close to the worker's estimate of the deadline was a timeout (the
+# store's clock decides it), not a loss to another worker.
+_DEADLINE_SLACK = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +148,9 @@ class WorkerOptions:
     worker_heartbeat_interval: timedelta | float = timedelta(seconds=10)
     #: The version of the project's code this worker runs, shown with the live workers.
     app_version: str = ""
+    #: How long ``shutdown`` lets running tasks finish before it releases their leases, so that
+    #: other workers take them at once (0: release at once). docs/reliability.md
+    grace_period: timedelta | float = timedelta(seconds=30)
 
     def __post_init__(self) -> None:
         for name in (
@@ -154,10 +163,13 @@ class WorkerOptions:
             "blocked_retry_max_interval",
             "workflow_deadlock_timeout",
             "worker_heartbeat_interval",
+            "grace_period",
         ):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
         if self.max_outage < timedelta(0):  # type: ignore[operator]
             raise ValueError(f"max_outage must not be negative (0 retries forever), got {self.max_outage!r}")
+        if self.grace_period < timedelta(0):  # type: ignore[operator]
+            raise ValueError(f"grace_period must not be negative (0 releases at once), got {self.grace_period!r}")
         policies = dict(self.workflow_failure_policies)
         named = [(f"workflow_failure_policies[{name!r}]", policy) for name, policy in policies.items()]
         for where, policy in [("workflow_failure_policy", self.workflow_failure_policy), *named]:
@@ -299,40 +311,59 @@ class _Release:
 
 
 class _Lease:
-    """A running task whose lease the heartbeat thread keeps alive."""
+    """A running task whose lease the heartbeat thread keeps alive.
 
-    def __init__(self, extend: Callable[[], None], interval: float) -> None:
+    Once the task starts committing (``finishing``), a failed extension is no news: the
+    completion releases the lease itself, so a heartbeat that lands just after it finds the
+    lease gone, and a real loss shows in the completion's own answer. Only a loss while the
+    task still runs is reported (``on_lost``)."""
+
+    def __init__(self, extend: Callable[[], None], interval: float, lock: float | None = None) -> None:
         self._extend = extend
         self.interval = interval
+        #: How long the store grants the lease for (at least three intervals: ``_interval``).
+        self.lock = 3 * interval if lock is None else lock
         self.next_at = time.monotonic() + interval
+        #: When the lease runs out unless extended (``time.monotonic()``; the store's clock decides).
+        self.valid_until = time.monotonic() + self.lock
         self.lost = False
+        #: The task is committing, blocking or giving up its result: its lease ends with that.
+        self.finishing = False
+        #: The worker released the lease at shutdown (``Worker.shutdown``): not a loss.
+        self.released = False
         #: Extensions that failed in a row for a transient reason (a store outage).
         self.failures = 0
         self._lock = threading.Lock()
         # Guards next_at alone: poke() must not wait for an extension in progress.
         self._next_lock = threading.Lock()
-        #: Called (once, without locks held) when the lease is found lost.
+        #: Called (once, without locks held) when the lease is found lost while the task runs.
         self.on_lost: Callable[[], None] | None = None
+        #: Gives the lease back to the store (``Backend.abandon_*_task``), for ``Worker.shutdown``.
+        self.release: Callable[[], None] | None = None
 
     def extend(self) -> None:
         with self._lock:
             if self.lost:
                 raise LeaseLost()
+            started = time.monotonic()
             with self._next_lock:
-                previous, self.next_at = self.next_at, time.monotonic() + self.interval
+                previous, self.next_at = self.next_at, started + self.interval
             try:
                 self._extend()  # may pull next_at earlier (poke)
             except LeaseLost:
                 self.lost = True
-                lost = True
+                report = not self.finishing and not self.released
             except BaseException:
                 with self._next_lock:  # a transient error: try again at the next tick
                     self.next_at = min(self.next_at, previous)
                 raise
             else:
-                lost = False
-        if lost:
-            if self.on_lost is not None:
+                self.valid_until = started + self.lock
+                report = False
+        if self.lost:
+            if not report:
+                logger.debug("a heartbeat found the lease of a finishing task gone (its completion ended it)")
+            elif self.on_lost is not None:
                 self.on_lost()
             raise LeaseLost()
 
@@ -348,6 +379,8 @@ class _Heartbeats:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Set by ``release_all`` (the grace period is over): new leases are given back at once.
+        self.releasing = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="workflows-heartbeat", daemon=True)
@@ -359,15 +392,29 @@ class _Heartbeats:
             self._thread.join(timeout=5)
 
     @contextmanager
-    def track(self, extend: Callable[[], None], interval: float, lease: _Lease | None = None) -> Iterator[_Lease]:
-        lease = lease or _Lease(extend, interval)
+    def track(self, lease: _Lease) -> Iterator[_Lease]:
+        """Keep ``lease`` alive while the task runs. Once ``release_all`` ran, the lease is
+        given back at once instead (the task then sees ``lease.released`` and stops)."""
         with self._lock:
-            self._leases.add(lease)
+            releasing = self.releasing
+            if not releasing:
+                self._leases.add(lease)
+        if releasing:
+            _give_back(lease)
         try:
             yield lease
         finally:
+            lease.finishing = True  # an extension still under way finds the lease gone: no news
             with self._lock:
                 self._leases.discard(lease)
+
+    def release_all(self) -> int:
+        """Give back the leases of the running tasks (and, from now on, of tasks that start);
+        return how many were given back."""
+        with self._lock:
+            self.releasing = True
+            held = [lease for lease in self._leases if not lease.lost]
+        return sum(_give_back(lease) for lease in held)
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
@@ -378,14 +425,27 @@ class _Heartbeats:
                 try:
                     lease.extend()
                     lease.failures = 0
-                except LeaseLost:
-                    logger.warning("lost the lease of a running task; its result will be discarded")
+                except LeaseLost:  # reported by the lease's on_lost if the task still runs
+                    pass
                 except Exception as exc:  # a transient store error: try again soon
                     # One line per outage and lease, not one every tick while the store is down.
                     if not lease.failures:
                         logger.warning("extending a task lease failed (%s); retrying", one_line(exc))
                     lease.failures += 1
                     lease.next_at = time.monotonic() + min(_HEARTBEAT_RETRY, lease.interval)
+
+
+def _give_back(lease: _Lease) -> bool:
+    """Release ``lease`` to the store for other workers (no more extensions, nor a commit)."""
+    lease.released = lease.lost = True
+    if lease.release is None:
+        return False
+    try:
+        lease.release()
+    except Exception as exc:  # the store is down: the lease expires by itself
+        logger.warning("releasing a task lease failed (%s); it expires by itself", one_line(exc))
+        return False
+    return True
 
 
 class StoreUnavailable(Exception):
@@ -472,7 +532,7 @@ class _ActivityAttempt:
         self._throttle = min(_HEARTBEAT_WRITE_INTERVAL, lease_interval)
         if self._heartbeat_timeout is not None:
             self._throttle = min(self._throttle, self._heartbeat_timeout / 3)
-        self.lease = _Lease(self.sync, lease_interval)
+        self.lease = _Lease(self.sync, lease_interval, backend.options.activity_lock.total_seconds())
         self._lock = threading.Lock()
         self._details: Payload | None = task.heartbeat_details or attributes.heartbeat_details
         self._unsent: Payload | None = None
@@ -495,6 +555,11 @@ class _ActivityAttempt:
         if self._heartbeat_timeout is not None:
             candidates.append(self._last_beat + self._heartbeat_timeout)
         return min(candidates) if candidates else None
+
+    def timed_out(self) -> bool:
+        """Whether the attempt's time is up by this worker's estimate (``deadline``)."""
+        deadline = self.deadline()
+        return deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK
 
     def _poke_deadline(self) -> None:
         deadline = self.deadline()
@@ -596,7 +661,11 @@ class Worker:
         self.registry.register_workflow(expire_workflow_instances, EXPIRATION_WORKFLOW_NAME)
         self.registry.register_activity(self._remove_finished_instances, EXPIRATION_ACTIVITY_NAME)
         backend_options = backend.options
-        self._runner = ActivityRunner(self.registry, backend_options.converter, backend_options.context_propagators)
+        self._payload_limits = backend_options.payload_limits(self.instrumentation.large_payload)
+        self._runner = ActivityRunner(
+            self.registry, backend_options.converter, backend_options.context_propagators,
+            payload_limits=self._payload_limits,
+        )
         self._propagators = self.instrumentation.propagators(backend_options.context_propagators)
         self._workflow_heartbeat = _interval(self.options.workflow_heartbeat_interval, backend_options.workflow_lock)
         self._activity_heartbeat = _interval(self.options.activity_heartbeat_interval, backend_options.activity_lock)
@@ -727,8 +796,19 @@ class Worker:
             lane.outage.succeeded(polled_at)
             if len(tasks) < slots:
                 lane.slots.release(slots - len(tasks))
+            if self._heartbeats.releasing and tasks:
+                # Claimed after the grace period: hand them to other workers rather than start them.
+                lane.slots.release(len(tasks))
+                for task in tasks:
+                    self._abandon(self._abandon_of(lane), task)
+                return
             for task in tasks:
                 self._dispatch(lane, task)
+
+    def _abandon_of(self, lane: _Lane) -> Callable[[Any], None]:
+        if lane.kind == "workflow":
+            return self.backend.abandon_workflow_task
+        return self.backend.abandon_activity_task
 
     def _dispatch(self, lane: _Lane, task: Any) -> None:
         """Run a leased task on the lane's pool; the caller holds a slot for it."""
@@ -818,8 +898,43 @@ class Worker:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._in_flight_lock.wait(remaining)
+        self._close(wait=True)
+        return True
+
+    def shutdown(self, grace_period: float | timedelta | None = None) -> bool:
+        """Stop gracefully: stop polling, let the running tasks finish and commit for up to
+        ``grace_period`` (default ``WorkerOptions.grace_period``), then release the leases of
+        those still running, so that other workers take them at once (a released activity
+        does not count against ``max_activity_leases``). Returns True if every task finished.
+
+        Python cannot stop a thread: code that is stuck keeps its thread, and its late result
+        is refused by the store. A process whose tasks did not all finish should exit with
+        ``os._exit`` (``runworkflows`` does, with status 3) rather than wait for them."""
+        self.stop()
+        grace = to_timedelta(self.options.grace_period if grace_period is None else grace_period, what="grace_period")
+        if self.wait_for_completion(grace.total_seconds()):
+            return True
+        # A poll under way would claim and hand back tasks; let it end before releasing.
+        for thread in self._pollers:
+            thread.join(_POLL_TIMEOUT + 5)
+        released = self.release_running_tasks()
+        logger.warning(
+            "grace period of %g s over: released the leases of %d running task(s) for other workers",
+            grace.total_seconds(), released,
+        )
+        self._close(wait=False)
+        return False
+
+    def release_running_tasks(self) -> int:
+        """Give the leases of the running tasks back to the store (``Backend.abandon_*_task``),
+        and those of tasks that start from now on, so that other workers take them at once;
+        return how many were running. Their results, if they come, are discarded."""
+        return self._heartbeats.release_all()
+
+    def _close(self, *, wait: bool) -> None:
+        """Tidy up after the tasks (``wait``: they all ended; else some are stuck)."""
         for lane in self._lanes.values():
-            lane.pool.shutdown(wait=True)
+            lane.pool.shutdown(wait=wait)
         if self._code is not None:
             self._code.close()
         if self._sweeper is not None:
@@ -837,7 +952,6 @@ class Worker:
             self._hand_back_sticky_instances()
         self.cache.clear()
         self.backend.release_finished_threads()  # e.g. the database connections of pollers and tasks
-        return True
 
     def _hand_back_sticky_instances(self) -> None:
         """Let any worker continue the instances sticky to this one at once: their executors
@@ -872,15 +986,23 @@ class Worker:
             converter=options.converter,
             propagators=self._propagators,
             max_history_size=options.max_history_size,
+            payload_limits=self._payload_limits,
             clock=system_clock,
         )
 
     def _run_workflow_task(self, task: WorkflowTask) -> None:
         key = (task.instance.instance_id, task.instance.execution_id)
-        with (
-            self.instrumentation.workflow_task(task) as observed,
-            self._heartbeats.track(lambda: self.backend.extend_workflow_task(task), self._workflow_heartbeat) as lease,
-        ):
+        lease = _Lease(
+            lambda: self.backend.extend_workflow_task(task),
+            self._workflow_heartbeat,
+            self.backend.options.workflow_lock.total_seconds(),
+        )
+        lease.release = lambda: self.backend.abandon_workflow_task(task)
+        what = f"workflow task of {task.instance}"
+        with self.instrumentation.workflow_task(task) as observed, self._heartbeats.track(lease):
+            if lease.released:  # the worker is giving up on its tasks: another one runs it
+                return
+            lease.on_lost = lambda: self._report_lost(observed, what)
             running = self.cache.get(key) or self._new_executor(task)
             executor: Executor | None = running
             result: ExecutionResult | None = None
@@ -897,15 +1019,18 @@ class Worker:
                 # The executor stays with its stuck thread, which discards it if it ever returns.
                 executor, failure = None, hung.error
             except Exception as exc:
+                lease.finishing = True
                 running.close()
                 observed.blocked(exc)
                 self._abandon(self.backend.abandon_workflow_task, task)
                 return
             if lease.lost:
-                observed.lease_lost()
+                _discarding(lease, what)
                 if executor is not None:
                     executor.close()
                 return
+            # From here the task ends its lease itself (blocked or completed).
+            lease.finishing = True
             if failure is not None:
                 if self._failure_policy(task) == "block":
                     if executor is not None:
@@ -931,14 +1056,16 @@ class Worker:
             activities, slots = self._free_slots("activity", len(result.activity_events))
             leased: list[ActivityTask] = []
             try:
-                leased = self._complete_workflow_task(task, result, activities, slots)
+                leased = self._complete_workflow_task(task, result, activities, slots, lease)
             except CompletionRejected:
                 logger.info("new events arrived for %s while it finished; running it again", task.instance)
                 self._discard(key, executor)
                 return
             except LeaseLost:
-                logger.warning("lost the lease of workflow task %s; discarding its result", task.instance)
-                observed.lease_lost()
+                if lease.released:
+                    _discarding(lease, what)
+                else:
+                    self._report_lost(observed, what)
                 self._discard(key, executor)
                 return
             except Exception:
@@ -1017,10 +1144,30 @@ class Worker:
         return True
 
     def _complete_workflow_task(
-        self, task: WorkflowTask, result: ExecutionResult, activities: _Lane | None, slots: int
+        self, task: WorkflowTask, result: ExecutionResult, activities: _Lane | None, slots: int, lease: _Lease
     ) -> list[ActivityTask]:
+        """Commit the task's result, through transient store errors (``completions``)."""
         leases = NO_LEASES if activities is None or not slots else LeaseRequest(activities.queues, slots)
-        return list(self.backend.complete_workflow_task(task, WorkflowTaskCompletion(result, leases)) or ())
+        completion = WorkflowTaskCompletion(result, leases)
+        # The task's own WorkflowTaskStarted event, new in every run of a task: in the history,
+        # it says this completion committed (and not another worker's run of the same events).
+        marker = result.executed[0].id if result.executed else None
+
+        def committed() -> bool:
+            if marker is None:
+                return False
+            try:
+                return self.backend.has_event(task.instance, marker, task.last_sequence_id)
+            except InstanceNotFound:  # a continue-as-new that removed the execution's rows
+                return completion.finishing
+
+        done = commit(
+            lambda: self.backend.complete_workflow_task(task, completion),
+            committed=committed,
+            lease_valid_until=lambda: lease.valid_until,
+            what=f"workflow task of {task.instance}",
+        )
+        return list(done.value or ())
 
     def _discard(self, key: tuple[str, str], executor: Executor | None) -> None:
         """Drop an executor whose task was not committed (it is ahead of the stored history)."""
@@ -1035,18 +1182,27 @@ class Worker:
 
     def _run_activity_task(self, task: ActivityTask, release: Callable[[], None]) -> None:
         attempt = _ActivityAttempt(self.backend, task, self._activity_heartbeat)
+        lease = attempt.lease
+        lease.release = lambda: self.backend.abandon_activity_task(task)
+        what = f"activity {task.activity_id}"
+        with self.instrumentation.activity_task(task) as observed, self._heartbeats.track(lease):
 
-        def give_up() -> None:
-            # The attempt is over (lease lost, a timeout passed): stop counting it, so that its
-            # slot serves other tasks and stop() does not wait for code that may never return.
-            logger.warning("activity %s is over for this worker (lease lost or timed out); not waiting for it", task.activity_id)
-            release()
+            def lost() -> None:
+                if attempt.timed_out():
+                    logger.warning("%s timed out on this worker; discarding its result", what)
+                else:
+                    self._report_lost(observed, what)
 
-        attempt.lease.on_lost = give_up
-        with (
-            self.instrumentation.activity_task(task) as observed,
-            self._heartbeats.track(attempt.sync, self._activity_heartbeat, attempt.lease) as lease,
-        ):
+            def give_up() -> None:
+                # The attempt is over (lease lost, a timeout passed): stop counting it, so that its
+                # slot serves other tasks and stop() does not wait for code that may never return.
+                lost()
+                logger.info("%s is over for this worker; not waiting for it", what)
+                release()
+
+            lease.on_lost = give_up
+            if lease.released:  # the worker is giving up on its tasks: another one runs it
+                return
             attempt.start()
             attributes = self._runner.run(
                 activity_id=task.activity_id,
@@ -1058,9 +1214,9 @@ class Worker:
             )
             observed.finished(attributes)
             if lease.lost:
-                logger.warning("lost the lease of activity %s (or it timed out); discarding its result", task.activity_id)
-                observed.lease_lost()
+                _discarding(lease, what)
                 return
+            lease.finishing = True
             if isinstance(attributes, ActivityFailedAttributes):
                 # The next attempt resumes from the last details this one reported.
                 attributes = dataclasses.replace(attributes, heartbeat_details=attempt.last_details())
@@ -1068,15 +1224,29 @@ class Worker:
             # The workflow can continue here at once: the completion may lease its next task to us.
             workflows, slots = self._free_slots("workflow", 1)
             next_task: WorkflowTask | None = None
-            try:
+
+            def write() -> WorkflowTask | None:
                 if slots:
                     assert workflows is not None
-                    next_task = self.backend.complete_activity_task(task, result, workflow_queues=workflows.queues)
-                else:
-                    self.backend.complete_activity_task(task, result)
+                    return self.backend.complete_activity_task(task, result, workflow_queues=workflows.queues)
+                self.backend.complete_activity_task(task, result)
+                return None
+
+            def committed() -> bool:
+                try:
+                    return self.backend.has_event(task.instance, result.id)
+                except InstanceNotFound:
+                    return False
+
+            try:
+                next_task = commit(
+                    write, committed=committed, lease_valid_until=lambda: lease.valid_until, what=f"the result of {what}"
+                ).value
             except LeaseLost:
-                logger.warning("lost the lease of activity %s (or it timed out); discarding its result", task.activity_id)
-                observed.lease_lost()
+                if lease.released:
+                    _discarding(lease, what)
+                else:
+                    lost()
                 return
             finally:
                 if slots and next_task is None:
@@ -1120,6 +1290,11 @@ class Worker:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _report_lost(self, observed: WorkflowTaskObservation | ActivityObservation, what: str) -> None:
+        """A real loss: the task still ran when another worker took its lease (or it expired)."""
+        logger.warning("lost the lease of %s while it ran (another worker has it now); discarding its result", what)
+        observed.lease_lost()
+
     def _abandon(self, abandon: Callable[[Any], None], task: Any) -> None:
         try:
             abandon(task)
@@ -1135,6 +1310,12 @@ class Worker:
                 method(backend=self.backend, **kwargs)
             except Exception:
                 logger.exception("worker listener %r failed in %s", listener, hook)
+
+
+def _discarding(lease: _Lease, what: str) -> None:
+    """Say why a task that ran to its end commits nothing (its loss was reported when found)."""
+    why = "its lease was released at shutdown" if lease.released else "its lease is gone"
+    logger.info("%s: %s; discarding its result", what, why)
 
 
 def _with_system_queue(queues: Sequence[str]) -> tuple[str, ...]:

@@ -77,8 +77,8 @@ def test_async_restart_and_reset(client: Client) -> None:
 def test_a_blocked_instance_says_why_in_its_info_and_result_timeout(client: Client) -> None:
     instance = client.create_workflow_instance(WorkflowInstanceOptions(instance_id="b-1"), broken)
     info = wait_until(lambda: (i := client.get_workflow_instance_info(instance)).blocked and i)
-    assert info.is_blocked and info.blocked.error.type == "PanicError" and "missing_api" in info.blocked.error.message
-    with pytest.raises(WorkflowTimeout, match=r"it is blocked since .*failed attempts\): PanicError: .*missing_api"):
+    assert info.is_blocked and info.blocked.error.type == "AttributeError" and "missing_api" in info.blocked.error.message
+    with pytest.raises(WorkflowTimeout, match=r"it is blocked since .*failed attempts\): AttributeError: .*missing_api"):
         client.get_workflow_result(instance, 0.3)
 
 

@@ -18,6 +18,7 @@ ENGINE_DIR = PACKAGE_DIR / "engine"
 #: The pure core outside ``engine/``, as module names under ``django_workflows``.
 CORE_MODULES = (
     "worker",
+    "completions",
     "client",
     "instrumentation",
     "telemetry",

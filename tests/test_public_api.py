@@ -41,6 +41,8 @@ PUBLIC = {
         "InstanceExecutionDetails",
         "NondeterminismError",
         "PanicError",
+        # DESIGN.md section 7, limits: also raised by the Client (django_workflows.client).
+        "PayloadTooLarge",
         "PermanentError",
         "RetryOptions",
         "SelectCase",
@@ -99,6 +101,7 @@ PUBLIC = {
         "InstanceNotFound",
         "NotSupported",
         "OverlapPolicy",
+        "PayloadTooLarge",
         "PreparedStart",
         "ScheduleAlreadyExists",
         "ScheduleDescription",

@@ -41,6 +41,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 from ..backends.orm.transactions import DbNow
+from ..engine.converter import Converter
 from ..engine.core import InstanceState
 from ..engine.history import EventType
 from ..engine.history_export import dumps_history
@@ -48,7 +49,18 @@ from ..models import PendingEvent, WorkflowInstance
 from .actions import ACTIONS, engine_instance
 from .changelist import SNIPPET_CHARS, InstanceChangeList
 from .detail import HISTORY_PAGE_SIZE, InstanceDetail
-from .display import STATUS_LABELS, blocked_error, describe_duration, format_duration, status_key, status_label, time_parts
+from .display import (
+    HIDDEN_PAYLOADS,
+    STATUS_LABELS,
+    VIEW_PAYLOADS,
+    blocked_error,
+    describe_duration,
+    format_duration,
+    status_key,
+    status_label,
+    time_parts,
+)
+from .readonly import ReadOnlyAdmin
 
 #: The permissions behind the actions, as ``app_label.codename``.
 PERMISSIONS = {
@@ -58,6 +70,8 @@ PERMISSIONS = {
     "remove": "django_workflows.remove_workflowinstance",
     "restart": "django_workflows.restart_workflowinstance",
     "reset": "django_workflows.reset_workflowinstance",
+    # Not an action: decoded payloads on the instance and schedule pages, the history download.
+    "view_payloads": VIEW_PAYLOADS,
 }
 
 
@@ -102,7 +116,7 @@ def delayed_start() -> Exists:
 
 
 @admin.register(WorkflowInstance)
-class WorkflowInstanceAdmin(admin.ModelAdmin):
+class WorkflowInstanceAdmin(ReadOnlyAdmin):
     # Times right after the status: they stay in view on a 1280 px screen; ids and errors come last.
     list_display = (
         "instance_link", "status", "created", "completed", "workflow_name", "queue", "execution", "parent", "error",
@@ -128,17 +142,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css", "django_workflows/health.css"]}
         js: ClassVar[list[str]] = ["django_workflows/refresh.js"]
 
-    # -- read-only ---------------------------------------------------------------------------
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Removal goes through the Client (the "remove" action), never through Django's delete.
-        return False
+    # -- actions behind permissions (the rows are read-only: ReadOnlyAdmin) ------------------
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["cancel"])
@@ -157,6 +161,16 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def has_reset_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["reset"])
+
+    def has_view_payloads_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSIONS["view_payloads"])
+
+    def payload_converter(self, request: HttpRequest) -> Converter:
+        """How the pages decode payloads for this user: the backend's converter, or one that
+        hides every payload (``display.PAYLOAD_HIDDEN``) without ``view_payloads``."""
+        if self.has_view_payloads_permission(request):
+            return self.get_backend().options.converter
+        return HIDDEN_PAYLOADS
 
     def get_backend(self) -> Any:
         """The backend whose tables this admin shows: the first ORM backend of ``WORKFLOWS``
@@ -285,8 +299,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_view_or_change_permission(request, obj):
-            raise PermissionDenied
+        if not self.has_view_or_change_permission(request, obj) or not self.has_view_payloads_permission(request):
+            raise PermissionDenied  # the export holds every payload
         instance = engine_instance(obj)
         events = self.get_backend().get_workflow_instance_history(instance)
         response = HttpResponse(dumps_history(instance, obj.workflow_name, events), content_type="application/json")
@@ -326,7 +340,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         now = timezone.now()
-        converter = self.get_backend().options.converter
+        converter = self.payload_converter(request)
         compact = request.GET.get("compact") == "1"
         detail = InstanceDetail.build(converter, obj, request.GET.get("page"), now, compact)
         context = {
@@ -351,7 +365,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             "lookup_url": reverse(f"{self.admin_site.name}:django_workflows_workflowinstance_lookup"),
             "history_json_url": reverse(
                 f"{self.admin_site.name}:django_workflows_workflowinstance_history_json", args=[obj.pk]
-            ),
+            ) if self.has_view_payloads_permission(request) else "",
             "compact": compact,
             "wf_refresh_seconds": self.refresh_seconds,
             "wf_live": obj.state == InstanceState.ACTIVE.value,

@@ -41,7 +41,9 @@ from django.utils.translation import gettext_lazy as _
 from ..client import Client
 from ..engine.converter import Converter
 from ..engine.core import WorkflowInstance as EngineInstance
-from ..engine.errors import InstanceAlreadyExists, InstanceFinished, InstanceNotFinished, InstanceNotFound
+from ..engine.core import validate_signal_name
+from ..engine.errors import InstanceAlreadyExists, InstanceFinished, InstanceNotFinished, InstanceNotFound, PayloadTooLarge
+from ..engine.payloads import PayloadLimits
 from ..engine.reset import ResetError
 from ..models import WorkflowInstance
 from .display import status_key, status_label
@@ -80,9 +82,11 @@ def _reject_constant(name: str) -> Any:
 
 
 class SignalForm(forms.Form):
-    """A signal's name and its JSON payload, checked against the backend's converter."""
+    """A signal's name (the one rule of every sender, ``engine.core.validate_signal_name``) and
+    its JSON payload, checked against the backend's converter and payload limits."""
 
-    name = forms.CharField(label=_("Signal name"), max_length=255, strip=True)
+    # No max_length or stripping of the form's own: the name is checked as every sender checks it.
+    name = forms.CharField(label=_("Signal name"), strip=False)
     payload = forms.CharField(
         label=_("Payload (JSON)"),
         required=False,
@@ -91,9 +95,16 @@ class SignalForm(forms.Form):
         help_text=_("The value the workflow receives, as JSON: null, 42, \"text\", {\"approved\": true}…"),
     )
 
-    def __init__(self, *args: Any, converter: Converter, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, converter: Converter, limits: PayloadLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.converter = converter
+        self.limits = limits
+
+    def clean_name(self) -> str:
+        try:
+            return validate_signal_name(self.cleaned_data.get("name", ""))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     def clean_payload(self) -> Any:
         text = (self.cleaned_data.get("payload") or "").strip() or "null"
@@ -102,11 +113,16 @@ class SignalForm(forms.Form):
         except ValueError as exc:
             raise ValidationError(_("The payload is not valid JSON: %(error)s"), params={"error": exc}) from None
         try:
-            self.converter.to_payload(value)
+            payload = self.converter.to_payload(value)
         except Exception as exc:  # noqa: BLE001 - a converter is application code: any failure is possible
             raise ValidationError(
                 _("The payload cannot be stored by the converter: %(error)s"), params={"error": exc}
             ) from None
+        if self.limits is not None:
+            try:
+                self.limits.check(payload, "signal value")
+            except PayloadTooLarge as exc:
+                raise ValidationError(str(exc)) from None
         return value
 
 
@@ -379,11 +395,11 @@ def signal_instances(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, qu
     rows = selected_rows(modeladmin, request, queryset)
     if rows is None:
         return None
-    form = SignalForm(_submitted(request), converter=modeladmin.get_backend().options.converter)
+    client = _client(modeladmin)
+    form = SignalForm(_submitted(request), converter=client.backend.options.converter, limits=client.payload_limits)
     if not form.is_valid():
         return intermediate_page(modeladmin, request, rows, SIGNAL_PAGE, form)
     name, value = form.cleaned_data["name"], form.cleaned_data["payload"]
-    client = _client(modeladmin)
     return _apply(
         modeladmin,
         request,

@@ -161,6 +161,27 @@ class Field:
     note: str = ""
 
 
+#: The permission to see decoded payloads (``WorkflowInstance.Meta.permissions``).
+VIEW_PAYLOADS = "django_workflows.view_payloads"
+#: What the admin shows in place of a payload to a user without the ``view_payloads`` permission.
+PAYLOAD_HIDDEN = _("hidden (needs the “Can view workflow payloads” permission)")
+
+
+class HiddenPayloads:
+    """The converter the admin's pages get for a user without ``view_payloads``: every payload
+    they would decode is shown as ``PAYLOAD_HIDDEN`` (see ``decode_value``); nothing is decoded."""
+
+    def to_payload(self, value: Any) -> str:
+        raise TypeError("the admin does not encode payloads for a user who may not see them")
+
+    def from_payload(self, payload: str) -> Any:
+        return str(PAYLOAD_HIDDEN)
+
+
+#: The one ``HiddenPayloads``.
+HIDDEN_PAYLOADS = HiddenPayloads()
+
+
 def decode_payload(converter: Converter, payload: str) -> tuple[Any, str]:
     """``(value, "")``, or ``(raw text, reason)`` when the converter cannot decode it."""
     try:
@@ -170,6 +191,8 @@ def decode_payload(converter: Converter, payload: str) -> tuple[Any, str]:
 
 
 def decode_value(converter: Converter, name: str, value: Any) -> Field:
+    if name in _PAYLOAD_FIELDS and isinstance(converter, HiddenPayloads):
+        return Field(name, "hidden", str(PAYLOAD_HIDDEN))
     if name in _PAYLOAD_FIELDS:
         if isinstance(value, list):
             decoded = [decode_payload(converter, item) for item in value]

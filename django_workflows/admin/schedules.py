@@ -36,7 +36,8 @@ from ..models import Schedule, WorkflowInstance
 from ..schedules import ScheduleNotFound, ScheduleRun
 from ..schedules.description import describe
 from .actions import _back
-from .display import status_key, status_label
+from .display import PAYLOAD_HIDDEN, VIEW_PAYLOADS, status_key, status_label
+from .readonly import ReadOnlyAdmin
 
 #: The permissions behind the actions, as ``app_label.codename``.
 PERMISSIONS = {
@@ -66,7 +67,7 @@ def run_statuses(using: str, runs: Sequence[ScheduleRun]) -> dict[tuple[str, str
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(ReadOnlyAdmin):
     list_display = ("schedule_link", "workflow_name", "when", "next_run", "last_run", "paused_flag")
     list_display_links = None
     list_filter = ("paused", "declared", "workflow_name")
@@ -76,17 +77,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     class Media:
         css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css"]}
 
-    # -- read-only, actions behind permissions ---------------------------------------------
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Deletion goes through the Client (the "delete" action), never through Django's delete.
-        return False
+    # -- actions behind permissions (the rows are read-only: ReadOnlyAdmin) ------------------
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSIONS["pause"])
@@ -176,7 +167,9 @@ class ScheduleAdmin(admin.ModelAdmin):
             "app_label": self.opts.app_label,
             "original": obj,
             "description": description,
-            "args_json": json.dumps(description.args, indent=2, ensure_ascii=False, default=str),
+            # The arguments are payloads: hidden without view_payloads, as on the instance pages.
+            "args_json": json.dumps(description.args, indent=2, ensure_ascii=False, default=str)
+            if request.user.has_perm(VIEW_PAYLOADS) else str(PAYLOAD_HIDDEN),
             "runs": runs,
             "schedule_actions": self.schedule_actions(request, obj),
             "changelist_url": reverse(f"{self.admin_site.name}:django_workflows_schedule_changelist"),

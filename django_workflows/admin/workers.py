@@ -28,6 +28,7 @@ from ..engine.core import InstanceState
 from ..health import HealthReport, collect, describe_age
 from ..models import RegisteredWorker, WorkflowInstance
 from .display import STATUS_LABELS, status_key
+from .readonly import ReadOnlyAdmin
 
 #: Counting instances per status scans the table: one count serves the list for this long
 #: (a list that refreshes itself would count on every refresh otherwise).
@@ -168,21 +169,12 @@ def instance_admin_backend(site: admin.AdminSite) -> Backend:
 
 
 @admin.register(RegisteredWorker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(ReadOnlyAdmin):
     """The Workers page: every live worker of the store, and each queue with its backlog and
     the workers polling it. Rows are the workers' own; nothing here changes them."""
 
     class Media:
         css: ClassVar[dict[str, list[str]]] = {"all": ["django_workflows/admin.css", "django_workflows/health.css"]}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         # Only the list: there is no page per worker.

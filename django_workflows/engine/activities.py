@@ -30,7 +30,7 @@ from .clock import to_timedelta
 from .commands import ActivityCancellation, CommandState, ScheduleActivityCommand
 from .context import Context
 from .converter import Payload, PayloadError
-from .errors import ActivityTimeoutError, Canceled, TimeoutType, WorkflowError
+from .errors import ActivityTimeoutError, Canceled, PayloadTooLarge, TimeoutType, WorkflowError
 from .futures import Future, resolved
 from .registry import ArgumentMismatch, check_arguments
 from .retries import DEFAULT_RETRY_OPTIONS, RetryOptions, with_retries
@@ -104,7 +104,7 @@ def execute_activity(
         # MyActivities.charge stands for the bound method registered from an object.
         activity = state.registry.resolve_activity(activity)
     name = state.registry.activity_name(activity)
-    prepared = prepare_inputs(state, activity, args, skip_context=False)
+    prepared = prepare_inputs(state, activity, args, skip_context=False, kind="activity input")
     if isinstance(prepared, Future):
         return prepared
     queue = options.queue or state.queue
@@ -174,9 +174,10 @@ class _Attempts:
 
 
 def prepare_inputs(
-    state: WorkflowState, target: Callable[..., Any] | str, args: tuple[Any, ...], *, skip_context: bool
+    state: WorkflowState, target: Callable[..., Any] | str, args: tuple[Any, ...], *, skip_context: bool, kind: str
 ) -> list[str] | Future[Any]:
-    """Check ``args`` against ``target`` and convert them; a failed future on bad arguments.
+    """Check ``args`` against ``target`` and convert them (``kind`` names them for the payload
+    limits); a failed future on bad arguments or a payload over the limit.
 
     As in go-workflows, bad arguments resolve the future with an error at once and record
     nothing in history.
@@ -188,9 +189,11 @@ def prepare_inputs(
             message = f"{exc}{_unbound_method_hint(target)}"
             return resolved(error=WorkflowError(message, type="ArgumentMismatch", permanent=True))
     try:
-        return [state.encode(arg) for arg in args]
+        return [state.encode(arg, kind) for arg in args]
     except PayloadError as exc:
         return resolved(error=WorkflowError(f"converting inputs: {exc}", type="PayloadError", permanent=True))
+    except PayloadTooLarge as exc:
+        return resolved(error=exc)
 
 
 def _unbound_method_hint(fn: Callable[..., Any]) -> str:

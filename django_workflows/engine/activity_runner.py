@@ -26,8 +26,9 @@ from typing import Any
 
 from .converter import Converter, Payload, PayloadError
 from .core import WorkflowInstance
-from .errors import Canceled, WorkflowError
+from .errors import Canceled, PayloadTooLarge, WorkflowError
 from .history import ActivityCompletedAttributes, ActivityFailedAttributes, ActivityScheduledAttributes, Attributes
+from .payloads import PayloadLimits
 from .propagation import ContextPropagator
 from .registry import ActivityNotFound, ArgumentMismatch, Registry, check_arguments
 
@@ -89,9 +90,11 @@ class ActivityRunner:
         converter: Converter,
         propagators: Sequence[ContextPropagator] = (),
         logger: logging.Logger | None = None,
+        payload_limits: PayloadLimits | None = None,
     ) -> None:
         self._registry = registry
         self._converter = converter
+        self._payload_limits = payload_limits
         self._propagators = list(propagators)
         self._logger = logger or logging.getLogger("django_workflows.activity")
 
@@ -140,13 +143,14 @@ class ActivityRunner:
             return _failed(WorkflowError(f"converting heartbeat details: {exc}", type="PayloadError", permanent=True))
 
         converter = self._converter
+        where = f"of activity {attributes.name} (instance {instance})"
 
         def beat(details: Any = None) -> None:
             try:
                 payload = None if details is None else converter.to_payload(details)
             except PayloadError as exc:
                 raise PayloadError(f"activity.heartbeat() details cannot be stored: {exc}") from None
-            heartbeat(payload)
+            heartbeat(None if payload is None else self._checked(payload, "heartbeat details", where))
 
         try:
             for propagator in self._propagators:
@@ -185,9 +189,17 @@ class ActivityRunner:
         except Exception as exc:
             return _failed(WorkflowError.from_exception(exc))
         try:
-            return ActivityCompletedAttributes(result=self._converter.to_payload(result))
+            payload = self._converter.to_payload(result)
         except PayloadError as exc:
             return _failed(WorkflowError(f"converting activity result: {exc}", type="PayloadError", permanent=True))
+        try:
+            # Refused here, not by the store: the attempt fails at once and is not retried.
+            return ActivityCompletedAttributes(result=self._checked(payload, "activity result", where))
+        except PayloadTooLarge as exc:
+            return _failed(exc)
+
+    def _checked(self, payload: Payload, kind: str, where: str) -> Payload:
+        return payload if self._payload_limits is None else self._payload_limits.check(payload, kind, where)
 
 
 #: How often an ``async def`` activity's loop looks whether the activity should stop.

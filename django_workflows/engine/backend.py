@@ -31,6 +31,7 @@ from .core import InstanceState, Metadata, WorkflowInstance
 from .errors import ErrorInfo, NotSupported, WorkflowError
 from .history import Event, WorkflowEvent, WorkflowExecutionStartedAttributes
 from .listing import InstanceFilter
+from .payloads import DEFAULT_MAX_PAYLOAD_SIZE, DEFAULT_PAYLOAD_WARN_SIZE, LargePayloadObserver, PayloadLimits
 from .propagation import ContextPropagator
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class BackendOptions:
     activity_lock_timeout: timedelta | float = timedelta(minutes=2)
     #: A workflow whose history would reach this many events fails.
     max_history_size: int = 10_000
+    #: A payload (input, result, signal value) above this many bytes is logged and counted.
+    payload_warn_size: int = DEFAULT_PAYLOAD_WARN_SIZE
+    #: A payload above this many bytes is refused with ``PayloadTooLarge`` before it is written.
+    max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE
     #: Leases of one activity task before it fails with ``ActivityAbandoned``: an activity that
     #: kills its worker every time is not leased forever.
     max_activity_leases: int = 5
@@ -82,6 +87,12 @@ class BackendOptions:
             object.__setattr__(self, "worker_name", f"worker-{uuid.uuid4()}")
         if self.max_activity_leases < 1:
             raise ValueError("max_activity_leases must be at least 1")
+        self.payload_limits()  # raises ValueError for sizes that do not fit together
+
+    def payload_limits(self, observe: LargePayloadObserver | None = None) -> PayloadLimits:
+        """The payload limits of these options; ``observe`` counts the payloads above the
+        warning size (an ``Instrumentation``'s ``large_payload``)."""
+        return PayloadLimits(self.payload_warn_size, self.max_payload_size, observe)
 
     @property
     def sticky(self) -> timedelta:
@@ -149,6 +160,9 @@ class ExecutionResult:
     workflow_name: str = ""
     #: The workflow's error when it finished with one.
     error: WorkflowError | None = None
+    #: The ``max_history_size`` of which this task took the history past the warning share
+    #: (``engine.executor.HISTORY_WARNING_SHARE``); 0 when it did not.
+    history_warning: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +593,23 @@ class Backend(ABC):
         its start event until a worker runs it, signals, results, timers (``visible_at`` in the
         future). ``InstanceNotFound`` if it does not exist; by default ``NotSupported``."""
         raise NotSupported(f"{type(self).__name__} cannot show pending events")
+
+    def has_event(self, instance: WorkflowInstance, event_id: str, after_sequence_id: int | None = None) -> bool:
+        """Whether the execution holds an event with id ``event_id``: pending, or in its
+        history after ``after_sequence_id``. A worker asks when a completion whose reply it
+        lost (an ambiguous commit) meets the lease fence on its retry: the completion's own
+        event there means that the first attempt committed. ``InstanceNotFound`` if the
+        execution is gone.
+
+        By default it reads the pending events, then the history: in that order, because a
+        workflow task moves an event from the first to the second in one transaction, so the
+        event is seen in one of them. A backend may answer with one indexed lookup."""
+        try:
+            if any(event.id == event_id for event in self.get_pending_events(instance)):
+                return True
+        except NotSupported:
+            pass
+        return any(event.id == event_id for event in self.get_workflow_instance_history(instance, after_sequence_id))
 
     # -- activity timeouts, heartbeats and cancellation; execution timeouts --------------------
     #

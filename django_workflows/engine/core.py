@@ -105,10 +105,13 @@ def validate_signal_name(value: object) -> str:
     """Return ``value`` if it is a usable signal name, else raise ``ValueError``.
 
     One rule for every sender and receiver: the Client, the ``signal_workflow`` shortcut,
-    ``workflow.signal_workflow`` and ``workflow.new_signal_channel``.
+    ``workflow.signal_workflow``, ``workflow.new_signal_channel``, the admin's signal action and
+    ``manage.py workflows signal`` (through the Client).
     """
     if not isinstance(value, str) or not value:
         raise ValueError(f"signal name must be a non-empty string, got {value!r}")
+    if value.isspace():
+        raise ValueError(f"signal name must not be blank, got {value!r}")
     if len(value) > _MAX_SIGNAL_NAME_LENGTH:
         raise ValueError(f"signal name must be at most {_MAX_SIGNAL_NAME_LENGTH} characters, got {len(value)}")
     if _CONTROL_RE.search(value):

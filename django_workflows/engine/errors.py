@@ -26,6 +26,9 @@ class ErrorInfo:
     cause: ErrorInfo | None = None
     #: Which timeout fired, for an ``ActivityTimeoutError`` (a ``TimeoutType`` value); else "".
     timeout_type: str = ""
+    #: Workflow code raised an exception that is not a ``WorkflowError`` (a ``PanicError``);
+    #: ``type`` is then that exception's class name.
+    panic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "message": self.message}
@@ -37,6 +40,8 @@ class ErrorInfo:
             data["cause"] = self.cause.to_dict()
         if self.timeout_type:
             data["timeout_type"] = self.timeout_type
+        if self.panic:
+            data["panic"] = True
         return data
 
     @classmethod
@@ -49,6 +54,8 @@ class ErrorInfo:
             stacktrace=str(data.get("stacktrace", "")),
             cause=cls.from_dict(cause) if isinstance(cause, dict) else None,
             timeout_type=str(data.get("timeout_type", "")),
+            # Histories written before the flag existed stored panics as type "PanicError".
+            panic=bool(data.get("panic", False)) or data.get("type") == "PanicError",
         )
 
 
@@ -103,6 +110,11 @@ class WorkflowError(Exception):
             stacktrace=format_traceback(exc),
         )
 
+    @property
+    def panic(self) -> bool:
+        """Whether workflow code raised this as an exception that is not a ``WorkflowError``."""
+        return isinstance(self, PanicError)
+
     def to_info(self) -> ErrorInfo:
         return ErrorInfo(
             type=self.type,
@@ -110,12 +122,14 @@ class WorkflowError(Exception):
             permanent=self.permanent,
             stacktrace=self.stacktrace,
             cause=self.cause.to_info() if self.cause is not None else None,
+            panic=self.panic,
         )
 
     @staticmethod
     def from_info(info: ErrorInfo) -> WorkflowError:
-        """Rebuild an error from its stored form; engine error types come back as their classes."""
-        cls: type[WorkflowError] = _ENGINE_ERROR_TYPES.get(info.type, WorkflowError)
+        """Rebuild an error from its stored form; engine error types come back as their classes
+        (a panic as a ``PanicError`` whatever its type)."""
+        cls: type[WorkflowError] = PanicError if info.panic else _ENGINE_ERROR_TYPES.get(info.type, WorkflowError)
         cause = WorkflowError.from_info(info.cause) if info.cause is not None else None
         err = cls.__new__(cls)
         WorkflowError.__init__(
@@ -137,9 +151,49 @@ class PermanentError(WorkflowError):
 
 
 class PanicError(WorkflowError):
-    """Workflow code raised an exception that is not a ``WorkflowError`` (a bug, go's panic)."""
+    """Workflow code raised an exception that is not a ``WorkflowError`` (a bug, go's panic).
+
+    ``type`` is the class name of that exception (``"KeyError"``), ``message`` its text and
+    ``stacktrace`` where it was raised; ``panic`` is true. Errors stored by earlier versions
+    have the type ``"PanicError"`` and the original type in the message; they still come back
+    as this class.
+    """
 
     default_type = "PanicError"
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, permanent: bool | None = None) -> PanicError:
+        """The panic of workflow code that raised ``exc``: its type name, text, traceback and cause."""
+        cause = WorkflowError.from_exception(exc.__cause__) if exc.__cause__ is not None else None
+        return cls(
+            str(exc), type=exc.__class__.__name__, permanent=bool(permanent), cause=cause, stacktrace=format_traceback(exc)
+        )
+
+
+class PayloadTooLarge(WorkflowError, ValueError):
+    """A payload (an input, a result, a signal's value, heartbeat details) is larger than the
+    backend's ``max_payload_size``; it is refused before anything is written.
+
+    ``size`` and ``limit`` are in bytes (UTF-8), ``what`` names the payload. Raised by the
+    client for a start or a signal; an activity attempt or a workflow whose result is too large
+    fails with it, and it is never retried (another attempt would produce the same value).
+    """
+
+    default_type = "PayloadTooLarge"
+    # Class defaults too: ``from_info`` rebuilds errors without calling this ``__init__``.
+    size = 0
+    limit = 0
+    what = ""
+
+    def __init__(self, message: str = "", *, size: int = 0, limit: int = 0, what: str = "payload", **kwargs: Any) -> None:
+        kwargs.setdefault("permanent", True)
+        super().__init__(
+            message or f"{what} is {size:,} bytes, over the payload limit of {limit:,} bytes (max_payload_size)",
+            **kwargs,
+        )
+        self.size = size
+        self.limit = limit
+        self.what = what
 
 
 class NondeterminismError(WorkflowError):
@@ -275,6 +329,7 @@ _ENGINE_ERROR_TYPES: dict[str, type[WorkflowError]] = {
     "ActivityAbandoned": ActivityAbandoned,
     "ActivityTimeout": ActivityTimeoutError,
     "WorkflowTimedOut": WorkflowTimedOut,
+    "PayloadTooLarge": PayloadTooLarge,
 }
 
 

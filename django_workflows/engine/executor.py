@@ -54,7 +54,7 @@ from .continue_as_new import ContinueAsNew
 from .converter import Converter, PayloadError
 from .core import InstanceState, Metadata, WorkflowInstance
 from .coroutines import Coroutine, ForeignAwaitable
-from .errors import NondeterminismError, PanicError, WorkflowError, format_traceback
+from .errors import NondeterminismError, PanicError, PayloadTooLarge, WorkflowError, format_traceback
 from .history import (
     TERMINAL_EVENT_TYPES,
     ActivityCompletedAttributes,
@@ -72,11 +72,15 @@ from .history import (
     WorkflowTaskStartedAttributes,
     new_event,
 )
+from .payloads import PayloadLimits
 from .propagation import ContextPropagator
 from .registry import ArgumentMismatch, Registry, WorkflowNotFound, check_arguments
 from .state import WorkflowState
 
 DEFAULT_MAX_HISTORY_SIZE = 10_000
+#: The share of ``max_history_size`` past which the worker warns that the execution should
+#: continue as new (``ExecutionResult.history_warning``).
+HISTORY_WARNING_SHARE = 0.8
 
 #: Exceptions from workflow code that say the code is wrong rather than the data it was given
 #: (Python raises them for a misspelt name, a missing attribute or import, a call with the wrong
@@ -136,6 +140,7 @@ class Executor:
         logger: logging.Logger | None = None,
         clock: Clock = system_clock,
         max_history_size: int = DEFAULT_MAX_HISTORY_SIZE,
+        payload_limits: PayloadLimits | None = None,
     ) -> None:
         self.instance = instance
         self._registry = registry
@@ -153,6 +158,7 @@ class Executor:
             logger=self._logger,
             propagators=propagators,
             time=clock.now(),
+            payload_limits=payload_limits,
         )
         self.state.metadata = dict(self._metadata)
         self.last_sequence_id = 0
@@ -214,9 +220,13 @@ class Executor:
             commands = self._process_commands(now, only_final=True)
             all_events = executed + commands.events
         numbered = []
+        before = self.last_sequence_id
         for event in all_events:
             self.last_sequence_id += 1
             numbered.append(event.with_sequence_id(self.last_sequence_id))
+        # Once per crossing: the task that takes the history past the share, not every later one.
+        warning_at = self._max_history_size * HISTORY_WARNING_SHARE
+        crossed = not self.completed and before < warning_at <= self.last_sequence_id
         # Count the events the commands produced too, as a replay of this history will: a
         # cached executor must report the same history length as a fresh one.
         self.state.history_length = self.last_sequence_id
@@ -228,6 +238,7 @@ class Executor:
             workflow_events=commands.workflow_events,
             workflow_name=self.state.name,
             error=self._final_error,
+            history_warning=self._max_history_size if crossed else 0,
         )
 
     def close(self) -> None:
@@ -279,6 +290,7 @@ class Executor:
             logger=self._logger,
             clock=self._clock,
             max_history_size=self._max_history_size,
+            payload_limits=self.state.payload_limits,
         )
         probe.state.legacy_retry_order = True
         return probe
@@ -604,6 +616,9 @@ class Executor:
         if self.completed:
             return
         state = self.state
+        if state.failure is not None:
+            self._complete(error=state.failure)
+            return
         if state.panic is not None:
             self._panic(state.panic, state.panic_coroutine)
             return
@@ -632,9 +647,12 @@ class Executor:
             self._complete(error=main.error)
         else:
             try:
-                payload = state.encode(main.result)
+                payload = state.encode(main.result, "workflow result")
             except PayloadError as exc:
                 self._complete(error=WorkflowError(f"converting workflow result: {exc}", type="PayloadError", permanent=True))
+                return
+            except PayloadTooLarge as exc:
+                self._complete(error=exc)
                 return
             self._complete(result=payload)
 
@@ -661,10 +679,13 @@ class Executor:
     def _continue_as_new(self, request: ContinueAsNew) -> None:
         state = self.state
         try:
-            inputs = [state.encode(arg) for arg in request.inputs]
-            result = state.encode(request.result)
+            inputs = [state.encode(arg, "continue-as-new input") for arg in request.inputs]
+            result = state.encode(request.result, "workflow result")
         except PayloadError as exc:
             self._complete(error=WorkflowError(f"converting continue-as-new inputs: {exc}", type="PayloadError", permanent=True))
+            return
+        except PayloadTooLarge as exc:
+            self._complete(error=exc)
             return
         metadata = dict(state.metadata)
         for propagator in state.propagators:
@@ -755,8 +776,13 @@ def _engine_failure(event: Event) -> bool:
 
 
 def _panic_error(exc: BaseException, coroutine: str) -> PanicError:
-    where = "workflow" if coroutine == "main" else f"workflow coroutine {coroutine}"
-    return PanicError(f"panic in {where}: {exc!r}", stacktrace=format_traceback(exc))
+    """The error that fails a workflow whose code raised ``exc``: its type is the exception's
+    class name and its message the exception's text (the stack shows where), with the panic
+    flag; a coroutine other than the main one is named in front of the text."""
+    error = PanicError.from_exception(exc)
+    if coroutine != "main":
+        error.message = f"in workflow coroutine {coroutine}: {error.message}"
+    return error
 
 
 _HANDLERS: dict[EventType, Any] = {

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from .commands import SideEffectCommand
 from .context import Context
+from .errors import PayloadTooLarge
 from .futures import Future
 from .state import state_of
 
@@ -26,7 +27,13 @@ def side_effect(ctx: Context, fn: Callable[[], T]) -> Future[T]:
         # Resolved when the recorded SideEffectResult is replayed.
         command = SideEffectCommand(schedule_event_id, result=None)
     else:
-        payload = state.encode(fn())
+        try:
+            payload = state.encode(fn(), "side effect result")
+        except PayloadTooLarge as exc:
+            # Nothing is recorded, so a replay would not see this raise: the workflow fails
+            # with it even if the code catches it.
+            state.failure = exc
+            raise
         command = SideEffectCommand(schedule_event_id, result=payload)
         # Return the decoded payload, exactly what a replay will return.
         future.set_result(state.decode(payload))

@@ -17,7 +17,7 @@ from .activities import schedule_activity
 from .context import Context
 from .converter import PayloadError
 from .core import SYSTEM_QUEUE, validate_id, validate_signal_name
-from .errors import Canceled, WorkflowError
+from .errors import Canceled, PayloadTooLarge, WorkflowError
 from .futures import Channel, Future, resolved
 from .state import state_of
 
@@ -37,8 +37,11 @@ def signal_workflow(ctx: Context, instance_id: str, name: str, arg: Any = None) 
     if ctx.err() is not None:
         return resolved(error=Canceled())
     try:
-        payload = state.encode(arg)
+        payload = state.encode(arg, "signal value")
     except PayloadError as exc:
         return resolved(error=WorkflowError(f"converting signal argument: {exc}", type="PayloadError", permanent=True))
+    except PayloadTooLarge as exc:
+        return resolved(error=exc)
+    # Not checked again: the value's payload was, and this wraps it in a string.
     inputs = [state.encode(instance_id), state.encode(name), state.encode(payload)]
     return schedule_activity(ctx, SIGNAL_ACTIVITY_NAME, inputs, SYSTEM_QUEUE, 0)

@@ -15,7 +15,9 @@ from .context import Context, root_context
 from .converter import Converter, Payload
 from .core import Metadata, WorkflowInstance
 from .coroutines import Scheduler
+from .errors import WorkflowError
 from .futures import Channel
+from .payloads import PayloadLimits
 from .propagation import ContextPropagator
 from .registry import Registry
 
@@ -30,6 +32,7 @@ class WorkflowState:
         logger: logging.Logger,
         propagators: Sequence[ContextPropagator] = (),
         time: datetime,
+        payload_limits: PayloadLimits | None = None,
     ) -> None:
         self.instance = instance
         self.name = ""
@@ -38,6 +41,8 @@ class WorkflowState:
         #: Seconds from the start event (continue-as-new passes it on); None: no limit.
         self.execution_timeout: float | None = None
         self.converter = converter
+        #: Checked on every payload the code produces (None: no limits, as in the tester).
+        self.payload_limits = payload_limits
         self.registry = registry
         self.base_logger = logger
         self.propagators = list(propagators)
@@ -63,6 +68,9 @@ class WorkflowState:
         self.replay_patches: frozenset[str] = frozenset()
         #: The error of a coroutine that raised something other than a WorkflowError.
         self.panic: BaseException | None = None
+        #: An error that ends the execution whatever the code does next (a side effect whose
+        #: result is over the payload limit: no replay could reproduce what the code saw).
+        self.failure: WorkflowError | None = None
         self.panic_coroutine = ""
 
     # -- commands ----------------------------------------------------------------------------
@@ -117,8 +125,16 @@ class WorkflowState:
     def decode(self, payload: Payload | None) -> Any:
         return None if payload is None else self.converter.from_payload(payload)
 
-    def encode(self, value: Any) -> Payload:
-        return self.converter.to_payload(value)
+    def encode(self, value: Any, kind: str = "") -> Payload:
+        """``value`` as a payload; a ``kind`` (``"activity input"``) checks its size against the
+        payload limits (``PayloadTooLarge``). A replay checks too, without warning again: the
+        code must meet the same refusal it met when the history was recorded, or it would
+        expect a command the history does not have."""
+        payload = self.converter.to_payload(value)
+        if kind and self.payload_limits is not None:
+            where = f"in workflow {self.name} (instance {self.instance})"
+            self.payload_limits.check(payload, kind, where, warn=not self.replaying)
+        return payload
 
 
 def state_of(ctx: Context) -> WorkflowState:

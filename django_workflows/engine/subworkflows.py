@@ -60,7 +60,7 @@ def create_sub_workflow_instance(
     if ctx.err() is not None:
         return resolved(error=Canceled())
     name = state.registry.workflow_name(workflow)
-    prepared = prepare_inputs(state, workflow, args, skip_context=True)
+    prepared = prepare_inputs(state, workflow, args, skip_context=True, kind="sub-workflow input")
     if isinstance(prepared, Future):
         return prepared
     queue = options.queue or state.queue

@@ -10,6 +10,7 @@ from typing import Any
 from ..engine.clock import to_timedelta
 from ..engine.converter import Converter
 from ..engine.core import validate_id
+from ..engine.payloads import PayloadLimits
 from ..engine.registry import Registry, WorkflowNotFound, check_arguments
 from .records import ScheduleDefinition, ScheduleRecord, new_record, paused, redefined, validate_schedule_id
 from .spec import OverlapPolicy, ScheduleError, ScheduleSpec
@@ -17,10 +18,15 @@ from .store import ScheduleAlreadyExists, ScheduleNotFound, ScheduleStore
 
 
 def checked_inputs(
-    registry: Registry, converter: Converter, workflow: Callable[..., Any] | str, args: Sequence[Any]
+    registry: Registry,
+    converter: Converter,
+    workflow: Callable[..., Any] | str,
+    args: Sequence[Any],
+    limits: PayloadLimits | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """The workflow's name and the arguments as payloads; arguments that do not fit the
-    workflow (when its function is known here) or cannot be stored raise now, not at 3 a.m."""
+    workflow (when its function is known here), cannot be stored or are over the payload
+    ``limits`` raise now, not at 3 a.m."""
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
         raise TypeError(f"args must be a list or tuple of the workflow's arguments, got {type(args).__name__}")
     name = registry.workflow_name(workflow)
@@ -32,7 +38,11 @@ def checked_inputs(
             function = None  # registered only in the workers' processes
     if function is not None:
         check_arguments(function, tuple(args), skip_context=True)
-    return name, tuple(converter.to_payload(arg) for arg in args)
+    payloads = tuple(converter.to_payload(arg) for arg in args)
+    if limits is not None:
+        for index, payload in enumerate(payloads, start=1):
+            limits.check(payload, "workflow input", f"{index} of the schedule's workflow {name}")
+    return name, payloads
 
 
 def window(value: timedelta | float) -> timedelta:

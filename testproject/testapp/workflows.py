@@ -132,3 +132,22 @@ async def timed_workflow(ctx: workflow.Context, ledger: str, gate: str, attempts
         return await workflow.execute_activity(ctx, options, timed_step, ledger, gate)
     except workflow.ActivityTimeoutError as err:
         return f"timed out: {err.timeout_type.value}"
+
+
+@register_activity
+def stuck_step(ledger: str) -> None:
+    """Record the start, then sleep for good: code stuck in its thread (graceful-shutdown tests)."""
+    _append(ledger, f"activity pid={os.getpid()}")
+    time.sleep(10**6)
+
+
+@register_workflow
+async def stuck_activity_workflow(ctx: workflow.Context, ledger: str) -> None:
+    await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, stuck_step, ledger)
+
+
+@register_workflow
+async def stuck_workflow(ctx: workflow.Context, ledger: str) -> None:
+    """Workflow code stuck in its task's thread (run with deadlock detection off)."""
+    _append(ledger, f"workflow pid={os.getpid()}")
+    time.sleep(10**6)

@@ -296,6 +296,7 @@ def test_models_for_the_admin() -> None:
         "remove_workflowinstance",
         "restart_workflowinstance",
         "reset_workflowinstance",
+        "view_payloads",  # not an action: decoded payloads in the admin
     }
     assert str(meta.verbose_name) == "workflow instance"
     assert str(InstanceRow(workflow_name="order", instance_id="o-1", execution_id="e1")) == "order o-1 (e1)"

@@ -3,12 +3,13 @@ with the SDK's in-memory span exporter and metric reader (docs/observability.md)
 
 Every test runs with the executor cache off, so each workflow task replays the whole history:
 the spans that come from events (timers, signals, sub-workflows) and from activity attempts
-must still appear once each.
+must still appear once each. The lease-loss warning and counter are for real losses only.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -354,3 +355,127 @@ def test_a_lost_lease_is_counted_and_marked_on_the_attempt(backend_factory: Any,
     lost_attempt = next(a for a in attempts if a.attributes.get("workflows.lease_lost"))
     assert lost_attempt.attributes["workflows.outcome"] == "lease_lost"
     assert otel.total("workflows.activity.duration", activity="slow_step", outcome="lease_lost") == 1
+
+
+def echo(value: str) -> str:
+    return value
+
+
+async def long_history(ctx: workflow.Context, value: str) -> int:
+    for _ in range(14):  # 3 events each: past 80 % of max_history_size 50
+        await workflow.execute_activity(ctx, ActivityOptions(), echo, "")
+    return len(await workflow.execute_activity(ctx, ActivityOptions(), echo, value))
+
+
+def test_large_payloads_and_a_history_near_its_limit_are_counted(backend_factory: Any, otel: Otel) -> None:
+    backend = backend_factory(payload_warn_size=1_000, max_payload_size=10_000, max_history_size=50)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    worker = _worker(backend, otel, queue)
+    worker.register_workflow(long_history)
+    worker.register_activity(echo)
+    with worker:
+        client = Client(backend, registry=worker.registry, instrumentation=otel.instrumentation)
+        instance = client.create_workflow_instance(WorkflowInstanceOptions(queue=queue), long_history, "x" * 2_000)
+        assert client.get_workflow_result(instance, timeout=30) == 2_000
+    # The start's input (counted by the client), the activity's input and its result (the worker).
+    for kind in ("workflow input", "activity input", "activity result"):
+        assert otel.total("workflows.payload.large", kind=kind) == 1, kind
+    assert otel.total("workflows.history.near_limit", workflow="long_history") == 1
+
+
+# -- lease losses: only real ones are reported (a heartbeat racing its own completion is not) --
+
+_started = threading.Event()
+
+
+def lease_step(seconds: float) -> str:
+    _started.set()
+    time.sleep(seconds)
+    return "done"
+
+
+async def one_lease_step(ctx: workflow.Context, seconds: float) -> str:
+    options = ActivityOptions(retry_options=RetryOptions(max_attempts=1))
+    return await workflow.execute_activity(ctx, options, lease_step, seconds)
+
+
+def _lease_worker(backend: Any, otel: Otel, queue: str, **options: Any) -> Worker:
+    worker = Worker(
+        backend,
+        WorkerOptions(workflow_queues=[queue], activity_queues=[queue], run_scheduler=False, **options),
+        instrumentation=otel.instrumentation,
+    )
+    worker.register_workflow(one_lease_step)
+    worker.register_activity(lease_step)
+    return worker
+
+
+def _lost_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "lost the lease" in r.getMessage()]
+
+
+def test_a_heartbeat_racing_its_own_completion_is_not_a_loss(
+    backend_factory: Any, otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = backend_factory()
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    races: list[str] = []
+
+    def committing_slowly(method: str) -> None:
+        real = getattr(backend, method)
+
+        def complete(*args: Any, **kwargs: Any) -> Any:
+            value = real(*args, **kwargs)
+            # The lease is gone now; heartbeats due in the meantime find it so.
+            time.sleep(1.0)
+            races.append(method)
+            return value
+
+        setattr(backend, method, complete)
+
+    committing_slowly("complete_activity_task")
+    committing_slowly("complete_workflow_task")
+    # Heartbeats every 0.1 s: several land between each commit and the end of its call.
+    worker = _lease_worker(backend, otel, queue, workflow_heartbeat_interval=0.1, activity_heartbeat_interval=0.1)
+    with caplog.at_level(logging.DEBUG, logger="django_workflows"), worker:
+        client = Client(backend, registry=worker.registry)
+        instance = client.create_workflow_instance(WorkflowInstanceOptions(queue=queue), one_lease_step, 0.5)
+        assert client.get_workflow_result(instance, timeout=60) == "done"
+    assert "complete_activity_task" in races and "complete_workflow_task" in races
+    assert any("finishing task gone" in r.getMessage() for r in caplog.records), "no heartbeat raced a completion"
+    assert _lost_lines(caplog) == []
+    assert otel.total("workflows.lease.lost") == 0
+
+
+def test_a_running_task_whose_lease_another_worker_took_is_reported_once(
+    backend_factory: Any, otel: Otel, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = backend_factory(activity_lock_timeout=1)
+    other = backend_factory(activity_lock_timeout=60)  # another worker's handle on the store
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    # The worker's extensions fail (its store connection is down) until another worker took
+    # the expired lease.
+    outage = threading.Event()
+    real_extend = backend.extend_activity_task
+
+    def extend(task: Any) -> None:
+        if outage.is_set():
+            raise ConnectionError("connection reset by peer")
+        real_extend(task)
+
+    backend.extend_activity_task = extend
+    _started.clear()
+    # One activity slot, held by the running attempt: this worker cannot take the task again.
+    worker = _lease_worker(backend, otel, queue, max_parallel_activity_tasks=1)
+    with caplog.at_level(logging.INFO, logger="django_workflows"), worker:
+        client = Client(backend, registry=worker.registry)
+        instance = client.create_workflow_instance(WorkflowInstanceOptions(queue=queue), one_lease_step, 4.0)
+        assert _started.wait(30)
+        outage.set()
+        taken = wait_for(lambda: other.get_activity_task([queue], 0.2), timeout=30, what="the expired lease to be taken")
+        outage.clear()
+        wait_for(lambda: _lost_lines(caplog), timeout=30, what="the loss to be reported")
+        other.abandon_activity_task(taken)  # the worker runs it again and completes it
+        assert client.get_workflow_result(instance, timeout=60) == "done"
+    assert len(_lost_lines(caplog)) == 1
+    assert otel.total("workflows.lease.lost", kind="activity", queue=queue) == 1

@@ -508,6 +508,37 @@ def test_each_action_needs_its_own_permission(world: World, client: HttpClient) 
     assert row(world.waiting).state == InstanceState.ACTIVE.value
 
 
+def test_payloads_are_hidden_without_the_view_payloads_permission(world: World, client: HttpClient) -> None:
+    from django_workflows.admin.display import PAYLOAD_HIDDEN
+
+    hidden = str(PAYLOAD_HIDDEN).replace("“", "&quot;").replace("”", "&quot;")
+    client.force_login(staff_user("auditor", "view_workflowinstance"))
+    assert world.order in listed_ids(text_of(client.get(reverse(CHANGELIST))))
+    html = text_of(client.get(detail_url(world.order)))
+    # States and event names stay visible; inputs, results and history payloads do not.
+    assert 'id="wf-status">Completed<' in html
+    history = section(html, "history")
+    for event_type in ("WorkflowExecutionStarted", "ActivityScheduled", "ActivityCompleted", "SubWorkflowScheduled"):
+        assert event_type in history
+    assert "charge" in history and "admin_shipping" in history  # names are not payloads
+    for part in (section(html, "wf-input"), section(html, "wf-outcome"), history):
+        assert str(PAYLOAD_HIDDEN) in part or hidden in part
+    assert "order-1" not in section(html, "wf-input") and "charged" not in html and "shipped order-1" not in html
+    # Pending activities' inputs too, and the history download (every payload) is refused.
+    stuck = text_of(client.get(detail_url(world.stuck)))
+    assert "<td>ship</td>" in section(stuck, "wf-pending-activities") and "&quot;stuck-1&quot;" not in stuck
+    url = reverse("admin:django_workflows_workflowinstance_history_json", args=[row(world.order).pk])
+    assert f'href="{url}"' not in html and client.get(url).status_code == 403
+    # An error is not a payload: its type and message stay visible.
+    failed = text_of(client.get(detail_url(world.failing)))
+    assert '<strong class="wf-error-type">ValueError</strong>' in section(failed, "wf-outcome")
+
+    client.force_login(staff_user("owner", "view_workflowinstance", "view_payloads"))
+    html = text_of(client.get(detail_url(world.order)))
+    assert "&quot;charged&quot;: 42" in section(html, "history") and "shipped order-1" in section(html, "wf-outcome")
+    assert str(PAYLOAD_HIDDEN) not in html and client.get(url).status_code == 200
+
+
 def test_staff_without_view_permission_is_refused(world: World, client: HttpClient) -> None:
     client.force_login(staff_user("nobody"))
     assert client.get(reverse(CHANGELIST)).status_code == 403

@@ -3,6 +3,7 @@ posted through Django's test client while a worker runs the instances on the ORM
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -203,8 +204,25 @@ def test_signal_payload_must_be_valid_json(client_and_worker: Client, admin_clie
 
 def test_signal_needs_a_name(client_and_worker: Client, admin_client: HttpClient) -> None:
     waiting(client_and_worker, "sig-noname")
-    response = post_action(admin_client, "signal_instances", ["sig-noname"], apply="yes", name=" ", payload="1")
+    response = post_action(admin_client, "signal_instances", ["sig-noname"], apply="yes", name="", payload="1")
     assert "This field is required." in response.content.decode()
+    # The rule every sender follows (engine.core.validate_signal_name), shown on the form.
+    for name, error in ((" ", "must not be blank"), ("x" * 256, "at most 255 characters"), ("bell\a", "control character")):
+        response = post_action(admin_client, "signal_instances", ["sig-noname"], apply="yes", name=name, payload="1")
+        assert response.status_code == 200 and error in response.content.decode(), name
+        assert texts(response) == []
+    assert not HistoryEvent.objects.filter(instance=row("sig-noname"), event_type=EventType.SIGNAL_RECEIVED.value).exists()
+
+
+def test_signal_payload_over_the_limit_is_refused_on_the_form(client_and_worker: Client, admin_client: HttpClient) -> None:
+    waiting(client_and_worker, "sig-big")
+    backend = client_and_worker.backend
+    limits = backend.options.payload_limits()
+    payload = json.dumps("x" * limits.max_size)
+    response = post_action(admin_client, "signal_instances", ["sig-big"], apply="yes", name="approve", payload=payload)
+    assert response.status_code == 200
+    assert f"over the payload limit of {limits.max_size:,} bytes" in response.content.decode()
+    assert not HistoryEvent.objects.filter(instance=row("sig-big"), event_type=EventType.SIGNAL_RECEIVED.value).exists()
 
 
 def test_signal_a_mixed_selection(client_and_worker: Client, admin_client: HttpClient) -> None:

@@ -151,6 +151,31 @@ def test_sqlite_outside_wal_mode_is_warned_by_the_database_check():
             cursor.execute("PRAGMA journal_mode=WAL")
 
 
+@pytest.mark.django_db
+def test_a_payload_limit_over_mysql_max_allowed_packet_is_warned_by_the_database_check():
+    from django.db import connections
+
+    from django_workflows.backends.orm.checks import packet_needed
+
+    using = default_backend().using
+    if connections[using].vendor != "mysql":
+        pytest.skip("max_allowed_packet is a MySQL/MariaDB setting; this run uses another database")
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.max_allowed_packet")
+        packet = int(cursor.fetchone()[0])
+    # The default limit (2 MiB) fits MariaDB's default packet (16 MiB), escaping included.
+    assert packet_needed(2 * 1024 * 1024) < packet
+    assert "django_workflows.W003" not in run_check_ids(databases=[using])
+    too_large = packet // 4  # four times that, once escaped, is the whole packet
+    backend = {"BACKEND": "django_workflows.backends.orm.OrmBackend", "OPTIONS": {"using": using, "max_payload_size": too_large}}
+    with override_settings(WORKFLOWS={"default": backend}):
+        messages = checks.run_checks(tags=[checks.Tags.database], databases=[using])
+        assert "django_workflows.W003" not in run_check_ids()  # database checks only run when asked
+    (warning,) = [m for m in messages if m.id == "django_workflows.W003"]
+    assert f"payloads of {too_large:,} bytes" in warning.msg and f"at most {packet:,} bytes" in warning.msg
+    assert f"more than {packet_needed(too_large):,} bytes" in warning.hint
+
+
 async def broken(ctx: workflow.Context) -> None:
     workflow.not_a_function(ctx)  # type: ignore[attr-defined]  # an AttributeError: the task blocks
 
@@ -178,4 +203,4 @@ def test_workflow_blocked_is_sent_at_every_failed_attempt():
     first, second = received[:2]
     assert first["sender"] == "broken" and first["instance"] == instance and first["workflow_name"] == "broken"
     assert (first["blocked"].attempts, second["blocked"].attempts) == (1, 2)
-    assert first["blocked"].error.type == "PanicError" and "not_a_function" in first["blocked"].error.message
+    assert first["blocked"].error.type == "AttributeError" and "not_a_function" in first["blocked"].error.message

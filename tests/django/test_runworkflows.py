@@ -130,6 +130,7 @@ def test_refuses_an_unknown_backend_alias(manage):
         (["--workflow-pollers", "-1"], "argument --workflow-pollers: must not be negative, got -1"),
         (["--max-parallel-activity-tasks", "many"], "argument --max-parallel-activity-tasks: expected a whole number"),
         (["--max-outage", "-5"], "argument --max-outage: must be a non-negative number of seconds, got -5"),
+        (["--grace-period", "-1"], "argument --grace-period: must be a non-negative number of seconds, got -1"),
     ],
 )
 def test_refuses_flags_out_of_range(manage, flags, message):

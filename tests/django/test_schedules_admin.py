@@ -147,6 +147,16 @@ def test_viewing_needs_only_the_view_permission_and_acting_each_its_own(schedule
     assert WorkflowInstance.objects.filter(instance_id__startswith="hourly@trigger-").exists()  # runs stay
 
 
+def test_schedule_arguments_are_payloads_hidden_without_view_payloads(schedules: Client) -> None:
+    from django_workflows.admin.display import PAYLOAD_HIDDEN
+
+    url = reverse("admin:django_workflows_schedule_change", args=[pk("hourly")])
+    page = user_with("view_schedule").get(url).content.decode()
+    assert "hourly" in page and "every 3600s" in page and "csv" not in page and str(PAYLOAD_HIDDEN) in page
+    page = user_with("view_schedule", "view_payloads").get(url).content.decode()
+    assert "&lt;b&gt;csv&lt;/b&gt;" in page and str(PAYLOAD_HIDDEN) not in page
+
+
 def test_actions_need_post_with_a_csrf_token(schedules: Client) -> None:
     User.objects.create_superuser("csrf", "csrf@example.com", "pw")
     http = HttpClient(enforce_csrf_checks=True)

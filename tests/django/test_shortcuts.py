@@ -205,9 +205,29 @@ def test_a_signal_to_no_active_execution_fails_in_the_view(store: Store, worker:
                 signal_workflow("done-1", "note")
 
 
+BAD_IDS = (("", "non-empty"), ("x" * 129, "at most 128"), ("a:b", "control character, '{', '}' or ':'"), ("bell\a", "control character"))
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_IDS)
+def test_instance_ids_are_refused_alike_by_the_shortcut_and_the_client(store: Store, bad: str, message: str) -> None:
+    # One rule (engine.core.validate_id): an empty id is an error, never a random id in its place.
+    with pytest.raises(ValueError, match=message) as by_shortcut:
+        start_workflow(collect_signals, 1, instance_id=bad)
+    with pytest.raises(ValueError, match=message) as by_client:
+        Client().create_workflow_instance(WorkflowInstanceOptions(instance_id=bad), collect_signals, 1)
+    assert str(by_shortcut.value) == str(by_client.value)
+    with pytest.raises(ValueError, match=message):
+        signal_workflow(bad, "note")
+    with pytest.raises(ValueError, match=message):
+        Client().signal_workflow(bad, "note")
+
+
 def test_signal_names_are_validated_before_anything_is_sent(store: Store) -> None:
     start_workflow(collect_signals, 1, instance_id="names-1")
-    for bad, message in (("", "non-empty"), ("x" * 256, "at most 255"), ("bell\a", "control character"), (7, "non-empty string")):
+    for bad, message in (
+        ("", "non-empty"), (" ", "must not be blank"), ("x" * 256, "at most 255"), ("bell\a", "control character"),
+        (7, "non-empty string"),
+    ):
         with pytest.raises(ValueError, match=message):
             signal_workflow("names-1", bad)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=message):

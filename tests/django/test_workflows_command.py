@@ -172,6 +172,10 @@ def test_signal_cancel_terminate_remove(manage: Callable[..., Any]) -> None:
         (("list", "--limit", "0"), "argument --limit: must be at least 1"),
         (("list", "--limit", "5000"), "limit must be between 1 and 1000"),
         (("signal", "x", "approve", "{oops"), "the signal value is not valid JSON"),
+        # Signal names follow the rule of every sender (engine.core.validate_signal_name).
+        (("signal", "x", "bell\a", "1"), "cannot send this signal: signal name 'bell\\x07' contains a control character"),
+        (("signal", "x", " ", "1"), "cannot send this signal: signal name must not be blank"),
+        (("signal", "x", "n" * 256, "1"), "cannot send this signal: signal name must be at most 255 characters"),
         (("remove",), "remove needs either an instance ID or --finished-before WHEN"),
         (("terminate", "x"), "the following arguments are required: --reason"),
         (("frobnicate",), "invalid choice: 'frobnicate'"),

@@ -12,7 +12,7 @@ import pytest
 
 from django_workflows import workflow
 from django_workflows.engine.core import InstanceState, WorkflowInstance
-from django_workflows.engine.errors import NondeterminismError, PanicError, WorkflowError
+from django_workflows.engine.errors import ErrorInfo, NondeterminismError, PanicError, WorkflowError
 from django_workflows.engine.executor import StaleExecutor
 from django_workflows.engine.history import (
     ActivityCompletedAttributes,
@@ -389,9 +389,21 @@ def test_panic_is_a_panic_error_with_traceback() -> None:
     result = Driver([exploding]).task(started("exploding"))
     assert isinstance(result.error, PanicError)
     error = finished_attributes(result).error
-    assert error is not None and error.type == "PanicError"
-    assert error.message == "panic in workflow: ZeroDivisionError('boom')"
+    # The exception's own type is stored, with the panic flag beside it.
+    assert error is not None and (error.type, error.message, error.panic) == ("ZeroDivisionError", "boom", True)
+    assert error.to_dict()["panic"] is True
     assert "exploding" in error.stacktrace and "ZeroDivisionError: boom" in error.stacktrace
+    rebuilt = WorkflowError.from_info(ErrorInfo.from_dict(error.to_dict()))
+    assert isinstance(rebuilt, PanicError) and (rebuilt.type, rebuilt.panic) == ("ZeroDivisionError", True)
+
+
+def test_panics_stored_by_earlier_versions_come_back_as_panic_errors() -> None:
+    # Before the panic flag, a panic was stored as type "PanicError", its type in the message.
+    info = ErrorInfo.from_dict({"type": "PanicError", "message": "panic in workflow: KeyError('x')"})
+    assert info.panic
+    error = WorkflowError.from_info(info)
+    assert isinstance(error, PanicError) and error.type == "PanicError" and "KeyError" in error.message
+    assert WorkflowError.from_info(ErrorInfo.from_dict({"type": "KeyError", "message": "'x'"})).panic is False
 
 
 def test_workflow_error_is_the_result_not_a_panic() -> None:
@@ -556,5 +568,6 @@ def test_foreign_awaitable_in_a_workflow_is_a_panic() -> None:
 
     result = Driver([uses_asyncio]).task(started("uses_asyncio"))
     message = final_error(result)
-    assert message.startswith("panic in workflow: ForeignAwaitable(")
+    assert finished_attributes(result).error.type == "ForeignAwaitable"  # type: ignore[union-attr]
+    assert message.startswith("workflow code awaited None, which is not a workflow future")
     assert "asyncio" in message

@@ -221,7 +221,7 @@ def test_a_panic_during_replay_of_a_task_that_went_on_is_non_determinism() -> No
     executor = driver.new_executor(_registry_with(crashes))
     executor.execute_task(last_sequence_id=len(driver.store.events), new_events=[])
     failure = executor.task_failure
-    assert isinstance(failure, NondeterminismError) and "PanicError" in failure.got
+    assert isinstance(failure, NondeterminismError) and "with ValueError: not a bug class" in failure.got
 
 
 @pytest.mark.parametrize(

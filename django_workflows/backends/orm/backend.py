@@ -170,7 +170,10 @@ class OrmBackend(BaseBackend):
         self.store.db.close_orphans()
 
     def check(self, **kwargs: Any) -> list[Any]:
-        return check_orm_backend(self.using, alias=kwargs.get("alias", "default"), databases=kwargs.get("databases"))
+        return check_orm_backend(
+            self.using, alias=kwargs.get("alias", "default"), databases=kwargs.get("databases"),
+            max_payload_size=self.options.max_payload_size,
+        )
 
     @property
     def retries(self) -> int:

@@ -1,9 +1,11 @@
-"""System checks of the ORM backend (``OrmBackend.check``): SQLite settings that workers need.
+"""System checks of the ORM backend (``OrmBackend.check``): database settings that workers need.
 
 ``django_workflows.W001``: SQLite without IMMEDIATE transactions (concurrent workers would fail
 on the write lock instead of waiting for it). ``W002``: SQLite not in WAL mode (readers would
-block the writer); it needs a connection, so it runs only in database checks
-(``check --database``, ``migrate``), when Django passes ``databases``.
+block the writer). ``W003``: MySQL/MariaDB whose ``max_allowed_packet`` could refuse a payload
+the backend's ``max_payload_size`` allows (the write would fail in the commit, where no
+``PayloadTooLarge`` names it). W002 and W003 need a connection, so they run only in database
+checks (``check --database``, ``migrate``), when Django passes ``databases``.
 """
 
 from __future__ import annotations
@@ -14,15 +16,57 @@ from typing import Any
 from django.core import checks
 from django.db import connections
 
+from .sql import BYTES_PER_INSERT
 
-def check_orm_backend(using: str, *, alias: str, databases: Collection[str] | None = None) -> list[Any]:
+#: How much larger than its payload a statement that writes it can be: the payload is a JSON
+#: string inside the event's JSON (each quote and backslash escaped once), and the driver
+#: escapes it again in the statement; 4x is the worst case (a payload of quotes).
+PACKET_GROWTH = 4
+
+
+def check_orm_backend(
+    using: str, *, alias: str, databases: Collection[str] | None = None, max_payload_size: int = 0
+) -> list[Any]:
     """The messages for the workflow backend ``alias`` on database ``using``: the settings
     checks, or with ``databases`` (database checks) those that read the database."""
-    if connections.settings[using]["ENGINE"] != "django.db.backends.sqlite3":
+    vendor = connections[using].vendor
+    if vendor == "mysql":
+        if databases is None or using not in databases:
+            return []
+        return _packet_limit(using, alias, max_payload_size)
+    if vendor != "sqlite":
         return []
     if databases is None:
         return _transaction_mode(using, alias)
     return _journal_mode(using, alias) if using in databases else []
+
+
+def packet_needed(max_payload_size: int) -> int:
+    """The ``max_allowed_packet`` a statement writing payloads up to ``max_payload_size`` may
+    need: the largest payload beside a full batch of others, escaped in the worst case."""
+    return PACKET_GROWTH * (max_payload_size + BYTES_PER_INSERT)
+
+
+def _packet_limit(using: str, alias: str, max_payload_size: int) -> list[checks.CheckMessage]:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.max_allowed_packet")
+        packet = int(cursor.fetchone()[0])
+    needed = packet_needed(max_payload_size)
+    if needed < packet:
+        return []
+    return [
+        checks.Warning(
+            f"The workflow backend {alias!r} allows payloads of {max_payload_size:,} bytes (max_payload_size), but "
+            f"MySQL/MariaDB database {using!r} accepts statements of at most {packet:,} bytes (max_allowed_packet).",
+            hint=(
+                f"Lower max_payload_size in WORKFLOWS[{alias!r}][\"OPTIONS\"], or raise max_allowed_packet on the "
+                f"server to more than {needed:,} bytes (a payload can take up to {PACKET_GROWTH} times its size in the "
+                "statement that writes it, once escaped); otherwise a large payload fails its commit with a "
+                "database error instead of PayloadTooLarge."
+            ),
+            id="django_workflows.W003",
+        )
+    ]
 
 
 def _transaction_mode(using: str, alias: str) -> list[checks.CheckMessage]:

@@ -34,7 +34,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -797,8 +797,9 @@ class HotSql:
     _INSERT_PAYLOADS = "INSERT INTO {payload} (id, instance_id, data) VALUES %(rows)s"
 
     def insert_payloads(self, rows: Sequence[tuple[str, int, str]]) -> None:
-        """(id, execution row id, attributes JSON) per payload."""
-        for chunk in _chunks(list(rows)):
+        """(id, execution row id, attributes JSON) per payload; large payloads split the rows
+        into more statements, so no statement outgrows a packet limit (``max_allowed_packet``)."""
+        for chunk in _chunks(list(rows), size=lambda row: len(row[2])):
             self._rowcount("insert_payloads", self._INSERT_PAYLOADS, rows=chunk)
 
     _EVENT_INSERT_COLUMNS = ", ".join(EVENT_COLUMNS) + ", instance_id, payload_id"
@@ -901,10 +902,29 @@ def _server_binding_cursor() -> Any:
 
 #: Rows per multi-row INSERT: well under SQLite's 32,766 parameters and any packet limit.
 _ROWS_PER_INSERT = 500
+#: Characters of payload data per multi-row INSERT: a statement holds more only when one row
+#: does (a payload up to ``max_payload_size``). ``checks.W003`` counts this in.
+BYTES_PER_INSERT = 1024 * 1024
 
 
-def _chunks(rows: list[Any]) -> list[list[Any]]:
-    return [rows[start : start + _ROWS_PER_INSERT] for start in range(0, len(rows), _ROWS_PER_INSERT)]
+def _chunks(rows: list[Any], size: Callable[[Any], int] | None = None) -> list[list[Any]]:
+    """``rows`` in statements of at most ``_ROWS_PER_INSERT`` rows and, with ``size``, of
+    ``BYTES_PER_INSERT`` characters (or one row that is larger by itself)."""
+    if size is None:
+        return [rows[start : start + _ROWS_PER_INSERT] for start in range(0, len(rows), _ROWS_PER_INSERT)]
+    chunks: list[list[Any]] = []
+    current: list[Any] = []
+    total = 0
+    for row in rows:
+        length = size(row)
+        if current and (len(current) >= _ROWS_PER_INSERT or total + length > BYTES_PER_INSERT):
+            chunks.append(current)
+            current, total = [], 0
+        current.append(row)
+        total += length
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def payload_json(event: Event) -> str:

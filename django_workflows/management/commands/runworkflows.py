@@ -4,7 +4,8 @@ This command only parses flags; ``django_workflows.runner.run_worker`` does the 
 that keep the worker from working (an unknown backend alias, flags out of range, an unmigrated
 or unreachable store) end it at once with a one-line error and exit status 1 (2 for flags that
 do not parse); a store that stays unreachable for ``--max-outage`` seconds while it runs ends
-it with status 1 too, so a supervisor restarts it.
+it with status 1 too, so a supervisor restarts it. After SIGTERM/SIGINT, tasks still running
+when ``--grace-period`` ends have their leases released, and the process exits with status 3.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ class Command(BaseCommand):
             help="Exit with status 1 once the store has been unreachable this long (default 300; 0 = retry forever).",
         )
         parser.add_argument(
+            "--grace-period", type=non_negative_seconds, metavar="SECONDS",
+            help="After SIGTERM/SIGINT, how long running tasks may finish; then their leases are released "
+            "for other workers and the process exits with status 3 (default 30; 0 = release at once).",
+        )
+        parser.add_argument(
             "--until-idle", action="store_true",
             help="Exit once nothing is ready to run now (instances waiting for timers or signals do not count).",
         )
@@ -111,6 +117,7 @@ class Command(BaseCommand):
             run_scheduler=not options["no_scheduler"],
             log_level=options["log_level"],
             app_version=options["app_version"] or None,
+            grace_period=options["grace_period"],
         )
         try:
             backend = prepare(settings)

@@ -80,6 +80,7 @@ from .e2e_deploys import DeployCases
 from .e2e_errors import ErrorCases
 from .e2e_history import HistoryCases
 from .e2e_lifecycle import CancellationCases, ContinueAsNewCases, QueueAndRemovalCases
+from .e2e_payloads import PayloadCases
 from .e2e_restarts import RestartCases
 from .e2e_signals import ConcurrencyCases, SignalCases
 from .e2e_subworkflows import SubWorkflowCases
@@ -101,6 +102,7 @@ class EndToEndConformance(
     ContinueAsNewCases,
     QueueAndRemovalCases,
     ErrorCases,
+    PayloadCases,
     HistoryCases,
     RestartCases,
     DeployCases,

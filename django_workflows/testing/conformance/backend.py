@@ -520,6 +520,29 @@ class BackendConformance(TimeoutCases):
         assert [event_to_dict(e) for e in workflow_task.new_events] == [event_to_dict(result)]
         assert backend.get_activity_task(["default"], QUICK) is None
 
+    def test_a_committed_completion_is_found_by_its_event(self, backend_factory: BackendFactory) -> None:
+        # What a worker asks after a completion whose reply it lost met the fence on its retry.
+        backend = backend_factory()
+        instance, scheduled = _schedule_activity(backend)
+        task = backend.get_activity_task(["default"], 5)
+        assert task is not None
+        result = new_event(ActivityCompletedAttributes(result="42"), utcnow(), schedule_event_id=scheduled.schedule_event_id)
+        assert not backend.has_event(instance, result.id)
+        backend.complete_activity_task(task, result)
+        with pytest.raises(LeaseLost):
+            backend.complete_activity_task(task, result)  # a repeat cannot record it twice
+        assert backend.has_event(instance, result.id)  # pending
+        workflow_task = poll_workflow_task(backend)
+        executed = complete(backend, workflow_task)
+        with pytest.raises(LeaseLost):
+            complete(backend, workflow_task)
+        assert backend.has_event(instance, result.id)  # in the history now
+        assert backend.has_event(instance, executed[0].id, workflow_task.last_sequence_id)
+        assert not backend.has_event(instance, executed[0].id, executed[-1].sequence_id)
+        assert not backend.has_event(instance, uuid.uuid4().hex)
+        with pytest.raises(InstanceNotFound):
+            backend.has_event(new_instance(), result.id)
+
     def test_activity_tasks_claimed_in_a_batch(self, backend_factory: BackendFactory) -> None:
         backend = backend_factory()
         backend.create_workflow_instance(instance := new_instance(), started_event())

@@ -279,7 +279,9 @@ class TimeoutCases:
         assert backend.get_workflow_task(["default"], QUICK) is None
         info = backend.get_workflow_instance_info(instance)
         assert info.state is InstanceState.ACTIVE
-        assert info.scheduled_for is not None and abs(info.scheduled_for - start_at) < timedelta(milliseconds=2)
+        # A store may keep the delay on its own clock (Redis: the delay from now, applied at the
+        # server's now), so the time it reports is as exact as the time to reach the store.
+        assert info.scheduled_for is not None and abs(info.scheduled_for - start_at) < timedelta(milliseconds=500)
         task = poll_workflow_task(backend)
         assert utcnow() >= start_at - SKEW
         assert [e.id for e in task.new_events] == [event.id]
