@@ -45,7 +45,7 @@ def test_worker_killed_in_the_middle_of_an_activity(redis_workers: Any, tmp_path
         WorkflowInstanceOptions(instance_id="killed-mid-activity"), "ledger_workflow", str(ledger), 3, 2, str(gate)
     )
     first = start()
-    wait_for(lambda: ledger.exists() and "start 2" in ledger.read_text(), what="activity 2 to start")
+    wait_for(lambda: ledger.exists() and "start 2" in ledger.read_text(), timeout=180, what="activity 2 to start")
     first.send(signal.SIGKILL)
     first.wait(30)
     gate.touch()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -160,9 +159,9 @@ def test_sigterm_stops_a_worker_whose_workflow_code_hangs(manage):
     wait_for(lambda: WorkflowInstanceRow.objects.filter(instance_id="hangs", locked_until__isnull=False).exists(),
              what="the hanging task to be leased")
     worker.send(signal.SIGTERM)
-    started = time.monotonic()
-    assert worker.wait(20) == 0, worker.output()
-    assert time.monotonic() - started < 20
+    # It exits once the deadlock timeout gives the task up (10 s), well before the grace period
+    # (30 s) would release it: status 0, not 3. The bound is generous for a loaded machine.
+    assert worker.wait(120) == 0, worker.output()
     blocked = client.get_workflow_instance_info(instance).blocked
     assert blocked is not None and blocked.error.type == "DeadlockDetected"
     assert "hanging_workflow" in blocked.error.message and "time.sleep(seconds)" in blocked.error.message
@@ -176,4 +175,4 @@ def test_failure_policy_and_deadlock_timeout_flags(manage):
     with pytest.raises(WorkflowError, match="potential deadlock: workflow hanging_workflow"):
         client.get_workflow_result(instance, timeout=60)
     worker.send(signal.SIGTERM)
-    assert worker.wait(20) == 0, worker.output()
+    assert worker.wait(120) == 0, worker.output()

@@ -192,8 +192,10 @@ def test_sqlite_store_locked_too_long(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         assert worker.wait(180) == 1, worker.output()
         output = worker.output()
-        steps = _lines(output, r"store unreachable for .*database is locked.*next workflow poll")
-        assert 1 <= len(steps) <= 4, output
+        # Whichever poller meets the lock first (under load, the activity poller may give up the
+        # worker before the workflow poller logs a step).
+        steps = _lines(output, r"store unreachable for .*database is locked.*next (workflow|activity) poll")
+        assert 1 <= len(steps) <= 8, output  # a few per poller, not one per poll
         assert "store reachable again" not in output, output
         assert "CommandError: the workflow store was unreachable for" in output
         assert "Traceback" not in output, output

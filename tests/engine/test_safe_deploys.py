@@ -4,6 +4,7 @@ are the task's, the backoff, the reset planner and the deadlock watch of ``engin
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -403,6 +404,11 @@ def test_a_sleeping_step_is_detected_and_abandoned() -> None:
     threads.close()
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] == (3, 13),
+    reason="CPython 3.13 does not deliver PyThreadState_SetAsyncExc to a thread that spins in Python code "
+    "(python/cpython#139622): the task is still given up and the instance blocked, but the loop keeps its thread",
+)
 def test_a_cpu_loop_is_interrupted() -> None:
     threads = CodeThreads(0.3)
     ended = threading.Event()
