@@ -70,7 +70,8 @@ class SoakConfig:
 class SoakReport:
     config: dict[str, Any]
     violations: list[str] = field(default_factory=list)
-    #: Re-executions of activities whose result the store's restart lost (``LedgerCheck``).
+    #: Re-executions of activities whose result the store's restart lost although their lease
+    #: outlasted the outage (``LedgerCheck.after_restart``).
     after_restart: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     workdir: str = ""
@@ -90,7 +91,8 @@ class SoakReport:
             f"  throughput: {f.get('workflows_per_s')} workflows/s ({f.get('activities_per_s')} activities/s, "
             "sub-workflows counted)",
             f"  activity executions: {f.get('activity_executions')}, re-executions: {f.get('reexecutions')} "
-            f"(after kills: {f.get('reexecutions_after_kills')}, after the restart: {f.get('reexecutions_after_restart')})",
+            f"(after kills: {f.get('reexecutions_after_kills')}, after the restart: {f.get('reexecutions_after_restart')}, "
+            f"{f.get('reexecutions_after_restart_beyond_lease')} of them after an outage the lease could not outlast)",
         ]
         if "recovery_after_kill_s" in f:
             lines.append(f"  killed work taken over after: {f['recovery_after_kill_s']} s")
