@@ -116,3 +116,36 @@ def test_activity_timeouts_migration_is_additive() -> None:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_view_payloads_migration_is_additive() -> None:
+    """0007 only adds the view_payloads permission: rows written before keep their data, and it
+    reverses cleanly."""
+    from django.contrib.auth.models import Permission
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("django_workflows", "0006_workers")], [("django_workflows", "0007_view_payloads")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old_model = executor.loader.project_state(before).apps.get_model("django_workflows", "WorkflowInstance")
+    row = old_model.objects.create(
+        instance_id="old-7", execution_id="e-7", active_instance_id="old-7", workflow_name="wf", queue="default",
+        created_at="2026-01-01T00:00:00Z",
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new_model = executor.loader.project_state(after).apps.get_model("django_workflows", "WorkflowInstance")
+    assert new_model.objects.filter(pk=row.pk, instance_id="old-7", workflow_name="wf").exists()
+    assert ("view_payloads", "Can view workflow payloads (inputs, results, signal values)") in new_model._meta.permissions
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(before)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    new_model.objects.filter(pk=row.pk).delete()
+    # The permission row itself comes from post_migrate, as for Django's own permissions.
+    assert Permission.objects.filter(content_type__app_label="django_workflows", codename="view_payloads").exists()
