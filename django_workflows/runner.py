@@ -73,6 +73,8 @@ class WorkerSettings:
     log_level: str | None = None
     app_version: str | None = None
     grace_period: float | None = None
+    workflow_executor_cache_size: int | None = None
+    workflow_executor_cache_ttl: float | None = None
 
     def worker_options(self, **extra: Any) -> WorkerOptions:
         chosen = {

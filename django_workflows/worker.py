@@ -1262,6 +1262,8 @@ class Worker:
         passed, on any worker; the backend fences each so that one sweeper records it."""
         failing_since: float | None = None
         while not self._stop.wait(_SWEEP_INTERVAL):
+            # Executors idle past their TTL release their memory now, not at the next put.
+            self.cache.expire()
             try:
                 self.backend.time_out_activity_tasks()
                 self.backend.time_out_workflow_instances()

@@ -56,12 +56,30 @@ class ExecutorCache:
                 _, (victim, _) = self._entries.popitem(last=False)
                 self.evictions["capacity"] += 1
                 evicted.append(victim)
-            for stale_key in [k for k, (_, t) in self._entries.items() if now - t > self.ttl]:
-                victim, _ = self._entries.pop(stale_key)
-                self.evictions["expired"] += 1
-                evicted.append(victim)
+            evicted.extend(self._take_expired(now))
         for victim in evicted:
             victim.close()
+
+    def expire(self) -> int:
+        """Close the executors idle for longer than the TTL (the worker calls it on a timer, so
+        an idle worker does not keep their memory until the next ``put``); how many."""
+        with self._lock:
+            expired = self._take_expired(time.monotonic())
+        for victim in expired:
+            victim.close()
+        return len(expired)
+
+    def _take_expired(self, now: float) -> list[Executor]:
+        # Entries are in order of their last put, oldest first: stop at the first fresh one.
+        expired: list[Executor] = []
+        while self._entries:
+            key, (executor, stored_at) = next(iter(self._entries.items()))
+            if now - stored_at <= self.ttl:
+                break
+            del self._entries[key]
+            self.evictions["expired"] += 1
+            expired.append(executor)
+        return expired
 
     def evict(self, key: _Key) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,7 @@ def test_refuses_an_unknown_backend_alias(manage):
         (["--max-parallel-activity-tasks", "many"], "argument --max-parallel-activity-tasks: expected a whole number"),
         (["--max-outage", "-5"], "argument --max-outage: must be a non-negative number of seconds, got -5"),
         (["--grace-period", "-1"], "argument --grace-period: must be a non-negative number of seconds, got -1"),
+        (["--executor-cache-size", "-3"], "argument --executor-cache-size: must not be negative, got -3"),
     ],
 )
 def test_refuses_flags_out_of_range(manage, flags, message):
@@ -176,3 +178,20 @@ def test_failure_policy_and_deadlock_timeout_flags(manage):
         client.get_workflow_result(instance, timeout=60)
     worker.send(signal.SIGTERM)
     assert worker.wait(120) == 0, worker.output()
+
+
+def test_executor_cache_flags_reach_the_worker_options():
+    from django_workflows.management.commands.runworkflows import Command
+    from django_workflows.runner import WorkerSettings
+
+    parsed = Command().create_parser("manage.py", "runworkflows").parse_args(
+        ["--executor-cache-size", "512", "--executor-cache-ttl", "30"]
+    )
+    settings = WorkerSettings(
+        workflow_executor_cache_size=parsed.workflow_executor_cache_size,
+        workflow_executor_cache_ttl=parsed.workflow_executor_cache_ttl,
+    )
+    options = settings.worker_options()
+    assert options.workflow_executor_cache_size == 512
+    assert options.workflow_executor_cache_ttl == timedelta(seconds=30)
+    assert WorkerSettings().worker_options().workflow_executor_cache_size == 128  # the default

@@ -85,6 +85,14 @@ class Command(BaseCommand):
             "for other workers and the process exits with status 3 (default 30; 0 = release at once).",
         )
         parser.add_argument(
+            "--executor-cache-size", type=non_negative_int, dest="workflow_executor_cache_size", metavar="N",
+            help="Workflow executors kept in memory to continue without replaying history (default 128; 0 = none).",
+        )
+        parser.add_argument(
+            "--executor-cache-ttl", type=non_negative_seconds, dest="workflow_executor_cache_ttl", metavar="SECONDS",
+            help="How long an unused executor stays cached (default 10).",
+        )
+        parser.add_argument(
             "--until-idle", action="store_true",
             help="Exit once nothing is ready to run now (instances waiting for timers or signals do not count).",
         )
@@ -118,6 +126,8 @@ class Command(BaseCommand):
             log_level=options["log_level"],
             app_version=options["app_version"] or None,
             grace_period=options["grace_period"],
+            workflow_executor_cache_size=options["workflow_executor_cache_size"],
+            workflow_executor_cache_ttl=options["workflow_executor_cache_ttl"],
         )
         try:
             backend = prepare(settings)
