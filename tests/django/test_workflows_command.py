@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.core.management import ManagementUtility
+from django.core.management import load_command_class
+from django.core.management.base import OutputWrapper
 
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
@@ -31,30 +32,40 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def run(manage: Callable[..., Any], *args: str, **env: str) -> tuple[int, str]:
-    """``manage.py workflows ARGS``: its exit status and what it printed (stdout and stderr).
-
-    In this process, through Django's command-line entry point (``ManagementUtility``, as
-    ``manage.py`` runs it: argparse's usage errors exit 2, a ``CommandError`` exits with its
-    status), because a process per call costs seconds of start-up; with ``env`` (settings read
-    from the environment), as a real process."""
-    if env:
-        process = manage("workflows", *args, **env)
-        code = process.wait(120)
-        return code, process.output()
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            ManagementUtility(["manage.py", "workflows", *args]).execute()
-            code = 0
-        except SystemExit as exit:
-            code = exit.code if isinstance(exit.code, int) else 1
-    return code, out.getvalue()
+    """``manage.py workflows ARGS``: its exit status and what it printed (stdout, then stderr)."""
+    code, out, err = _call(manage, *args, **env)
+    return code, out + err
 
 
 def run_json(manage: Callable[..., Any], *args: str, **env: str) -> Any:
-    code, output = run(manage, *args, "--json", **env)
-    assert code == 0, output
-    return json.loads(output)
+    code, out, err = _call(manage, *args, "--json", **env)
+    assert code == 0, out + err
+    return json.loads(out)
+
+
+def _call(manage: Callable[..., Any], *args: str, **env: str) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of ``manage.py workflows ARGS``.
+
+    In this process, through the command's command-line entry point (``run_from_argv``, as
+    ``manage.py`` runs it: argparse's usage errors exit 2, a ``CommandError`` exits with its
+    status), because a process per call costs seconds of start-up. The command writes to
+    buffers of its own, so what the test's worker threads print meanwhile does not mix in;
+    argparse writes its usage errors to ``sys.stderr``. With ``env`` (settings read from the
+    environment), as a real process."""
+    if env:
+        process = manage("workflows", *args, **env)
+        code = process.wait(120)
+        return code, process.output(), ""
+    out, err = io.StringIO(), io.StringIO()
+    command = load_command_class("django_workflows", "workflows")
+    command.stdout, command.stderr = OutputWrapper(out), OutputWrapper(err)
+    with contextlib.redirect_stderr(err):
+        try:
+            command.run_from_argv(["manage.py", "workflows", *args])
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_list_show_history_status(manage: Callable[..., Any]) -> None:
