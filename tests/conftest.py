@@ -32,6 +32,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     return (
         f"django_workflows: DB={db['ENGINE'].rsplit('.', 1)[-1]} test NAME={db.get('TEST', {}).get('NAME')}"
         f"; artifacts in {ARTIFACTS_DIR}"
+        + ("" if redis_tests_run_here() else "; the Redis tests run with DB=sqlite (deselected here)")
     )
 
 
@@ -58,7 +59,19 @@ def missing_redis() -> str:
     return ""
 
 
+def redis_tests_run_here() -> bool:
+    """The Redis store does not depend on the Django database, so its tests run in the DB=sqlite
+    environments only (CI's default run has one per Django version), unless
+    WORKFLOWS_REDIS_TESTS=all asks for them with every database."""
+    return os.environ.get("DB", "sqlite") == "sqlite" or os.environ.get("WORKFLOWS_REDIS_TESTS") == "all"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not redis_tests_run_here():
+        deselected = [item for item in items if item.get_closest_marker("redis")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("redis")]
     # Asked once, and only when some selected test needs it (a plain SQLite run on a machine
     # without Redis skips these tests with the reason instead of failing them).
     if not any(item.get_closest_marker("redis") for item in items):
