@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.core.management import call_command
+
+
+def _migrate(target: list[tuple[str, str]] | None = None) -> Any:
+    """Migrate the test database to ``target`` (None: the latest migrations) with a fresh
+    executor, and return the models as they are there (``apps``)."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    target = target or executor.loader.graph.leaf_nodes()
+    executor.migrate(target)
+    return executor.loader.project_state(target).apps
 
 
 @pytest.mark.django_db  # makemigrations checks the applied history too
@@ -17,31 +32,18 @@ def test_no_missing_migrations():
 @pytest.mark.django_db(transaction=True)
 def test_safe_deploys_migration_is_additive():
     """0004 adds the blocked-task columns and two permissions; rows written before keep their data."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
     before, after = [("django_workflows", "0003_schedules")], [("django_workflows", "0004_safe_deploys")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    old_model = executor.loader.project_state(before).apps.get_model("django_workflows", "WorkflowInstance")
-    row = old_model.objects.create(
+    row = _migrate(before).get_model("django_workflows", "WorkflowInstance").objects.create(
         instance_id="old-1", execution_id="e-1", active_instance_id="old-1", workflow_name="wf", queue="default",
         created_at="2026-01-01T00:00:00Z",
     )
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(after)
-    new_model = executor.loader.project_state(after).apps.get_model("django_workflows", "WorkflowInstance")
+    new_model = _migrate(after).get_model("django_workflows", "WorkflowInstance")
     migrated = new_model.objects.get(pk=row.pk)
     assert (migrated.instance_id, migrated.workflow_name, migrated.active_instance_id) == ("old-1", "wf", "old-1")
     assert (migrated.blocked_since, migrated.blocked_until, migrated.blocked_error, migrated.blocked_attempts) == (None, None, None, 0)
     # Back and forth again: the migration reverses cleanly, then the suite continues on the latest.
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(before)
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    _migrate(before)
+    _migrate()
     new_model.objects.filter(pk=row.pk).delete()
 
 
@@ -123,29 +125,17 @@ def test_view_payloads_migration_is_additive() -> None:
     """0007 only adds the view_payloads permission: rows written before keep their data, and it
     reverses cleanly."""
     from django.contrib.auth.models import Permission
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
 
     before, after = [("django_workflows", "0006_workers")], [("django_workflows", "0007_view_payloads")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    old_model = executor.loader.project_state(before).apps.get_model("django_workflows", "WorkflowInstance")
-    row = old_model.objects.create(
+    row = _migrate(before).get_model("django_workflows", "WorkflowInstance").objects.create(
         instance_id="old-7", execution_id="e-7", active_instance_id="old-7", workflow_name="wf", queue="default",
         created_at="2026-01-01T00:00:00Z",
     )
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(after)
-    new_model = executor.loader.project_state(after).apps.get_model("django_workflows", "WorkflowInstance")
+    new_model = _migrate(after).get_model("django_workflows", "WorkflowInstance")
     assert new_model.objects.filter(pk=row.pk, instance_id="old-7", workflow_name="wf").exists()
     assert ("view_payloads", "Can view workflow payloads (inputs, results, signal values)") in new_model._meta.permissions
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(before)
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    _migrate(before)
+    _migrate()
     new_model.objects.filter(pk=row.pk).delete()
     # The permission row itself comes from post_migrate, as for Django's own permissions.
     assert Permission.objects.filter(content_type__app_label="django_workflows", codename="view_payloads").exists()
