@@ -74,12 +74,20 @@ def open_page(driver: Any, url: str) -> None:
 
 
 def submit(driver: Any, element: Any) -> None:
-    """Click a submit button and wait until the next page has loaded."""
-    from selenium.common.exceptions import WebDriverException
+    """Click a submit button (an element, or a CSS selector) and wait until the next page has
+    loaded. Given a selector, the button is looked up at the click, again if the page replaced
+    itself meanwhile (a page that reloads itself until something happens)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support import expected_conditions
 
-    old_page = driver.find_element("tag name", "html")
-    element.click()
+    for attempt in range(5):
+        old_page = driver.find_element("tag name", "html")
+        try:
+            (driver.find_element("css selector", element) if isinstance(element, str) else element).click()
+            break
+        except StaleElementReferenceException:
+            if not isinstance(element, str) or attempt == 4:
+                raise
     # While the old document is being replaced, Chromium sometimes answers a question about its
     # element with "unhandled inspector error" instead of "stale element": ask again.
     wait_until(driver, expected_conditions.staleness_of(old_page), "the form's response page", ignored=(WebDriverException,))

@@ -213,16 +213,17 @@ def test_in_a_browser_the_page_reloads_until_shipped_then_stops_and_links_to_the
         # The page reloads itself until the workflow asks for approval: a mark set on this copy
         # of the page is gone once the buttons show.
         browser.execute_script("window.stillThisPage = true")
-        approve = wait_until(
+        wait_until(
             browser,
             lambda d: not d.execute_script("return window.stillThisPage === true")
             and d.find_elements("css selector", "button[value=approve]"),
             "the approval buttons after a reload",
             ignored=(WebDriverException,),
-        )[0]
+        )
         assert browser.find_element("id", "status").text == "Awaiting approval"
         screenshot(browser, "order-awaiting-approval", full_page=False)
-        submit(browser, approve)
+        # By selector: the page may have reloaded itself since the buttons showed.
+        submit(browser, "button[value=approve]")
         wait_until(
             browser, lambda d: d.find_element("id", "status").text == "Shipped", "the order to ship", ignored=(WebDriverException,)
         )
