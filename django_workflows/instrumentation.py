@@ -213,6 +213,14 @@ class WorkflowTaskObservation:
     def lease_lost(self) -> None:
         return None
 
+    def replaying(self, events: int) -> None:
+        """The task found no cached executor: it replays ``events`` stored events first."""
+        task = self.task
+        logger.debug(
+            "workflow %s of instance %s replays %d history events (no cached executor)",
+            task.workflow_name, task.instance, events, extra=log_extra(task.instance, task.workflow_name),
+        )
+
     def committed(self, result: ExecutionResult, executor: Any) -> None:
         task = self.task
         name = result.workflow_name or task.workflow_name
@@ -297,6 +305,12 @@ class TracedWorkflowTask(WorkflowTaskObservation):
     def lease_lost(self) -> None:
         self.span.set_attribute("workflows.lease_lost", True)
         self.otel.leases_lost.add(1, {"kind": "workflow", "queue": self.task.queue})
+
+    def replaying(self, events: int) -> None:
+        super().replaying(events)
+        self.span.set_attribute("workflows.replayed_events", events)
+        self.otel.executor_cache_misses.add(1, self.labels)
+        self.otel.replayed_events.add(events, self.labels)
 
     def committed(self, result: ExecutionResult, executor: Any) -> None:
         super().committed(result, executor)

@@ -233,6 +233,14 @@ class Otel:
             "workflows.history.near_limit", "{execution}",
             "Executions whose history passed 80 % of max_history_size (continue as new before the limit).",
         )
+        self.executor_cache_misses = counter(
+            "workflows.executor_cache.misses", "{task}",
+            "Workflow tasks that found no cached executor and replayed their instance's history first.",
+        )
+        self.replayed_events = counter(
+            "workflows.executor_cache.replayed_events", "{event}",
+            "History events replayed by those tasks (their cost grows with the history: continue as new).",
+        )
         self.workflow_task_duration = histogram("workflows.workflow.task.duration", "Time to execute and commit a workflow task.")
         self.workflow_task_latency = histogram(
             "workflows.workflow.task.schedule_to_start", "Time a workflow task waited in its queue (from its oldest event)."

@@ -98,6 +98,21 @@ _DEADLINE_RECHECK = 0.5
 _DEADLINE_SLACK = 1.0
 
 
+class ReplayCount:
+    """How many workflow tasks replayed history for want of a cached executor, and how many
+    events they replayed (thread-safe: every workflow poller and task thread adds to it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tasks = 0
+        self.events = 0
+
+    def add(self, events: int) -> None:
+        with self._lock:
+            self.tasks += 1
+            self.events += events
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerOptions:
     """Worker settings, with go-workflows' names. Durations accept seconds or ``timedelta``.
@@ -110,8 +125,10 @@ class WorkerOptions:
     workflow_pollers: int = 2
     max_parallel_workflow_tasks: int = 8
     workflow_heartbeat_interval: timedelta | float = timedelta(seconds=25)
-    workflow_executor_cache_size: int = 128
-    workflow_executor_cache_ttl: timedelta | float = timedelta(seconds=10)
+    #: Executors kept for sticky execution, and how long one may sit idle; None: the backend's
+    #: ``executor_cache_size`` / ``executor_cache_ttl`` options (256 and 10 s by default).
+    workflow_executor_cache_size: int | None = None
+    workflow_executor_cache_ttl: timedelta | float | None = None
     workflow_queues: Sequence[str] = (DEFAULT_QUEUE,)
     activity_pollers: int = 2
     max_parallel_activity_tasks: int = 32
@@ -153,9 +170,15 @@ class WorkerOptions:
     grace_period: timedelta | float = timedelta(seconds=30)
 
     def __post_init__(self) -> None:
+        if self.workflow_executor_cache_ttl is not None:
+            ttl = to_timedelta(self.workflow_executor_cache_ttl, what="workflow_executor_cache_ttl")
+            object.__setattr__(self, "workflow_executor_cache_ttl", ttl)
+        if self.workflow_executor_cache_size is not None and self.workflow_executor_cache_size < 0:
+            raise ValueError(
+                f"workflow_executor_cache_size must not be negative (0 caches nothing), got {self.workflow_executor_cache_size!r}"
+            )
         for name in (
             "workflow_heartbeat_interval",
-            "workflow_executor_cache_ttl",
             "activity_heartbeat_interval",
             "scheduler_interval",
             "max_outage",
@@ -647,10 +670,14 @@ class Worker:
         self.registry = Registry()
         if registry is not None:
             self.registry.update(registry)
+        backend_options = backend.options
+        size, ttl = self.options.workflow_executor_cache_size, self.options.workflow_executor_cache_ttl
         self.cache = ExecutorCache(
-            self.options.workflow_executor_cache_size,
-            self.options.workflow_executor_cache_ttl,
+            backend_options.executor_cache_size if size is None else size,
+            backend_options.executor_cache_ttl if ttl is None else ttl,
         )
+        #: Workflow tasks that replayed their history because the cache had no executor for them.
+        self.replays = ReplayCount()
         self._stop = threading.Event()
         self._pollers: list[threading.Thread] = []
         self._lanes: dict[str, _Lane] = {}
@@ -660,7 +687,6 @@ class Worker:
         self.registry.register_activity(self._deliver_signal, SIGNAL_ACTIVITY_NAME)
         self.registry.register_workflow(expire_workflow_instances, EXPIRATION_WORKFLOW_NAME)
         self.registry.register_activity(self._remove_finished_instances, EXPIRATION_ACTIVITY_NAME)
-        backend_options = backend.options
         self._payload_limits = backend_options.payload_limits(self.instrumentation.large_payload)
         self._runner = ActivityRunner(
             self.registry, backend_options.converter, backend_options.context_propagators,
@@ -950,6 +976,11 @@ class Worker:
         self._presence.stop(unregister=reachable)
         if "workflow" in self._lanes and reachable:
             self._hand_back_sticky_instances()
+        if self.replays.tasks:
+            logger.info(
+                "%d workflow task(s) replayed their history (%d events) for want of a cached executor; "
+                "see docs/settings.md, The executor cache", self.replays.tasks, self.replays.events,
+            )
         self.cache.clear()
         self.backend.release_finished_threads()  # e.g. the database connections of pollers and tasks
 
@@ -990,6 +1021,14 @@ class Worker:
             clock=system_clock,
         )
 
+    def _replaying(self, task: WorkflowTask, observed: WorkflowTaskObservation) -> Executor:
+        """A new executor for a task whose instance has no (current) executor in the cache: it
+        replays the whole stored history first, which the metrics count as a cache miss."""
+        if task.last_sequence_id > 0:
+            self.replays.add(task.last_sequence_id)
+            observed.replaying(task.last_sequence_id)
+        return self._new_executor(task)
+
     def _run_workflow_task(self, task: WorkflowTask) -> None:
         key = (task.instance.instance_id, task.instance.execution_id)
         lease = _Lease(
@@ -1003,7 +1042,7 @@ class Worker:
             if lease.released:  # the worker is giving up on its tasks: another one runs it
                 return
             lease.on_lost = lambda: self._report_lost(observed, what)
-            running = self.cache.get(key) or self._new_executor(task)
+            running = self.cache.get(key) or self._replaying(task, observed)
             executor: Executor | None = running
             result: ExecutionResult | None = None
             failure: WorkflowError | None
@@ -1012,7 +1051,7 @@ class Worker:
                     result = self._execute(running, task)
                 except StaleExecutor:
                     running.close()
-                    executor = running = self._new_executor(task)
+                    executor = running = self._replaying(task, observed)
                     result = self._execute(running, task)
                 failure = running.task_failure
             except WorkflowCodeHung as hung:

@@ -50,6 +50,13 @@ class Feature(enum.Enum):
     WORKER_REGISTRY = "worker-registry"
 
 
+#: The executor cache's defaults. go-workflows keeps 128 executors; a worker of the bench's W1
+#: (500 workflows at once on two workers) replayed 4-6 % of its tasks with 128 and none with 256,
+#: at the same peak memory (docs/settings.md, "The executor cache"). The TTL is go-workflows'.
+DEFAULT_EXECUTOR_CACHE_SIZE = 256
+DEFAULT_EXECUTOR_CACHE_TTL = timedelta(seconds=10)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendOptions:
     """Options shared by every backend, with go-workflows' defaults.
@@ -79,10 +86,18 @@ class BackendOptions:
     remove_continued_as_new_instances: bool = False
     #: Name of this process in leases; default ``worker-<uuid>``.
     worker_name: str = ""
+    #: Executors a worker keeps for sticky execution (0: none, every task replays its history),
+    #: unless ``WorkerOptions.workflow_executor_cache_size`` says otherwise.
+    executor_cache_size: int = DEFAULT_EXECUTOR_CACHE_SIZE
+    #: How long a cached executor may sit idle before the worker closes it (and the next task of
+    #: its instance replays the history), unless ``WorkerOptions`` says otherwise.
+    executor_cache_ttl: timedelta | float = DEFAULT_EXECUTOR_CACHE_TTL
 
     def __post_init__(self) -> None:
-        for name in ("sticky_timeout", "workflow_lock_timeout", "activity_lock_timeout"):
+        for name in ("sticky_timeout", "workflow_lock_timeout", "activity_lock_timeout", "executor_cache_ttl"):
             object.__setattr__(self, name, to_timedelta(getattr(self, name), what=name))
+        if self.executor_cache_size < 0:
+            raise ValueError(f"executor_cache_size must not be negative (0 caches nothing), got {self.executor_cache_size!r}")
         if not self.worker_name:
             object.__setattr__(self, "worker_name", f"worker-{uuid.uuid4()}")
         if self.max_activity_leases < 1:

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from datetime import timedelta
 
+from .backend import DEFAULT_EXECUTOR_CACHE_SIZE, DEFAULT_EXECUTOR_CACHE_TTL
 from .clock import to_timedelta
 from .executor import Executor
 
@@ -21,7 +22,9 @@ _Key = tuple[str, str]
 
 
 class ExecutorCache:
-    def __init__(self, size: int = 128, ttl: float | timedelta = timedelta(seconds=10)) -> None:
+    def __init__(self, size: int = DEFAULT_EXECUTOR_CACHE_SIZE, ttl: float | timedelta = DEFAULT_EXECUTOR_CACHE_TTL) -> None:
+        if size < 0:
+            raise ValueError(f"executor cache size must not be negative (0 caches nothing), got {size!r}")
         self.size = size
         self.ttl = to_timedelta(ttl, what="executor cache TTL").total_seconds()
         self._lock = threading.Lock()
@@ -32,14 +35,14 @@ class ExecutorCache:
         """Take the executor out of the cache (a task owns it while it runs)."""
         with self._lock:
             entry = self._entries.pop(key, None)
-        if entry is None:
-            return None
-        executor, stored_at = entry
-        if time.monotonic() - stored_at > self.ttl:
+            if entry is None:
+                return None
+            executor, stored_at = entry
+            if time.monotonic() - stored_at <= self.ttl:
+                return executor
             self.evictions["expired"] += 1
-            executor.close()
-            return None
-        return executor
+        executor.close()
+        return None
 
     def put(self, key: _Key, executor: Executor) -> None:
         if self.size <= 0:

@@ -230,6 +230,14 @@ def test_a_request_that_starts_a_workflow_links_every_span_of_it(backend_factory
     assert otel.total("workflows.workflow.tasks", workflow="order", queue=queue) == len(tasks)
     assert otel.total("workflows.workflow.task.duration", workflow="order") == len(tasks)
     assert otel.total("workflows.workflow.task.schedule_to_start", workflow="order") == len(tasks)
+    # Without a cache every task after the first replays the history stored before it.
+    replaying = [t for t in tasks if t.attributes["workflows.history_length"] > 0]
+    assert len(replaying) == len(tasks) - 1
+    assert otel.total("workflows.executor_cache.misses", workflow="order", queue=queue) == len(replaying)
+    assert otel.total("workflows.executor_cache.replayed_events", workflow="order", queue=queue) == sum(
+        t.attributes["workflows.history_length"] for t in replaying
+    )
+    assert all(t.attributes["workflows.replayed_events"] == t.attributes["workflows.history_length"] for t in replaying)
 
 
 def test_errors_are_recorded_on_spans_and_counted(backend_factory: Any, otel: Otel) -> None:

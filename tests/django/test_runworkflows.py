@@ -194,4 +194,5 @@ def test_executor_cache_flags_reach_the_worker_options():
     options = settings.worker_options()
     assert options.workflow_executor_cache_size == 512
     assert options.workflow_executor_cache_ttl == timedelta(seconds=30)
-    assert WorkerSettings().worker_options().workflow_executor_cache_size == 128  # the default
+    # Without the flags the worker takes the backend's options (WORKFLOWS' OPTIONS).
+    assert WorkerSettings().worker_options().workflow_executor_cache_size is None
