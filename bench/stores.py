@@ -242,6 +242,56 @@ def wait_for_pg_backends(dbname: str, timeout: float = 10) -> None:
             time.sleep(0.05)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far, or None if it is gone (or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PgServerCpu:
+    """CPU time of the PostgreSQL backend processes serving one database, for the table's
+    server-CPU column. The bench runs on the server's machine, so it reads their ``/proc/<pid>/stat``.
+
+    ``pg_stat_activity`` lists a database's backends by pid. Call ``sample`` before the workers
+    start (the baseline: the driver's own connection has already worked, migrating and creating),
+    then often while they run (every completion poll) and once before they stop: a backend's
+    CPU is counted up to its last sample, minus its baseline. A backend that appears and exits
+    between two samples is missed; the workers keep their connections for the whole run.
+    Autovacuum workers on the database are counted too (they work for the bench)."""
+
+    def __init__(self, dbname: str) -> None:
+        self.dbname = dbname
+        self._conn: Any = None
+        self._baseline: dict[int, float] | None = None
+        self._last: dict[int, float] = {}
+
+    def sample(self) -> None:
+        if self._conn is None:
+            import psycopg
+
+            self._conn = psycopg.connect(dbname="postgres", autocommit=True, **pg_params())
+        pids = [int(r[0]) for r in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.dbname,)).fetchall()]
+        seen = {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
+        if self._baseline is None:
+            self._baseline = seen
+        self._last.update(seen)
+
+    def seconds(self) -> float:
+        baseline = self._baseline or {}
+        return sum(cpu - baseline.get(pid, 0.0) for pid, cpu in self._last.items())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 # -- raw commit rate ------------------------------------------------------------------------
 
 
