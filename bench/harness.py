@@ -38,9 +38,16 @@ class WorkerProcess:
     log_offset: int = 0
 
     def ready_time(self) -> float | None:
+        return self._ready_field(0)
+
+    def ready_cpu_seconds(self) -> float | None:
+        """The process's CPU time when it became ready (its start-up's)."""
+        return self._ready_field(1)
+
+    def _ready_field(self, index: int) -> float | None:
         try:
-            return float(self.ready_file.read_text())
-        except (FileNotFoundError, ValueError):
+            return float(self.ready_file.read_text().split()[index])
+        except (FileNotFoundError, ValueError, IndexError):
             return None
 
     def peak_rss_mb(self) -> float:
@@ -312,6 +319,8 @@ def summarize(
         # Worker CPU time (start-up included) per completed activity, in milliseconds.
         "cpu_ms_per_activity": 1000 * sum(measured.cpu_s) / activities if activities else None,
         "cpu_s_each": measured.cpu_s,
+        # The same without the workers' start-up (their CPU time until they were ready).
+        "run_cpu_ms_per_activity": _run_cpu_ms(measured, activities),
         # PostgreSQL: CPU time of the server's backends serving the run, per completed activity.
         "server_cpu_ms_per_activity": (
             None if measured.server_cpu_s is None or not activities else 1000 * measured.server_cpu_s / activities
@@ -328,6 +337,13 @@ def summarize(
     if extra:
         result.update(extra)
     return result
+
+
+def _run_cpu_ms(measured: Measured, activities: int) -> float | None:
+    startup = [w.ready_cpu_seconds() for w in measured.workers]
+    if not activities or any(s is None for s in startup):
+        return None
+    return 1000 * (sum(measured.cpu_s) - sum(s for s in startup if s is not None)) / activities
 
 
 def emit(result: dict[str, Any]) -> None:
