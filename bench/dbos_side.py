@@ -26,7 +26,6 @@ VENV = harness.REPO_ROOT / "bench" / ".venv-dbos"
 VENV_PYTHON = VENV / "bin" / "python"
 #: The version the issue's anchors were measured with; pip installs exactly this one.
 DBOS_REQUIREMENT = "dbos==3.4.0"
-DB_NAME = "wfbench_dbos"
 STEP_NAMES = ("bench_noop", "bench_noop_async")
 
 
@@ -66,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class _Tables:
     """Plain-SQL reads of DBOS's system database (schema ``dbos`` on PostgreSQL)."""
 
-    def __init__(self, store: str, sqlite_path: Path) -> None:
+    def __init__(self, store: str, sqlite_path: Path, db_name: str) -> None:
         self.store = store
         self.prefix = "dbos." if store == "postgres" else ""
         # One connection in autocommit mode: each query is one transaction (on PostgreSQL the
@@ -74,7 +73,7 @@ class _Tables:
         if store == "postgres":
             import psycopg
 
-            self.conn: Any = psycopg.connect(dbname=DB_NAME, autocommit=True, **stores.pg_params())
+            self.conn: Any = psycopg.connect(dbname=db_name, autocommit=True, **stores.pg_params())
         else:
             self.conn = sqlite3.connect(sqlite_path, timeout=30, isolation_level=None)
 
@@ -95,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     workload = get_workload(args.workload, args.scale)
     python = str(ensure_venv())
     sqlite_path = run_dir / "dbos.sqlite3"
+    db_name = stores.database_name("postgres", "dbos") if args.store == "postgres" else ""
     if args.store == "sqlite":
         stores.remove_sqlite(sqlite_path)
         conn = sqlite3.connect(sqlite_path)
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         conn.close()
         url = f"sqlite:///{sqlite_path}"
     else:
-        stores.recreate_database("postgres", DB_NAME)
-        url = stores.pg_url(DB_NAME)
+        stores.recreate_database("postgres", db_name)
+        url = stores.pg_url(db_name)
     env = harness.base_env()
     setup = [python, "-m", "bench.dbos_app", "setup", "--url", url, "--workload", workload.name,
              "--count", str(workload.count), "--steps", str(workload.steps), "--w3", args.w3,
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if done_setup.returncode != 0:
         raise harness.RunFailed(f"DBOS setup failed:\n{done_setup.stdout}\n{done_setup.stderr}")
 
-    tables = _Tables(args.store, sqlite_path)
+    tables = _Tables(args.store, sqlite_path, db_name)
     commands = [[python, "-m", "bench.dbos_app", "worker", "--url", url, "--executor-id", f"bench-worker-{i}"]
                 for i in range(args.workers)]
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         return rows[0][0] >= workload.count
 
     measured = harness.measure_run(
-        store=args.store, db_name=DB_NAME, commands=commands, env=env, run_dir=run_dir,
+        store=args.store, db_name=db_name, commands=commands, env=env, run_dir=run_dir,
         done=done, timeout=args.timeout,
     )
 

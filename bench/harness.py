@@ -38,9 +38,16 @@ class WorkerProcess:
     log_offset: int = 0
 
     def ready_time(self) -> float | None:
+        return self._ready_field(0)
+
+    def ready_cpu_seconds(self) -> float | None:
+        """The process's CPU time when it became ready (its start-up's)."""
+        return self._ready_field(1)
+
+    def _ready_field(self, index: int) -> float | None:
         try:
-            return float(self.ready_file.read_text())
-        except (FileNotFoundError, ValueError):
+            return float(self.ready_file.read_text().split()[index])
+        except (FileNotFoundError, ValueError, IndexError):
             return None
 
     def peak_rss_mb(self) -> float:
@@ -56,13 +63,10 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            return float("nan")
-        # After the command name: state is field 3, utime and stime are fields 14 and 15.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        from bench.stores import process_cpu_seconds
+
+        cpu = process_cpu_seconds(self.proc.pid)
+        return float("nan") if cpu is None else cpu
 
     def new_errors(self) -> list[str]:
         """ERROR lines the worker logged since the last call: a worker that logs errors while
@@ -111,10 +115,15 @@ class RunFailed(RuntimeError):
 
 
 def wait_until_done(
-    workers: Sequence[WorkerProcess], done: Callable[[], bool], timeout: float, interval: float = 0.2
+    workers: Sequence[WorkerProcess],
+    done: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.2,
+    on_poll: Callable[[], None] | None = None,
 ) -> int:
     """Poll ``done`` until it is true; fail if a worker exits or logs an error, or ``timeout``
-    passes. Returns the number of polls (each poll is a query the store counts too)."""
+    passes. Returns the number of polls (each poll is a query the store counts too).
+    ``on_poll`` runs before each poll (the server-CPU sampler)."""
     deadline = time.monotonic() + timeout
     polls = 0
     while True:
@@ -127,6 +136,8 @@ def wait_until_done(
             errors = worker.new_errors()
             if errors:
                 raise RunFailed(f"worker {worker.index} logged an error:\n{errors[0]}\n...\n" + worker.log_tail())
+        if on_poll is not None:
+            on_poll()
         polls += 1
         if done():
             return polls
@@ -191,6 +202,8 @@ class Measured:
     polls: int
     peak_rss_mb: list[float]
     cpu_s: list[float]
+    #: PostgreSQL only: CPU time of the server's backends serving the bench database.
+    server_cpu_s: float | None
     server_counters: dict[str, int]
     client_counters: dict[str, int]
     load_before: dict[str, float]
@@ -212,10 +225,15 @@ def measure_run(
     from bench import counting, stores
 
     server_before = stores.read_server_counters(store, db_name)
+    server_cpu = stores.PgServerCpu(db_name) if store == "postgres" else None
+    if server_cpu is not None:
+        server_cpu.sample()
     load_before = machine_load()
     workers = start_workers(commands, env, run_dir)
     try:
-        polls = wait_until_done(workers, done, timeout)
+        polls = wait_until_done(workers, done, timeout, on_poll=server_cpu and server_cpu.sample)
+        if server_cpu is not None:
+            server_cpu.sample()
         load_after = machine_load()
         peak_rss = [w.peak_rss_mb() for w in workers]
         cpu = [w.cpu_seconds() for w in workers]
@@ -224,13 +242,16 @@ def measure_run(
         codes = stop_workers(workers)
     finally:
         kill_workers(workers)
+        if server_cpu is not None:
+            server_cpu.close()
     if any(codes):
         raise RunFailed(f"workers exited with {codes}:\n" + "\n".join(w.log_tail() for w in workers))
     if store == "postgres":
         stores.wait_for_pg_backends(db_name)
     server = stores.counter_delta(server_before, stores.read_server_counters(store, db_name))
     counted = [str(w.count_file) for w in workers]
-    return Measured(workers, polls, peak_rss, cpu, server, counting.read_count_files(counted), load_before, load_after)
+    server_cpu_s = None if server_cpu is None else server_cpu.seconds()
+    return Measured(workers, polls, peak_rss, cpu, server_cpu_s, server, counting.read_count_files(counted), load_before, load_after)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -298,6 +319,12 @@ def summarize(
         # Worker CPU time (start-up included) per completed activity, in milliseconds.
         "cpu_ms_per_activity": 1000 * sum(measured.cpu_s) / activities if activities else None,
         "cpu_s_each": measured.cpu_s,
+        # The same without the workers' start-up (their CPU time until they were ready).
+        "run_cpu_ms_per_activity": _run_cpu_ms(measured, activities),
+        # PostgreSQL: CPU time of the server's backends serving the run, per completed activity.
+        "server_cpu_ms_per_activity": (
+            None if measured.server_cpu_s is None or not activities else 1000 * measured.server_cpu_s / activities
+        ),
         "transactions": transactions,
         "transactions_what": transactions_what,
         "tx_per_activity": None if transactions is None or not activities else transactions / activities,
@@ -310,6 +337,13 @@ def summarize(
     if extra:
         result.update(extra)
     return result
+
+
+def _run_cpu_ms(measured: Measured, activities: int) -> float | None:
+    startup = [w.ready_cpu_seconds() for w in measured.workers]
+    if not activities or any(s is None for s in startup):
+        return None
+    return 1000 * (sum(measured.cpu_s) - sum(s for s in startup if s is not None)) / activities
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -60,7 +60,6 @@ def _reset_store(store: str, run_dir: Path, db_name: str) -> None:
         stores.flush_redis()
 
 
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     env = _environment(args.store, run_dir)
     os.environ.update(env)
     workload = get_workload(args.workload, args.scale)
-    db_name = os.environ.get("BENCH_DB_NAME", "wfbench")
+    db_name = stores.database_name(args.store) if args.store in ("mysql", "postgres") else ""
 
     _reset_store(args.store, run_dir, db_name)
 

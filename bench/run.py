@@ -29,8 +29,19 @@ from bench.workloads import DBOS_WORKLOADS, WORKLOADS, get_workload
 DEFAULT_DATA_DIR = harness.REPO_ROOT / "bench" / ".data"
 METRICS = (
     "steps_per_s", "workflows_per_s", "p50_s", "p95_s", "peak_rss_mb", "tx_per_activity", "duration_s",
-    "cpu_ms_per_activity",
+    "cpu_ms_per_activity", "run_cpu_ms_per_activity", "server_cpu_ms_per_activity",
 )
+
+#: go-workflows' own figures on the same workloads, from issue 20 (go-workflows 8ef4f86, one
+#: process, default options, a 2-core machine of ours under load, medians of 3): steps/s and
+#: worker CPU ms per activity. It cannot run beside ours here, so the tables print these as
+#: reference rows, with where they come from, instead of a measurement.
+GO_WORKFLOWS_PROVENANCE = "go-workflows 8ef4f86, measured by issue 20, not run here"
+GO_WORKFLOWS_REFERENCE: dict[str, dict[str, tuple[float, float]]] = {
+    "sqlite": {"W1": (707, 1.2), "W2": (900, 0.87), "W3": (1096, 0.72), "tree": (787, 1.04)},
+    "mysql": {"W1": (240, 2.05), "W2": (313, 1.64), "W3": (491, 1.11), "tree": (307, 1.46)},
+    "redis": {"W1": (1331, 0.50), "W2": (1691, 0.38), "W3": (2918, 0.26), "tree": (1723, 0.35)},
+}
 
 
 def _csv(allowed: tuple[str, ...], what: str) -> Any:
@@ -135,7 +146,14 @@ def summarize_rows(report: dict[str, Any]) -> dict[str, Any]:
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     args.data_dir = args.data_dir.resolve()
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"environment": environment(args), "stores": {}}
+    report: dict[str, Any] = {
+        "environment": environment(args),
+        "stores": {},
+        "go_workflows_reference": {
+            "provenance": GO_WORKFLOWS_PROVENANCE,
+            "steps_per_s_and_cpu_ms_per_activity": GO_WORKFLOWS_REFERENCE,
+        },
+    }
     if args.dbos:
         from bench import dbos_side
 
@@ -240,16 +258,18 @@ def render(report: dict[str, Any]) -> str:
             + " (this run's own workers included; other work on the machine lowers every number)"
         )
     header = ("workload", "ours st/s", "DBOS st/s", "ours/DBOS", "wf/s", "p50/p95 s", "peak MB", "tx/act (DBOS)",
-              "CPU ms/act (DBOS)")
+              "CPU ms/act (DBOS)", "run CPU (DBOS)")
     for store, entry in report["stores"].items():
         raw = entry["raw_commit_per_s"]
         raw_text = "FAILED" if raw is None else f"{raw:,.0f}/s"
         lines += ["", f"{store}: raw commit rate {raw_text} (one connection, tiny INSERT+COMMIT)"]
-        rows = [header]
+        # PostgreSQL's server runs beside the workers here and its CPU per activity is sampled.
+        server_cpu = store == "postgres"
+        rows = [header + (("server CPU ms/act (DBOS)",) if server_cpu else ())]
         for row in entry["workloads"].values():
             ours, dbos = row["ours"], row.get("dbos")
             if ours is None:
-                rows.append((row["label"], "FAILED", *["-"] * 7))
+                rows.append((row["label"], "FAILED", *["-"] * (len(rows[0]) - 2)))
                 continue
             warn = "" if ours["counts_ok"] else " (COUNT MISMATCH)"
             rows.append((
@@ -263,8 +283,21 @@ def render(report: dict[str, Any]) -> str:
                 _fmt(ours["tx_per_activity"], ".2f") + (f" ({_fmt(dbos['tx_per_activity'], '.2f')})" if dbos else ""),
                 _fmt(ours.get("cpu_ms_per_activity"), ".1f")
                 + (f" ({_fmt(dbos.get('cpu_ms_per_activity'), '.1f')})" if dbos else ""),
+                _fmt(ours.get("run_cpu_ms_per_activity"), ".2f")
+                + (f" ({_fmt(dbos.get('run_cpu_ms_per_activity'), '.2f')})" if dbos else ""),
+                *((
+                    _fmt(ours.get("server_cpu_ms_per_activity"), ".2f")
+                    + (f" ({_fmt(dbos.get('server_cpu_ms_per_activity'), '.2f')})" if dbos else ""),
+                ) if server_cpu else ()),
             ))
-        widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+        # The full-size workloads only: the reference figures are of those sizes.
+        reference = GO_WORKFLOWS_REFERENCE.get(store, {}) if env["scale"] == "full" else {}
+        for name in entry["workloads"]:
+            if name in reference:
+                steps, cpu = reference[name]
+                rows.append((f"{name} go-workflows (reference*)", f"{steps:,.0f}", *["-"] * 6, f"{cpu:.2f}", "-",
+                             *(("-",) if server_cpu else ())))
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
         for row in entry["workloads"].values():
@@ -277,8 +310,12 @@ def render(report: dict[str, Any]) -> str:
                         for style, m in styles.items()
                     )
                 )
+        if any(name in reference for name in entry["workloads"]):
+            lines.append(f"* {GO_WORKFLOWS_PROVENANCE}: its steps/s and worker CPU ms/act")
         what = next((row["ours"]["transactions_what"] for row in entry["workloads"].values() if row["ours"]), "")
-        lines.append(f"tx/act: {what} per completed activity; CPU: worker processes' CPU time per activity")
+        lines.append(f"tx/act: {what} per completed activity; CPU: worker processes' CPU time per activity"
+                     " (run CPU: without their start-up)"
+                     + ("; server CPU: the PostgreSQL backends serving the run (/proc), per activity" if server_cpu else ""))
     return "\n".join(lines)
 
 

@@ -5,11 +5,12 @@ variables choose the store of one run:
 
 - ``BENCH_STORE``: ``sqlite`` (default), ``mysql``, ``postgres`` or ``redis``; the ORM backend
   on that database, or the Redis backend.
-- ``BENCH_DB_NAME``: the MariaDB/PostgreSQL database (default ``wfbench``), which the driver
-  drops and creates before every run; ``BENCH_SQLITE_PATH``: the SQLite file (default
-  ``bench/.data/ours.sqlite3``), deleted before every run.
-- ``BENCH_REDIS_URL``: the Redis database (default ``redis://127.0.0.1:6379/15``), flushed
-  before every run, so the bench never touches database 0 that the tests use.
+- ``BENCH_MYSQL_DB`` / ``BENCH_PG_DB`` (or ``BENCH_DB_NAME`` for both): the MariaDB/PostgreSQL
+  database (default ``wfbench``), which the driver drops and creates before every run;
+  ``BENCH_SQLITE_PATH``: the SQLite file (default ``bench/.data/ours.sqlite3``), deleted before
+  every run.
+- ``BENCH_REDIS_DB`` (default 15) or ``BENCH_REDIS_URL``: the Redis database, flushed before
+  every run, so the bench never touches database 0 that the tests use. See ``bench.stores``.
 - ``BENCH_WORKFLOWS_OPTIONS``: JSON merged into the backend's OPTIONS.
 - ``BENCH_COUNT_FILE`` / ``BENCH_READY_FILE``: set by the driver for each worker (see
   ``bench.counting`` and ``bench.readiness``).
@@ -23,6 +24,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from bench.stores import database_name, redis_url
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR") or BASE_DIR / ".data")
@@ -45,7 +48,7 @@ STORES = ("sqlite", "mysql", "postgres", "redis")
 STORE = os.environ.get("BENCH_STORE", "sqlite").strip().lower()
 if STORE not in STORES:
     raise ValueError(f"BENCH_STORE must be one of {', '.join(STORES)}, not {STORE!r}")
-DB_NAME = os.environ.get("BENCH_DB_NAME", "wfbench")
+DB_NAME = database_name(STORE) if STORE in ("mysql", "postgres") else ""
 
 # Workers keep their connections: runworkflows calls close_old_connections() before every task,
 # which with the default CONN_MAX_AGE=0 would reconnect for every task.
@@ -97,7 +100,7 @@ else:
     # The Redis backend keeps nothing in the database; Django still wants one.
     DATABASES = {"default": sqlite_database(DATA_DIR / "redis-run-django.sqlite3")}
 
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url()
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "workflows": {

@@ -4,6 +4,17 @@ Uses the plain drivers (sqlite3, MySQLdb, psycopg, redis), not Django, so that i
 engines and in the process that only coordinates. Connection details come from the same
 environment variables as ``testproject.settings`` (``MYSQL_*``, ``PG*``).
 
+Database names (so that two benches can share the servers, each with names of its own): every
+MariaDB/PostgreSQL database the bench drops and creates, and the Redis database it flushes, come
+from the environment (``database_name``, ``redis_url``), with these defaults:
+
+- ``BENCH_MYSQL_DB`` / ``BENCH_PG_DB``: ours (default ``wfbench``; ``BENCH_DB_NAME`` sets both);
+- ``BENCH_PG_DBOS_DB``: DBOS's system database (default ``wfbench_dbos``; DBOS's SQLite file is
+  in the run directory);
+- ``BENCH_MYSQL_RAW_DB`` / ``BENCH_PG_RAW_DB``: the raw commit probe's (default ``wfbench_raw``);
+- ``BENCH_REDIS_DB``: the Redis database number (default 15, on ``REDIS_HOST``/``REDIS_PORT``);
+  ``BENCH_REDIS_URL`` overrides the whole URL.
+
 Server counters (read before and after a run, as deltas):
 
 - PostgreSQL: ``pg_stat_database.xact_commit + xact_rollback`` of the bench database only:
@@ -57,8 +68,33 @@ def pg_url(dbname: str) -> str:
     return f"postgresql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{dbname}"
 
 
+#: (store, role) -> (environment variable, default name); see the module docstring.
+DATABASE_NAMES = {
+    ("mysql", "ours"): ("BENCH_MYSQL_DB", "wfbench"),
+    ("postgres", "ours"): ("BENCH_PG_DB", "wfbench"),
+    ("postgres", "dbos"): ("BENCH_PG_DBOS_DB", "wfbench_dbos"),
+    ("mysql", "raw"): ("BENCH_MYSQL_RAW_DB", "wfbench_raw"),
+    ("postgres", "raw"): ("BENCH_PG_RAW_DB", "wfbench_raw"),
+}
+
+
+def database_name(store: str, role: str = "ours") -> str:
+    """The MariaDB/PostgreSQL database the bench uses for ``role`` (``ours``, ``dbos``, ``raw``)
+    on ``store``: from its environment variable, else today's default. It is dropped and created
+    for every run, so two benches sharing a server must give each other different names."""
+    variable, default = DATABASE_NAMES[(store, role)]
+    name = os.environ.get(variable) or (os.environ.get("BENCH_DB_NAME") if role == "ours" else None) or default
+    _check_name(name)
+    return name
+
+
 def redis_url() -> str:
-    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    """The Redis database the bench flushes for every run (never database 0, the tests')."""
+    if os.environ.get("BENCH_REDIS_URL"):
+        return os.environ["BENCH_REDIS_URL"]
+    host = os.environ.get("REDIS_HOST", "127.0.0.1")
+    port = os.environ.get("REDIS_PORT", "6379")
+    return f"redis://{host}:{port}/{int(os.environ.get('BENCH_REDIS_DB', '15'))}"
 
 
 @contextmanager
@@ -100,10 +136,14 @@ def remove_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def recreate_database(store: str, name: str) -> None:
-    """Drop and create the MariaDB/PostgreSQL database ``name``."""
+def _check_name(name: str) -> None:
     if not name.replace("_", "").isalnum():
         raise ValueError(f"bench database names are letters, digits and _, not {name!r}")
+
+
+def recreate_database(store: str, name: str) -> None:
+    """Drop and create the MariaDB/PostgreSQL database ``name``."""
+    _check_name(name)
     if store == "mysql":
         with mysql_connection() as conn:
             cur = conn.cursor()
@@ -202,6 +242,56 @@ def wait_for_pg_backends(dbname: str, timeout: float = 10) -> None:
             time.sleep(0.05)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far, or None if it is gone (or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PgServerCpu:
+    """CPU time of the PostgreSQL backend processes serving one database, for the table's
+    server-CPU column. The bench runs on the server's machine, so it reads their ``/proc/<pid>/stat``.
+
+    ``pg_stat_activity`` lists a database's backends by pid. Call ``sample`` before the workers
+    start (the baseline: the driver's own connection has already worked, migrating and creating),
+    then often while they run (every completion poll) and once before they stop: a backend's
+    CPU is counted up to its last sample, minus its baseline. A backend that appears and exits
+    between two samples is missed; the workers keep their connections for the whole run.
+    Autovacuum workers on the database are counted too (they work for the bench)."""
+
+    def __init__(self, dbname: str) -> None:
+        self.dbname = dbname
+        self._conn: Any = None
+        self._baseline: dict[int, float] | None = None
+        self._last: dict[int, float] = {}
+
+    def sample(self) -> None:
+        if self._conn is None:
+            import psycopg
+
+            self._conn = psycopg.connect(dbname="postgres", autocommit=True, **pg_params())
+        pids = [int(r[0]) for r in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.dbname,)).fetchall()]
+        seen = {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
+        if self._baseline is None:
+            self._baseline = seen
+        self._last.update(seen)
+
+    def seconds(self) -> float:
+        baseline = self._baseline or {}
+        return sum(cpu - baseline.get(pid, 0.0) for pid, cpu in self._last.items())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 # -- raw commit rate ------------------------------------------------------------------------
 
 
@@ -240,9 +330,10 @@ def raw_commit_rate(store: str, data_dir: Path, seconds: float = RAW_COMMIT_SECO
             conn.close()
             remove_sqlite(path)
     if store == "mysql":
-        recreate_database("mysql", "wfbench_raw")
+        raw_db = database_name("mysql", "raw")
+        recreate_database("mysql", raw_db)
         try:
-            with mysql_connection("wfbench_raw") as conn:
+            with mysql_connection(raw_db) as conn:
                 cur = conn.cursor()
                 cur.execute("CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(8)) ENGINE=InnoDB")
                 conn.autocommit(False)
@@ -253,11 +344,12 @@ def raw_commit_rate(store: str, data_dir: Path, seconds: float = RAW_COMMIT_SECO
 
                 return _loop(one, seconds)
         finally:
-            drop_database("mysql", "wfbench_raw")
+            drop_database("mysql", raw_db)
     if store == "postgres":
-        recreate_database("postgres", "wfbench_raw")
+        raw_db = database_name("postgres", "raw")
+        recreate_database("postgres", raw_db)
         try:
-            with pg_connection("wfbench_raw", autocommit=False) as conn:
+            with pg_connection(raw_db, autocommit=False) as conn:
                 conn.execute("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT)")
                 conn.commit()
 
@@ -267,7 +359,7 @@ def raw_commit_rate(store: str, data_dir: Path, seconds: float = RAW_COMMIT_SECO
 
                 return _loop(one, seconds)
         finally:
-            drop_database("postgres", "wfbench_raw")
+            drop_database("postgres", raw_db)
     if store == "redis":
         client = redis_client()
         try:

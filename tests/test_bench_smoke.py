@@ -7,6 +7,7 @@ reports, not what a test decides.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,11 @@ from bench.workloads import get_workload
 pytestmark = pytest.mark.slow
 
 
-def _run_bench(tmp_path: Path, *args: str) -> dict:
+def _run_bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--scale", "smoke", "--repeat", "1", "--workers", "1",
          "--raw-seconds", "0.2", "--timeout", "50", "--data-dir", str(tmp_path), "--json", *args],
-        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT, env={**base_env(), **(env or {})}, capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
@@ -49,3 +50,20 @@ def test_w1_on_sqlite_runs_every_activity_once_and_reports_its_numbers(tmp_path:
     assert run["client_counters"]["sqlite_commits"] >= run["activities"]
     assert run["tx_per_activity"] >= 1
     assert report["environment"]["cores"] >= 1 and report["environment"]["servers"]["sqlite"]
+
+
+@pytest.mark.skipif(os.environ.get("DB") != "postgres", reason="the PostgreSQL server runs in the DB=postgres environments")
+def test_w1_on_postgres_reports_the_servers_cpu_per_activity(tmp_path: Path) -> None:
+    # A database name of this test environment's own (the bench takes it from the environment),
+    # so that it cannot drop another bench's or test run's database.
+    name = "wfbench_smoke_" + "".join(c for c in os.environ.get("TOX_ENV_NAME", "local") if c.isalnum())
+    report = _run_bench(tmp_path, "--backends", "postgres", "--workloads", "W1",
+                        env={"BENCH_PG_DB": name, "BENCH_PG_RAW_DB": name + "_raw"})
+
+    run = report["stores"]["postgres"]["workloads"]["W1"]["ours"]
+    assert run is not None, report["stores"]["postgres"]["workloads"]["W1"]["ours_runs"]
+    assert run["counts_ok"] and run["activities"] == get_workload("W1", "smoke").expected_activities
+    # The workers' statements ran in backends of that database, whose CPU was sampled.
+    assert run["server_cpu_ms_per_activity"] > 0
+    assert run["transactions"] >= run["activities"]
+    assert report["stores"]["postgres"]["raw_commit_per_s"] > 0

@@ -25,6 +25,9 @@ class BenchAppConfig(AppConfig):
             # back after I/O waits for a busy one to yield.
             sys.setswitchinterval(float(switch))
 
+        if os.environ.get("BENCH_CPROFILE"):
+            _profile_every_thread(os.environ["BENCH_CPROFILE"])
+
         if not counting.enabled():
             return
         from django.conf import settings
@@ -45,6 +48,40 @@ class BenchAppConfig(AppConfig):
         counting.write_counts_at_exit()
         # Registered after the writer, so it runs before it (atexit is last in, first out).
         atexit.register(_count_backend_retries)
+
+
+def _profile_every_thread(directory: str) -> None:
+    """A profiling aid (``BENCH_CPROFILE=<dir>``): cProfile in every thread started from now on,
+    the merged statistics written to ``<dir>/worker-<pid>.prof`` at exit (``pstats`` reads it).
+    Timed by thread CPU (waiting is not in it); cProfile slows every Python call, so it tells
+    where the CPU goes, not the real speed."""
+    import cProfile
+    import pstats
+    import threading
+
+    profilers: list[cProfile.Profile] = []
+
+    def start(frame: Any, event: str, arg: Any) -> None:
+        sys.setprofile(None)
+        profiler = cProfile.Profile(time.thread_time)
+        profilers.append(profiler)
+        profiler.enable()
+
+    threading.setprofile(start)
+
+    def dump() -> None:
+        threading.setprofile(None)  # type: ignore[arg-type]
+        stats = None
+        for profiler in list(profilers):
+            try:
+                stats = pstats.Stats(profiler) if stats is None else stats.add(profiler)
+            except (TypeError, ValueError):  # a thread that never got to run a call
+                continue
+        if stats is not None:
+            os.makedirs(directory, exist_ok=True)
+            stats.dump_stats(os.path.join(directory, f"worker-{os.getpid()}.prof"))
+
+    atexit.register(dump)
 
 
 def _count_backend_retries() -> None:

@@ -47,6 +47,25 @@ def test_lists_expand_and_tuples_group() -> None:
     assert params == [1, 2, 3, 4, "a", 5, "b"]
 
 
+def test_rows_of_one_statement_with_nulls_in_different_places_each_get_their_own_text() -> None:
+    # Row texts are cached by the types of their items: a NULL moved to another column, or a
+    # database clock in a row, must not reuse another row's text.
+    p = PLACEHOLDER
+    dialect = Dialect(connection)
+    statement = Statement("rows", "VALUES %(rows)s", dialect)
+    clock_text, clock_params = dialect.now_text(Now(timedelta(seconds=5)))
+    for _ in range(2):  # the second time from the cache
+        sql, params = statement.render({"rows": [(1, None, "a"), (None, 2, "b"), (3, 4, None), (5, Now(timedelta(seconds=5)), 6)]})
+        assert sql == (
+            f"VALUES ({p}, NULL, {p}), (NULL, {p}, {p}), ({p}, {p}, NULL), ({p}, {clock_text}, {p})"
+        )
+        assert params == [1, "a", 2, "b", 3, 4, 5, *clock_params, 6]
+    # A plain IN list, and one with a NULL or a nested row in it, render as before.
+    assert statement.render({"rows": [7, 8]}) == (f"VALUES {p}, {p}", [7, 8])
+    assert statement.render({"rows": [7, None]}) == (f"VALUES {p}, NULL", [7])
+    assert statement.render({"rows": [(7, 8), 9]}) == (f"VALUES ({p}, {p}), {p}", [7, 8, 9])
+
+
 @pytest.mark.django_db
 def test_a_none_is_written_as_null_so_every_database_can_type_it() -> None:
     # PostgreSQL with server-side binding cannot type a bound NULL that only `IS NULL` sees

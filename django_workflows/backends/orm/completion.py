@@ -134,6 +134,7 @@ class Completion:
         # 3. Deliveries to other executions.
         deliveries = resolve_deliveries(
             store.using,
+            sql,
             sender=self.task.instance,
             sender_row_id=data.row_id,
             sender_queue=self.task.queue,

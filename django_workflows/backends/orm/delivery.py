@@ -7,7 +7,8 @@ continue-as-new); if its instance id already has an active execution, the parent
 (a child may have continued as new); other events go to the exact execution they name. Events
 for executions that are not active are dropped.
 
-Every target execution is locked (``SELECT ... FOR UPDATE``, in id order) before anything is
+Every target execution is locked (``SELECT ... FOR UPDATE``, in id order, one precompiled
+statement: ``sql.HotSql.lock_targets``) before anything is
 written for it, so that a target finishing at the same moment either sees the event (and its
 completion is rejected) or has finished first (and the event is dropped): an event is never
 left behind in the inbox of a finished execution. A concurrent start of the same instance id
@@ -20,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-from django.db.models import Q
+from typing import Any
 
 from ...engine.core import InstanceState, WorkflowInstance
 from ...engine.history import (
@@ -33,6 +33,7 @@ from ...engine.history import (
 from ...models import WorkflowInstance as InstanceRow
 from ..rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result, execution_deadline
 from .rows import execution_rows, new_execution
+from .sql import HotSql
 
 _Key = tuple[str, str]
 
@@ -59,8 +60,8 @@ def _key(instance: WorkflowInstance) -> _Key:
 
 
 def _lock_targets(
-    using: str, workflow_events: Sequence[WorkflowEvent], sender: WorkflowInstance, sender_row_id: int
-) -> list[tuple[int, str, str, int, str | None, str]]:
+    sql: HotSql, workflow_events: Sequence[WorkflowEvent], sender: WorkflowInstance, sender_row_id: int
+) -> list[tuple[Any, ...]]:
     follow: set[str] = set()  # targets of events that go to the active execution
     active_ids: set[str] = set()  # instance ids whose active execution must be known
     instance_ids: set[str] = set()
@@ -83,31 +84,20 @@ def _lock_targets(
             exact(target)
     active_ids |= follow
 
-    def lock(condition: Q) -> list[tuple[int, str, str, int, str | None, str]]:
-        return list(
-            InstanceRow.objects.using(using)
-            .filter(condition)
-            .exclude(pk=sender_row_id)
-            .select_for_update()
-            .order_by("id")
-            .values_list("id", "instance_id", "execution_id", "state", "active_instance_id", "queue")
-        )
-
-    # (instance_id IN ... AND execution_id IN ...) is a superset of the exact pairs; the few
-    # extra rows it may lock are harmless, and the statement stays short.
-    rows = lock(Q(active_instance_id__in=active_ids) | Q(instance_id__in=instance_ids, execution_id__in=execution_ids))
+    rows = sql.lock_targets(sender_row_id, sorted(active_ids), sorted(instance_ids), sorted(execution_ids))
     missing = follow - {row[4] for row in rows} - {sender.instance_id}
     if missing:
         # A target that continued as new while this statement waited for its lock no longer
         # matches, and its successor was not in the statement's snapshot (PostgreSQL, READ
         # COMMITTED): a second statement sees it. Without this a cancellation could be dropped.
         seen = {row[0] for row in rows}
-        rows += [row for row in lock(Q(active_instance_id__in=missing)) if row[0] not in seen]
+        rows += [row for row in sql.lock_targets(sender_row_id, sorted(missing), (), ()) if row[0] not in seen]
     return rows
 
 
 def resolve_deliveries(
     using: str,
+    sql: HotSql,
     *,
     sender: WorkflowInstance,
     sender_row_id: int,
@@ -128,7 +118,7 @@ def resolve_deliveries(
     if sender_active:
         active[sender.instance_id] = own
     for row_id, instance_id, execution_id, state, active_id, queue in _lock_targets(
-        using, workflow_events, sender, sender_row_id
+        sql, workflow_events, sender, sender_row_id
     ):
         locked = Target(active=state == InstanceState.ACTIVE.value, queue=queue, row_id=row_id)
         known[(instance_id, execution_id)] = locked

@@ -513,6 +513,40 @@ class HotSql:
             self._rowcount("delete_payloads", self._DELETE_PAYLOADS, ids=orphaned)
         self.delete_pending([pending_id for pending_id, _ in rows])
 
+    # -- workflow tasks: deliveries to other executions (``delivery``) ---------------------------
+
+    _TARGET_COLUMNS = "SELECT id, instance_id, execution_id, state, active_instance_id, queue FROM {instance} WHERE "
+    _TARGETS_TAIL = " AND id <> %(sender)s ORDER BY id{for_update}"
+    _ACTIVE_TARGETS = "active_instance_id IN (%(active_ids)s)"
+    # (instance_id IN ... AND execution_id IN ...) is a superset of the exact pairs; the few
+    # extra rows it may lock are harmless, and the statement stays short.
+    _EXACT_TARGETS = "(instance_id IN (%(instance_ids)s) AND execution_id IN (%(execution_ids)s))"
+
+    def lock_targets(
+        self, sender_row_id: int, active_ids: Sequence[str], instance_ids: Sequence[str], execution_ids: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """Lock, in id order, the executions other than the sender's that are the active one of
+        ``active_ids`` or one of the exact executions (``instance_ids`` x ``execution_ids``):
+        (row id, instance id, execution id, state, active instance id, queue) of each."""
+        conditions = []
+        if active_ids:
+            conditions.append(("active", self._ACTIVE_TARGETS))
+        if instance_ids and execution_ids:
+            conditions.append(("exact", self._EXACT_TARGETS))
+        if not conditions:
+            return []
+        name = "lock_targets_" + "_".join(kind for kind, _ in conditions)
+        template = (
+            self._TARGET_COLUMNS + "(" + " OR ".join(text for _, text in conditions) + ")"
+            + self._TARGETS_TAIL.replace("{for_update}", self._for_update)
+        )
+        values: dict[str, Any] = {"sender": sender_row_id}
+        if active_ids:
+            values["active_ids"] = list(active_ids)
+        if instance_ids and execution_ids:
+            values.update(instance_ids=list(instance_ids), execution_ids=list(execution_ids))
+        return [tuple(row) for row in self._fetchall(name, template, **values)]
+
     # -- executions: locks of writers that deliver events --------------------------------------
 
     _LOCK_EXECUTION = "SELECT state, " + ", ".join(TASK_COLUMNS) + " FROM {instance} WHERE id = %(row_id)s{lock}"

@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from .transactions import DbNow
@@ -53,10 +54,22 @@ class Dialect:
         self.placeholder = "?" if self.vendor == "sqlite" else "%s"
         self._connection = connection
         self._now: dict[tuple[float, bool], tuple[list[str], tuple[Any, ...]]] = {}
+        self._now_text: dict[tuple[float, bool], tuple[str, tuple[Any, ...]]] = {}
+        #: The text of a row of plain values, by the types of its items (``_render``).
+        self.row_texts: dict[tuple[type, ...], str] = {}
 
     def literal(self, text: str) -> str:
         """SQL text as the driver reads it: SQLite's driver does not unescape ``%%``."""
         return text.replace("%%", "%") if self.vendor == "sqlite" else text
+
+    def now_text(self, value: Now) -> tuple[str, tuple[Any, ...]]:
+        """``DbNow`` of ``value`` as the driver's SQL text and its parameters."""
+        key = (value.offset.total_seconds(), value.stable)
+        cached = self._now_text.get(key)
+        if cached is None:
+            pieces, params = self.now(value)
+            cached = self._now_text[key] = (self.placeholder.join(pieces), params)
+        return cached
 
     def now(self, value: Now) -> tuple[list[str], tuple[Any, ...]]:
         """``DbNow`` of ``value`` as (text pieces between its placeholders, its parameters)."""
@@ -90,50 +103,68 @@ class Statement:
         """The driver's SQL and positional parameters for ``values`` (one per name)."""
         sql: list[str] = []
         params: list[Any] = []
+        dialect = self._dialect
         for literal, slot in self._parts:
             sql.append(literal)
             if slot == _NOW_SLOT:
-                self._render(_NOW, sql, params)
-                continue
-            if slot == _STABLE_NOW_SLOT:
-                self._render(_STABLE_NOW, sql, params)
-                continue
-            try:
-                value = values[slot]
-            except KeyError:
-                raise TypeError(f"statement {self.name} needs the parameter {slot!r}") from None
-            self._render(value, sql, params)
+                value: Any = _NOW
+            elif slot == _STABLE_NOW_SLOT:
+                value = _STABLE_NOW
+            else:
+                try:
+                    value = values[slot]
+                except KeyError:
+                    raise TypeError(f"statement {self.name} needs the parameter {slot!r}") from None
+            if value.__class__ is list:
+                # Multi-row VALUES and IN lists: the hot cases. An IN list of plain values is
+                # its placeholders; rows are rendered a row at a time.
+                if _SCALARS.issuperset(map(type, value)):
+                    sql.append(", ".join([dialect.placeholder] * len(value)))
+                    params.extend(value)
+                else:
+                    sql.append(", ".join([_render(dialect, item, params) for item in value]))
+            else:
+                sql.append(_render(dialect, value, params))
         sql.append(self._tail)
         return "".join(sql), params
 
-    def _render(self, value: Any, sql: list[str], params: list[Any]) -> None:
-        if isinstance(value, Now):
-            pieces, now_params = self._dialect.now(value)
-            sql.append(pieces[0])
-            for piece in pieces[1:]:
-                sql.append(self._dialect.placeholder)
-                sql.append(piece)
-            params.extend(now_params)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if index:
-                    sql.append(", ")
-                self._render(item, sql, params)
-        elif isinstance(value, tuple):
-            sql.append("(")
-            for index, item in enumerate(value):
-                if index:
-                    sql.append(", ")
-                self._render(item, sql, params)
-            sql.append(")")
-        elif value is None:
-            # NULL in the text: the same value as a NULL parameter everywhere, but typed by its
-            # context (PostgreSQL cannot type a bound NULL in `CASE WHEN $1 IS NULL ...`).
-            sql.append("NULL")
-        else:
-            sql.append(self._dialect.placeholder)
-            params.append(value)
+
+def _render(dialect: Dialect, value: Any, params: list[Any]) -> str:
+    """The SQL text of one value, its parameters appended to ``params``."""
+    if isinstance(value, tuple):
+        # A row. Rows of plain values and NULLs (most of them) get their text from a cache by
+        # the types of their items, so that rendering one costs no Python call per item.
+        types = tuple(map(type, value))
+        text = dialect.row_texts.get(types)
+        if text is not None:
+            params.extend([item for item in value if item is not None])
+            return text
+        if _PLAIN.issuperset(types) and len(dialect.row_texts) < _MAX_ROW_TEXTS:
+            text = dialect.row_texts[types] = "(" + ", ".join(
+                "NULL" if kind is _NONE else dialect.placeholder for kind in types
+            ) + ")"
+            params.extend([item for item in value if item is not None])
+            return text
+        return "(" + ", ".join([_render(dialect, item, params) for item in value]) + ")"
+    if isinstance(value, Now):
+        text, now_params = dialect.now_text(value)
+        params.extend(now_params)
+        return text
+    if isinstance(value, list):
+        return ", ".join([_render(dialect, item, params) for item in value])
+    if value is None:
+        # NULL in the text: the same value as a NULL parameter everywhere, but typed by its
+        # context (PostgreSQL cannot type a bound NULL in `CASE WHEN $1 IS NULL ...`).
+        return "NULL"
+    params.append(value)
+    return dialect.placeholder
 
 
+_NONE = type(None)
+#: Types that are one placeholder each, checked by exact type; in a row, NULL too.
+_SCALARS = frozenset({str, int, float, bool, bytes, datetime, date, Decimal})
+_PLAIN = _SCALARS | {_NONE}
+#: Row texts a dialect keeps (there are as many as patterns of NULL columns per statement: few).
+_MAX_ROW_TEXTS = 1024
 _NOW = Now()
 _STABLE_NOW = Now(stable=True)
