@@ -93,6 +93,14 @@ def _ratio(rows: list[dict[str, Any]], key: str) -> str:
     return f"{values[-1] / values[0]:.2f}x"
 
 
+def uses_ready_index(plan: list[str] | None) -> bool | None:
+    """Whether the look-up's plan reads the pending events through their ready index only."""
+    if not plan:
+        return None
+    text = "\n".join(plan)
+    return "dj_wf_pending_ready_idx" in text and "Seq Scan on django_workflows_pendingevent" not in text
+
+
 def tables(report: dict[str, Any]) -> str:
     out = [
         f"commit {report['commit']}; {report['load_start']} at the start, {report['load_end']} at the end "
@@ -109,7 +117,7 @@ def tables(report: dict[str, Any]) -> str:
         ]
         for store, r in idle_rows:
             rows_read = r.get("pg_rows_read_per_s", r.get("mysql_rows_read_per_s"))
-            index = any("ready" in line for line in r.get("lookup_plan", [])) if r.get("lookup_plan") else None
+            index = uses_ready_index(r.get("lookup_plan"))
             lookup = r.get("lookup_ms", r.get("lookup_client_ms"))
             out.append(
                 f"{store:<9}{r['size']:>9,}{_fmt(r['statements_per_s']):>9}{_fmt(r['worker_cpu_pct'], 2):>12}"

@@ -143,6 +143,15 @@ class Store:
                     "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched FROM pg_stat_database WHERE datname = %s",
                     (self.db,),
                 ).fetchone()
+            with stores.pg_connection(self.db) as conn:
+                # Rows read per table by sequential scans, and per index: where the reads go.
+                reads = {f"seq {t}": int(n) for t, n in conn.execute(
+                    "SELECT relname, seq_tup_read FROM pg_stat_user_tables"
+                )}
+                reads.update({f"idx {i}": int(n) for i, n in conn.execute(
+                    "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes"
+                )})
+            sample["pg_reads"] = reads
             sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in pids}
             sample["pg_xacts"], sample["pg_tup_returned"], sample["pg_tup_fetched"] = (int(v) for v in row)
         elif self.store == "mysql":
@@ -321,8 +330,8 @@ def explain(store: str) -> dict[str, Any]:
     from django_workflows.backends.orm.sql import HotSql
 
     sql: HotSql = workflow_backends["default"].store.sql
-    look, look_params = sql._statement("find_candidates", HotSql._FIND_CANDIDATES).render(
-        {"queues": ["default"], "worker": "scale-bench", "limit": 8}
+    look, look_params = sql._statement("find_candidates_1", HotSql.find_candidates_template(1)).render(
+        {"queue_0": "default", "worker": "scale-bench", "limit": 8}
     )
     claim_template = HotSql._CLAIM_CANDIDATES.replace("{skip_locked}", "")
     claim, claim_params = sql._statement("scale_claim", claim_template).render(
@@ -409,6 +418,8 @@ def idle(st: Store, sizes: list[int], warmup: float, window: float) -> list[dict
                 row["store_cpu_pct"] = 100 * _cpu_delta(s0["cpu_by_pid"], s1["cpu_by_pid"]) / server_seconds
             if st.store == "postgres":
                 row["pg_xacts_per_s"] = (s1["pg_xacts"] - s0["pg_xacts"]) / server_seconds
+                reads = {k: (v - s0["pg_reads"].get(k, 0)) / server_seconds for k, v in s1["pg_reads"].items()}
+                row["pg_reads_per_s"] = {k: round(v, 1) for k, v in sorted(reads.items(), key=lambda kv: -kv[1]) if v}
                 row["pg_rows_read_per_s"] = (
                     s1["pg_tup_returned"] + s1["pg_tup_fetched"] - s0["pg_tup_returned"] - s0["pg_tup_fetched"]
                 ) / server_seconds
