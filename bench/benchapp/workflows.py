@@ -74,3 +74,27 @@ async def tree_leaf(ctx: workflow.Context, shape: dict[str, int]) -> int:
         for _ in range(shape["activities"])
     ]
     return len(await workflow.gather(ctx, *futures))
+
+
+# -- the scale bench (bench.scale) ---------------------------------------------------------------
+
+
+@register_workflow(name="scale_wait")
+async def scale_wait(ctx: workflow.Context, seconds: float) -> str:
+    """Waits for a timer of ``seconds`` or the signal ``wake``, whichever comes first."""
+    wake = workflow.new_signal_channel(ctx, "wake")
+    timer_ctx, cancel = workflow.with_cancel(ctx)
+    result: str = await workflow.select(
+        ctx,
+        workflow.on_receive(wake, lambda value, ok: "signal"),
+        workflow.on_future(workflow.schedule_timer(timer_ctx, seconds), lambda future: "timer"),
+    )
+    cancel()  # the timer that did not fire: a workflow may not finish with a pending future
+    return result
+
+
+@register_workflow(name="scale_one")
+async def scale_one(ctx: workflow.Context) -> int:
+    """One no-op activity: the unit of the scale bench's throughput and wake-up latency."""
+    result: int = await workflow.execute_activity(ctx, workflow.DEFAULT_ACTIVITY_OPTIONS, noop, 1)
+    return result

@@ -155,7 +155,7 @@ class OrmScheduleStore:
 
     def claim(self, lease: timedelta, schedule_id: str | None = None) -> ScheduleClaim | None:
         if schedule_id is None:
-            candidates = self._rows().filter(_free(), due_at__lte=DbNow())
+            candidates = self._rows().filter(_free(), due_at__lte=DbNow(stable=True))
             if not self._db.run(candidates.exists, atomic=False, reconnect=True):
                 return None
         else:

@@ -282,19 +282,41 @@ class HotSql:
     # waits for a timer, a signal or an activity has no ready row and costs nothing, however many
     # wait. The scan stops after ``limit`` rows; rows of executions that are leased or sticky to
     # another worker are skipped, and there are only as many of those as tasks in flight.
-    _FIND_CANDIDATES = (
+    # One queue per part, in ready order: the order is what keeps PostgreSQL on that index. It
+    # cannot estimate ``ready_at <= statement_timestamp()`` (it assumes a third of the rows
+    # match), and without the order it walked the pending rows by instance id into a merge join,
+    # reading every waiting row on every poll (10,000 rows, 4.6 ms, at 10,000 waiting timers).
+    # With the order, the index that yields it is the cheap plan whatever the estimate; a union
+    # of one ordered part per queue, since PostgreSQL 15 gets no order from ``queue IN (...)``.
+    _FIND_READY = (
         "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
-        " WHERE p.queue IN (%(queues)s) AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
+        " WHERE p.queue = %(queue_N)s AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
         + " AND " + unblocked("i.") + " AND " + started("i.")
-        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s) LIMIT %(limit)s"
+        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
+        " ORDER BY p.ready_at LIMIT %(limit)s"
     )
+
+    @classmethod
+    def find_candidates_template(cls, queues: int) -> str:
+        """The look-up of ``find_candidates`` for that many queues (``queue_0``, ...)."""
+        if queues == 1:
+            return cls._FIND_READY.replace("queue_N", "queue_0")
+        return " UNION ALL ".join(
+            f"SELECT c{n}.instance_id FROM (" + cls._FIND_READY.replace("queue_N", f"queue_{n}") + f") c{n}"
+            for n in range(queues)
+        )
 
     def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[int]:
         """Executions of ``queues`` (row ids, at most ``limit``) whose workflow task this worker
         may lease now; a read that takes no lock, so an idle poll does not queue for SQLite's
         write lock."""
-        rows = self._fetchall("find_candidates", self._FIND_CANDIDATES, queues=list(queues), worker=worker, limit=limit)
-        return list(dict.fromkeys(row[0] for row in rows))
+        queues = list(dict.fromkeys(queues))
+        if not queues:
+            return []
+        values = {f"queue_{n}": queue for n, queue in enumerate(queues)}
+        template = self.find_candidates_template(len(queues))
+        rows = self._fetchall(f"find_candidates_{len(queues)}", template, worker=worker, limit=limit, **values)
+        return list(dict.fromkeys(row[0] for row in rows))[:limit]
 
     _CLAIM_CANDIDATES = (
         "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i"
@@ -737,7 +759,7 @@ class HotSql:
         self._rowcount("flag_canceled", self._FLAG_CANCELED, row_id=row_id, event_ids=list(event_ids), yes=True)
         return [self._event(row[1:-1], row[-1]) for row in rows]
 
-    _EXPIRED = "SELECT id, instance_id FROM {activity} WHERE deadline <= {now} ORDER BY deadline LIMIT %(limit)s"
+    _EXPIRED = "SELECT id, instance_id FROM {activity} WHERE deadline <= {stable_now} ORDER BY deadline LIMIT %(limit)s"
 
     def expired_activities(self, limit: int) -> list[tuple[int, int]]:
         """(row id, execution row id) of activity tasks whose attempt timed out (no lock)."""
@@ -817,7 +839,7 @@ class HotSql:
     # -- executions: execution timeouts ---------------------------------------------------------
 
     _TIMED_OUT_EXECUTIONS = (
-        "SELECT instance_id, execution_id FROM {instance} WHERE state = 0 AND timeout_at <= {now}"
+        "SELECT instance_id, execution_id FROM {instance} WHERE state = 0 AND timeout_at <= {stable_now}"
         " ORDER BY timeout_at LIMIT %(limit)s"
     )
 

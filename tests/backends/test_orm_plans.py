@@ -1,0 +1,147 @@
+"""The plans of the ORM backend's idle look-ups (issue 21): with thousands of executions waiting
+on timers, finding ready work must read the pending events through their ready index (no scan of
+the waiting rows, no sort of them), and the sweeps for timed-out executions and expired
+activities must bound their index scans by the clock.
+
+``EXPLAIN`` on PostgreSQL and SQLite (``EXPLAIN QUERY PLAN``), with fresh and with stale
+statistics; MariaDB's optimiser is not checked here (``bench.scale`` shows its plan and figures).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from django_workflows.backends.orm.sql import HotSql
+from django_workflows.engine.clock import utcnow
+from django_workflows.models import ActivityTask as ActivityRow
+from django_workflows.models import Payload, PendingEvent
+from django_workflows.models import WorkflowInstance as InstanceRow
+
+from . import test_orm_support
+from .test_orm_support import VENDOR, BackendMaker
+
+orm = test_orm_support.orm  # the fixture
+
+pytestmark = pytest.mark.skipif(VENDOR not in ("postgresql", "sqlite"), reason="plans checked on PostgreSQL and SQLite")
+
+WAITING = 2000
+READY = 3
+
+
+def _populate() -> list[int]:
+    """``WAITING`` executions whose timer is due in an hour (and whose activity runs until then),
+    ``READY`` with a signal ready now, on the queue ``q``; returns the ready executions' row ids."""
+    now = utcnow()
+    rows = InstanceRow.objects.bulk_create(
+        InstanceRow(
+            instance_id=f"plan-{i}", execution_id="e", active_instance_id=f"plan-{i}", workflow_name="w", queue="q",
+            created_at=now, last_sequence_id=2,
+        )
+        for i in range(WAITING + READY)
+    )
+    payload = Payload.objects.create(id="plan-payload", instance=rows[0], data="{}")
+    later = now + timedelta(hours=1)
+    PendingEvent.objects.bulk_create(
+        (
+            PendingEvent(
+                instance=row, payload=payload, event_id=f"t{index}", event_type="TimerFired", timestamp=now,
+                visible_at=later, queue="q", ready_at=later,
+            )
+            for index, row in enumerate(rows[:WAITING])
+        ),
+        batch_size=500,
+    )
+    PendingEvent.objects.bulk_create(
+        PendingEvent(
+            instance=row, payload=payload, event_id=f"s{index}", event_type="SignalReceived", timestamp=now,
+            queue="q", ready_at=now - timedelta(seconds=1),
+        )
+        for index, row in enumerate(rows[WAITING:])
+    )
+    # Activities running on other workers, whose deadlines are an hour away.
+    ActivityRow.objects.bulk_create(
+        (
+            ActivityRow(
+                instance=row, payload=payload, event_id=f"a{index}", event_type="ActivityScheduled", timestamp=now,
+                queue="q", locked_until=later, deadline=later,
+            )
+            for index, row in enumerate(rows[:WAITING])
+        ),
+        batch_size=500,
+    )
+    return [row.pk for row in rows[WAITING:]]
+
+
+def _plan(sql: HotSql, name: str, template: str, **values: Any) -> str:
+    text, params = sql._statement(name, template).render(values)
+    with connection.cursor() as cursor:
+        if VENDOR == "postgresql":
+            cursor.cursor.execute("EXPLAIN " + text, params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+        cursor.cursor.execute("EXPLAIN QUERY PLAN " + text, params)
+        return "\n".join(row[-1] for row in cursor.fetchall())
+
+
+def _assert_reads_ready_index(plan: str) -> None:
+    assert "dj_wf_pending_ready_idx" in plan, plan
+    if VENDOR == "postgresql":
+        # The bad plan walked every pending row by instance id into a merge join.
+        assert "Seq Scan on django_workflows_pendingevent" not in plan, plan
+        assert "pendingevent_instance_id" not in plan.split("SubPlan")[0], plan
+        assert "Sort" not in plan, plan
+    else:
+        assert "SCAN p" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def _analyze() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+@pytest.mark.parametrize("statistics", ["stale", "fresh"])
+def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: BackendMaker, statistics: str) -> None:
+    backend = orm()
+    ready = _populate()
+    if statistics == "stale":
+        # As after a mass start whose executions then all went to sleep: the statistics still
+        # say the pending rows are ready (PostgreSQL then chose a merge join by instance id that
+        # read every waiting row on each poll).
+        waiting = PendingEvent.objects.filter(event_type="TimerFired")
+        later = waiting.values_list("ready_at", flat=True)[0]
+        waiting.update(ready_at=utcnow() - timedelta(seconds=5))
+        _analyze()
+        waiting.update(ready_at=later)
+    else:
+        _analyze()
+    sql = backend.store.sql
+    for queues in (1, 2):
+        values = {f"queue_{n}": "q" if n == 0 else "other" for n in range(queues)}
+        plan = _plan(sql, f"plan_find_{queues}", HotSql.find_candidates_template(queues), worker="me", limit=8, **values)
+        _assert_reads_ready_index(plan)
+    # And it finds exactly the ready executions, whichever queues are asked for.
+    assert sorted(sql.find_candidates(["q"], "me", 10)) == ready
+    assert sorted(sql.find_candidates(["other", "q"], "me", 10)) == ready
+    assert sql.find_candidates(["other"], "me", 10) == []
+    assert len(sql.find_candidates(["q"], "me", 2)) == 2
+
+
+def test_the_sweeps_bound_their_index_scans_by_the_clock(orm: BackendMaker) -> None:
+    backend = orm()
+    _populate()
+    _analyze()
+    sql = backend.store.sql
+    timeouts = _plan(sql, "plan_timeouts", HotSql._TIMED_OUT_EXECUTIONS, limit=10)
+    expired = _plan(sql, "plan_expired", HotSql._EXPIRED, limit=10)
+    if VENDOR == "postgresql":
+        # An index condition, not a filter run on every indexed row (CLOCK_TIMESTAMP() is
+        # volatile and cannot bound an index scan; STATEMENT_TIMESTAMP() can).
+        assert "Index Cond: (timeout_at <=" in timeouts, timeouts
+        assert "Index Cond: (deadline <=" in expired, expired
+    else:
+        assert "dj_wf_instance_timeout_idx (timeout_at<?)" in timeouts, timeouts
+        assert "dj_wf_activity_deadline_idx (deadline<?)" in expired, expired
+    assert sql.timed_out_executions(10) == [] and sql.expired_activities(10) == []
