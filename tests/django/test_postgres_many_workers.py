@@ -24,19 +24,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import checks
 from django.db import connection
+from django.test import override_settings
 
+from django_workflows.backends.orm.checks import behind_pooler
 from django_workflows.client import Client, WorkflowInstanceOptions
 from testproject.testapp.soak import SIGNAL
-from tests.conftest import ManageProcess, subprocess_env, wait_for
+from tests.conftest import REPO_ROOT, ManageProcess, subprocess_env, wait_for
 from tests.django.private_servers import PrivatePgBouncer, missing_pgbouncer, pgbouncer_version
 from tests.soak.check import RunRecord, check_ledger, check_store, instance_id
 from tests.soak.leftovers import leftovers
@@ -160,7 +165,7 @@ def _report(name: str, variant: Variant, outcome: Outcome) -> None:
 def test_direct_connections(tmp_path: Path) -> None:
     """The main variant: 8 worker processes, each with its own connections, LISTEN/NOTIFY and
     prepared statements on (the defaults)."""
-    variant = Variant(workers=8, workflows=500 if BIG else 160)
+    variant = Variant(workers=8, workflows=500 if BIG else 64)
     outcome = run_workers(variant, tmp_path)
     _report("direct", variant, outcome)
     assert not outcome.problems, "\n".join(outcome.problems)
@@ -168,7 +173,7 @@ def test_direct_connections(tmp_path: Path) -> None:
 
 def test_django_connection_pool(tmp_path: Path) -> None:
     pytest.importorskip("psycopg_pool", reason="Django's connection pool needs psycopg[pool] (the postgres extra)")
-    variant = Variant(workers=8 if BIG else 3, workflows=500 if BIG else 60, database={"OPTIONS": {"pool": DJANGO_POOL}})
+    variant = Variant(workers=8 if BIG else 3, workflows=500 if BIG else 24, database={"OPTIONS": {"pool": DJANGO_POOL}})
     outcome = run_workers(variant, tmp_path)
     _report("pool", variant, outcome)
     assert not outcome.problems, "\n".join(outcome.problems)
@@ -201,7 +206,7 @@ def _carries_prepared() -> bool:
 def test_pgbouncer_transaction_mode(tmp_path: Path, pgbouncer: PrivatePgBouncer) -> None:
     variant = Variant(
         workers=8 if BIG else 3,
-        workflows=500 if BIG else 60,
+        workflows=500 if BIG else 24,
         database={"PORT": str(pgbouncer.port), "DISABLE_SERVER_SIDE_CURSORS": True},
         options={"notifications": False, "prepared_statements": _carries_prepared()},
     )
@@ -210,3 +215,29 @@ def test_pgbouncer_transaction_mode(tmp_path: Path, pgbouncer: PrivatePgBouncer)
     assert not outcome.problems, "\n".join(outcome.problems) + "\n--- PgBouncer's log ---\n" + pgbouncer.log_text()[-3000:]
     # However many workers, the server sees PgBouncer's pool only.
     assert outcome.peak_server_connections <= PGBOUNCER_POOL
+
+
+
+
+def test_the_database_check_warns_of_notifications_and_prepared_statements_through_a_pooler(
+    pgbouncer: PrivatePgBouncer,
+) -> None:
+    """``manage.py check --database default`` (and ``migrate``) as a user runs it, through PgBouncer:
+    the default options are warned of, a backend with both off is not."""
+    env = subprocess_env(
+        DJANGO_SETTINGS_MODULE="tests.django.pg_settings",
+        WORKFLOWS_TEST_DATABASE=json.dumps({"PORT": str(pgbouncer.port)}),
+        WORKFLOWS_TEST_BACKENDS=json.dumps({"quiet": {"notifications": False, "prepared_statements": False}}),
+    )
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "manage.py"), "check", "--database", "default"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    warned = set(re.findall(r"\(django_workflows\.(W00[45])\) The workflow backend '(\w+)'", out.stdout + out.stderr))
+    assert warned == {("W004", "default"), ("W005", "default")}, out.stdout + out.stderr
+    # A direct connection: nothing to warn of, whatever the options.
+    assert behind_pooler("default") is False
+    with override_settings(WORKFLOWS={"default": {"BACKEND": "django_workflows.backends.orm.OrmBackend"}}):
+        messages = checks.run_checks(tags=[checks.Tags.database], databases=["default"])
+    assert not {m.id for m in messages} & {"django_workflows.W004", "django_workflows.W005"}

@@ -172,7 +172,8 @@ class OrmBackend(BaseBackend):
     def check(self, **kwargs: Any) -> list[Any]:
         return check_orm_backend(
             self.using, alias=kwargs.get("alias", "default"), databases=kwargs.get("databases"),
-            max_payload_size=self.options.max_payload_size,
+            max_payload_size=self.options.max_payload_size, notifications=self.store.notifier is not None,
+            prepared_statements=self.store.sql.prepared,
         )
 
     @property
