@@ -5,7 +5,8 @@
 # Safe to re-run: installs only missing apt packages, reuses servers that already answer.
 # ci_services_down stops only the servers this shell started (CI_STARTED): a server that was
 # already running (a developer's, or one another job uses) is left alone.
-# Needs root (Debian 12 image, no systemd). Set WITH_POSTGRES=1 to also start PostgreSQL 15.
+# Needs root (Debian 12 image, no systemd). Set WITH_POSTGRES=1 to also start PostgreSQL 15 (and
+# install PgBouncer, which the tests start themselves).
 # Also installs Chromium + chromedriver for the admin browser tests (WITH_BROWSER=0 skips them).
 CI_SVC_DIR="${CI_SVC_DIR:-${TMPDIR:-/tmp}/ci-services}"
 export MYSQL_HOST=127.0.0.1 MYSQL_PORT="${MYSQL_PORT:-3306}"
@@ -32,6 +33,8 @@ ci_services_install() {
   command -v pkg-config >/dev/null 2>&1   || need+=(pkg-config)
   pkg-config --exists libmariadb 2>/dev/null || need+=(libmariadb-dev)   # to build mysqlclient
   if [ "${WITH_POSTGRES:-0}" = 1 ] && [ ! -x "$PG_BIN/initdb" ]; then need+=(postgresql); fi
+  # PgBouncer: tests/django/test_postgres_many_workers.py starts one of its own (transaction mode).
+  if [ "${WITH_POSTGRES:-0}" = 1 ] && [ ! -x /usr/sbin/pgbouncer ]; then need+=(pgbouncer); fi
   if [ "${WITH_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null 2>&1     || need+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)

@@ -126,6 +126,82 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def missing_pgbouncer() -> str:
+    if shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists():
+        return "needs the pgbouncer package (.ci/services.sh installs it with WITH_POSTGRES=1)"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "PgBouncer refuses to run as root, and runuser is not there to drop to the postgres user"
+    return ""
+
+
+def pgbouncer_version() -> tuple[int, ...]:
+    """The installed PgBouncer's version, e.g. (1, 18, 0)."""
+    out = subprocess.run([_pgbouncer(), "--version"], check=True, capture_output=True, text=True).stdout
+    return tuple(int(part) for part in out.split()[1].split("."))
+
+
+def _pgbouncer() -> str:
+    return shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+class PrivatePgBouncer:
+    """PgBouncer in front of a PostgreSQL server, on a free port of its own, with its own ini and
+    user list (``user`` with ``password``, which it also logs in to the server with): every
+    database name passes through to the server. ``pool_mode`` is PgBouncer's; ``settings`` adds
+    lines to its ``[pgbouncer]`` section (``max_prepared_statements``, pool sizes)."""
+
+    def __init__(
+        self, server_host: str, server_port: int, user: str, password: str, *, pool_mode: str = "transaction",
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        # Not pytest's tmp_path: PgBouncer refuses to run as root, and the postgres user cannot
+        # enter root's 0700 directories.
+        self.root = Path(tempfile.mkdtemp(prefix="wf-pgbouncer-", dir="/tmp"))
+        self.port = free_port()
+        self.log = self.root / "pgbouncer.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        (self.root / "userlist.txt").write_text(f'"{user}" "{password}"\n')
+        lines = {
+            "listen_addr": "127.0.0.1", "listen_port": self.port, "unix_socket_dir": "",
+            "auth_type": "md5", "auth_file": self.root / "userlist.txt",
+            "pool_mode": pool_mode, "max_client_conn": 2000, "default_pool_size": 10,
+            "logfile": self.log, "pidfile": self.root / "pgbouncer.pid",
+            # psycopg sends none of these, but other drivers do; they do not matter to a pooler.
+            "ignore_startup_parameters": "extra_float_digits",
+            **(settings or {}),
+        }
+        (self.root / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host={server_host} port={server_port}\n\n[pgbouncer]\n"
+            + "".join(f"{key} = {value}\n" for key, value in lines.items())
+        )
+        if os.geteuid() == 0:
+            for path in (self.root, *self.root.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+
+    def start(self) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen(
+            [*prefix, _pgbouncer(), str(self.root / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        wait_for(self._listens, timeout=30, what="PgBouncer to listen")
+
+    def _listens(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"PgBouncer exited with {self.proc.returncode}:\n{self.log_text()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def destroy(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            # runuser passes SIGTERM on to PgBouncer (which then closes its connections).
+            self.proc.terminate()
+            self.proc.wait(30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class PrivateRedis:
     """A Redis server in ``root``. ``persistent``: with an append-only file written at every
     command, so that a restart (``stop`` then ``start``) keeps the data, as a production Redis
@@ -204,4 +280,4 @@ class Processes:
             process.close()
 
 
-__all__ = ["REPO_ROOT", "PrivateMariaDB", "PrivatePostgres", "PrivateRedis", "Processes"]
+__all__ = ["REPO_ROOT", "PrivateMariaDB", "PrivatePgBouncer", "PrivatePostgres", "PrivateRedis", "Processes"]

@@ -172,7 +172,8 @@ class OrmBackend(BaseBackend):
     def check(self, **kwargs: Any) -> list[Any]:
         return check_orm_backend(
             self.using, alias=kwargs.get("alias", "default"), databases=kwargs.get("databases"),
-            max_payload_size=self.options.max_payload_size,
+            max_payload_size=self.options.max_payload_size, notifications=self.store.notifier is not None,
+            prepared_statements=self.store.sql.prepared,
         )
 
     @property
@@ -517,13 +518,20 @@ class OrmBackend(BaseBackend):
 
     @contextlib.contextmanager
     def task_scope(self) -> Iterator[None]:
-        """Close stale or broken connections before every task, as Django does around requests:
-        a worker thread lives for days, longer than the server keeps an idle connection. Once
-        per task is enough: the pool's threads take task after task, so a connection a task
-        broke or outlived is closed before the next one uses it."""
+        """Close stale or broken connections before and after every task, as Django does around
+        requests: a worker thread lives for days, longer than the server keeps an idle
+        connection. Before: a connection a task broke or outlived is closed before the next
+        task uses it. After: a thread that waits for its next task holds no connection past
+        ``CONN_MAX_AGE`` (with the default of 0, none at all), and with Django's connection
+        pool it gives its connection back, so a pool need only be as large as the work that
+        runs at once, not as the worker's threads."""
         if not connections[self.using].in_atomic_block:
             close_old_connections()
-        yield
+        try:
+            yield
+        finally:
+            if not connections[self.using].in_atomic_block:
+                close_old_connections()
 
     def prepare_workflow_queues(self, queues: Sequence[str]) -> None:
         self.workflow_tasks.prepare()

@@ -4,8 +4,11 @@
 on the write lock instead of waiting for it). ``W002``: SQLite not in WAL mode (readers would
 block the writer). ``W003``: MySQL/MariaDB whose ``max_allowed_packet`` could refuse a payload
 the backend's ``max_payload_size`` allows (the write would fail in the commit, where no
-``PayloadTooLarge`` names it). W002 and W003 need a connection, so they run only in database
-checks (``check --database``, ``migrate``), when Django passes ``databases``.
+``PayloadTooLarge`` names it). ``W004``/``W005``: PostgreSQL reached through a connection pooler
+(PgBouncer) with notifications (``LISTEN`` needs a session of its own) or prepared statements
+(a server connection serves many clients in transaction mode) on. W002-W005 need a connection,
+so they run only in database checks (``check --database``, ``migrate``), when Django passes
+``databases``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,21 @@ PACKET_GROWTH = 4
 
 
 def check_orm_backend(
-    using: str, *, alias: str, databases: Collection[str] | None = None, max_payload_size: int = 0
+    using: str,
+    *,
+    alias: str,
+    databases: Collection[str] | None = None,
+    max_payload_size: int = 0,
+    notifications: bool = False,
+    prepared_statements: bool = False,
 ) -> list[Any]:
     """The messages for the workflow backend ``alias`` on database ``using``: the settings
     checks, or with ``databases`` (database checks) those that read the database."""
     vendor = connections[using].vendor
+    if vendor == "postgresql":
+        if databases is None or using not in databases or not (notifications or prepared_statements):
+            return []
+        return _pooler(using, alias, notifications=notifications, prepared_statements=prepared_statements)
     if vendor == "mysql":
         if databases is None or using not in databases:
             return []
@@ -101,3 +114,53 @@ def _journal_mode(using: str, alias: str) -> list[checks.CheckMessage]:
             id="django_workflows.W002",
         )
     ]
+
+
+def behind_pooler(using: str) -> bool:
+    """Does PostgreSQL database ``using`` answer through a connection pooler such as PgBouncer?
+    A pooler hands the client a process id of its own making (for cancel requests), which is
+    not the id of the server process that runs the client's queries; a direct connection, or
+    one from Django's pool, has the same id both ways."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        server_pid = int(cursor.fetchone()[0])
+    raw = connection.connection
+    info = getattr(raw, "info", None)  # psycopg 3; psycopg2 has get_backend_pid()
+    client_pid = info.backend_pid if info is not None else raw.get_backend_pid()
+    return int(client_pid) != server_pid
+
+
+def _pooler(using: str, alias: str, *, notifications: bool, prepared_statements: bool) -> list[checks.CheckMessage]:
+    if not behind_pooler(using):
+        return []
+    where = f"The workflow backend {alias!r} reaches PostgreSQL database {using!r} through a connection pooler (PgBouncer?)"
+    options = f'WORKFLOWS[{alias!r}]["OPTIONS"]'
+    messages: list[checks.CheckMessage] = []
+    if notifications:
+        messages.append(
+            checks.Warning(
+                f"{where} with notifications on.",
+                hint=(
+                    f'In transaction mode LISTEN cannot work, and workers find the work of other processes only '
+                    f'at their poll_interval (2 s with notifications). Add "notifications": False to {options}; '
+                    "if the pooler runs in session mode, silence django_workflows.W004."
+                ),
+                id="django_workflows.W004",
+            )
+        )
+    if prepared_statements:
+        messages.append(
+            checks.Warning(
+                f"{where} with prepared statements on.",
+                hint=(
+                    "In transaction mode each transaction may run on another server connection, where the "
+                    "client's prepared statements are missing or another client's carry the same names "
+                    f'(PgBouncer before 1.21, or without max_prepared_statements). Add "prepared_statements": False '
+                    f"to {options}; if the pooler runs in session mode, or is PgBouncer 1.21 or later with "
+                    "max_prepared_statements set, silence django_workflows.W005."
+                ),
+                id="django_workflows.W005",
+            )
+        )
+    return messages

@@ -118,7 +118,10 @@ class Listener:
 
     def _listen(self, stop: threading.Event) -> None:
         wrapper = connections[self.using]
-        raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        # A connection of its own, never one of Django's pool (``get_new_connection`` would
+        # take one): the listener holds it for good, and closes it when it stops or fails,
+        # which would leave the pool a connection short each time.
+        raw = wrapper.Database.connect(**wrapper.get_connection_params())
         try:
             raw.autocommit = True
             for channel in CHANNELS.values():

@@ -157,6 +157,8 @@ class HotSql:
         # server parses and plans it once instead of on every call (Django's own cursors bind
         # on the client and prepare nothing, which poolers in transaction mode need).
         self._server_cursor: Any = _server_binding_cursor() if prepared and self.vendor == "postgresql" else None
+        #: Are the statements prepared on the server (``OrmBackend(prepared_statements=...)``)?
+        self.prepared = self._server_cursor is not None
         self._dialect = Dialect(connection)
         self._statements: dict[str, Statement] = {}
         features = connection.features

@@ -141,7 +141,11 @@ class OrmStore:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
+                self.db.release_pooled()
                 self.waker.wait(kind, seen, min(remaining, interval))
                 interval = min(self.poll_interval, interval * 2)
         finally:
             setattr(self._intervals, kind, interval)
+            # A poller waits for free slots before it polls again, and for work between looks:
+            # with Django's connection pool it holds no connection meanwhile.
+            self.db.release_pooled()

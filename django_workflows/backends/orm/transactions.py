@@ -132,6 +132,12 @@ def backoff(attempt: int) -> float:
     return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
 
 
+def uses_pool(using: str) -> bool:
+    """Does database ``using`` take its connections from Django's connection pool
+    (``DATABASES[using]["OPTIONS"]["pool"]``, PostgreSQL on Django 5.1 and later)?"""
+    return connections[using].vendor == "postgresql" and bool(connections.settings[using].get("OPTIONS", {}).get("pool"))
+
+
 def _no_queue(connection: Any) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
@@ -154,6 +160,18 @@ class Transactions:
         # Reentrant: on_commit hooks may start work.
         writers = sqlite_writers(using) if connections[using].vendor == "sqlite" else None
         self._write_queue: Callable[[Any], Any] = writers.hold if writers else _no_queue
+        #: Does the alias use Django's connection pool (PostgreSQL, ``OPTIONS["pool"]``)?
+        self.pooled = uses_pool(using)
+
+    def release_pooled(self) -> None:
+        """Give this thread's connection back to Django's connection pool (a no-op without one,
+        or inside a transaction): for threads that wait between short pieces of work (pollers),
+        so that the pool serves the work that runs, not every thread that might."""
+        if not self.pooled:
+            return
+        connection = self.connection
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close()
 
     @property
     def connection(self) -> Any:
