@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from .engine.backend import Backend, Feature, InstanceInfo, QueueBacklog, Stats, WorkerInfo
+from .engine.backend import Backend, Feature, InstanceInfo, QueueBacklog, RemoveProgress, Stats, WorkerInfo
 from .engine.clock import system_clock, to_timedelta
 from .engine.core import (
     DEFAULT_QUEUE,
@@ -303,8 +303,16 @@ class Client:
     def remove_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         self.backend.remove_workflow_instance(self._resolve(instance))
 
-    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
-        return self.backend.remove_workflow_instances(finished_before=finished_before, batch_size=batch_size)
+    def remove_workflow_instances(
+        self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
+    ) -> int:
+        """Delete the executions that finished before ``finished_before``, ``batch_size`` per
+        transaction (each batch a short transaction of its own, so running workers are held up
+        by one batch at most); return how many. ``progress(removed, total)`` is called after
+        every batch."""
+        return self.backend.remove_workflow_instances(
+            finished_before=finished_before, batch_size=batch_size, progress=progress
+        )
 
     def start_auto_expiration(self, delay: float | timedelta) -> WorkflowInstance | None:
         """Remove finished instances ``delay`` after they finished, from now on.
@@ -609,9 +617,11 @@ class Client:
     async def aremove_workflow_instance(self, instance: WorkflowInstance | str) -> None:
         await sync_to_async(self.remove_workflow_instance, thread_sensitive=False)(instance)
 
-    async def aremove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+    async def aremove_workflow_instances(
+        self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
+    ) -> int:
         return await sync_to_async(self.remove_workflow_instances, thread_sensitive=False)(
-            finished_before=finished_before, batch_size=batch_size
+            finished_before=finished_before, batch_size=batch_size, progress=progress
         )
 
     async def astart_auto_expiration(self, delay: float | timedelta) -> WorkflowInstance | None:

@@ -18,7 +18,10 @@ statements, instead of letting Django's collector fetch rows to cascade over.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from .engine.core import InstanceState
@@ -42,6 +45,25 @@ class Outcome(models.TextChoices):
 
 
 STATE_CHOICES = [(state.value, state.label) for state in InstanceState]
+
+
+class PrefixSearchIndex(models.Index):
+    """An index on ``UPPER(column)`` for the admin's case-insensitive prefix search
+    (``UPPER(col) LIKE UPPER('x%')`` on PostgreSQL, a range of ``UPPER(col)`` on SQLite: see
+    ``admin.scale.search``). On PostgreSQL with the ``varchar_pattern_ops`` operator class,
+    without which LIKE uses no index unless the database collation is C. MariaDB has no
+    expression indexes and skips it; its case-insensitive collation lets LIKE use the index of
+    ``(instance_id, execution_id)`` instead."""
+
+    def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.vendor == "postgresql":
+            from django.contrib.postgres.indexes import OpClass
+
+            pattern = models.Index(
+                *(OpClass(expression, name="varchar_pattern_ops") for expression in self.expressions), name=self.name
+            )
+            return pattern.create_sql(model, schema_editor, using=using, **kwargs)
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
 class WorkflowInstance(models.Model):
@@ -101,6 +123,13 @@ class WorkflowInstance(models.Model):
             models.Index(fields=["queue"], name="dj_wf_instance_queue_idx"),
             # The sweep for executions whose execution timeout passed.
             models.Index(fields=["timeout_at"], name="dj_wf_instance_timeout_idx"),
+            # The admin at scale (admin/scale.py): its counts per status (a bounded range of
+            # this index each) and its status filter, newest first.
+            models.Index(fields=["state", "outcome", "created_at"], name="dj_wf_instance_status_idx"),
+            # The admin's search: an instance id prefix, in any case (see PrefixSearchIndex), or
+            # an exact execution id.
+            PrefixSearchIndex(Upper("instance_id"), name="dj_wf_instance_prefix_idx"),
+            models.Index(fields=["execution_id"], name="dj_wf_instance_execution_idx"),
         ]
         permissions = [
             ("cancel_workflowinstance", _("Can cancel workflow instances")),

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -27,27 +26,23 @@ from ..engine.backend import Backend, Feature
 from ..engine.core import InstanceState
 from ..health import HealthReport, collect, describe_age
 from ..models import RegisteredWorker, WorkflowInstance
-from .display import STATUS_LABELS, status_key
+from .display import STATUS_LABELS
 from .readonly import ReadOnlyAdmin
+from .scale import capped_status_counts, count_text, indexed_values
 
-#: Counting instances per status scans the table: one count serves the list for this long
-#: (a list that refreshes itself would count on every refresh otherwise).
+#: One count serves the list for this long (a list that refreshes itself would count on every
+#: refresh otherwise); each count is bounded anyway (``scale.capped_status_counts``).
 COUNTS_CACHE_SECONDS = 10.0
 _counts_cache: dict[str, tuple[float, dict[str, int]]] = {}
 
 
 def status_counts(using: str) -> dict[str, int]:
-    """Executions per status key (``running``, ``failed``...), at most ``COUNTS_CACHE_SECONDS`` old."""
+    """Executions per status key (``running``, ``failed``...), each counted up to
+    ``scale.COUNT_CAP + 1`` through the status index, at most ``COUNTS_CACHE_SECONDS`` old."""
     cached = _counts_cache.get(using)
     if cached is not None and time.monotonic() - cached[0] < COUNTS_CACHE_SECONDS:
         return cached[1]
-    counts = dict.fromkeys(STATUS_LABELS, 0)
-    rows = (
-        WorkflowInstance.objects.using(using).order_by().values_list("state", "outcome").annotate(n=Count("id"))
-    )
-    for state, outcome, n in rows:
-        key = status_key(state, outcome)
-        counts[key] = counts.get(key, 0) + n
+    counts = {**dict.fromkeys(STATUS_LABELS, 0), **capped_status_counts(using)}
     _counts_cache[using] = (time.monotonic(), counts)
     return counts
 
@@ -68,7 +63,8 @@ class QueueRow:
 class Overview:
     """What the instance list shows above its table."""
 
-    counts: list[tuple[str, str, int]] = field(default_factory=list)
+    #: (status key, label, count as shown: "10,000+" above the cap).
+    counts: list[tuple[str, str, str]] = field(default_factory=list)
     queues: list[QueueRow] = field(default_factory=list)
     registry: bool = False
     live_workers: int = 0
@@ -116,7 +112,7 @@ def overview(backend: Backend, using: str, workers_url: str) -> Overview:
     broken list."""
     counts = status_counts(using)
     summary = Overview(
-        counts=[(key, str(label), counts.get(key, 0)) for key, label in STATUS_LABELS.items()],
+        counts=[(key, str(label), count_text(counts.get(key, 0))) for key, label in STATUS_LABELS.items()],
         workers_url=workers_url,
     )
     try:
@@ -124,13 +120,9 @@ def overview(backend: Backend, using: str, workers_url: str) -> Overview:
     except Exception as exc:  # the list must still show what the tables hold
         summary.error = f"{type(exc).__name__}: {exc}"
         return summary
-    active = set(
-        WorkflowInstance.objects.using(using)
-        .filter(state=InstanceState.ACTIVE.value)
-        .order_by()
-        .values_list("queue", flat=True)
-        .distinct()
-    )
+    # The queues of running instances through the claim index (state, queue, ...), one probe
+    # per queue, not a read of every running row.
+    active = set(indexed_values(WorkflowInstance.objects.using(using), "queue", state=InstanceState.ACTIVE.value))
     unserved = unserved_queues(report, active)
     summary.registry = report.registry
     summary.live_workers = len(report.workers)

@@ -27,6 +27,7 @@ from ..engine.backend import (
     InstanceInfo,
     InstancePage,
     QueueBacklog,
+    RemoveProgress,
     Stats,
     WorkerInfo,
     WorkflowTask,
@@ -270,13 +271,17 @@ class MemoryBackend(BaseBackend):
                 raise InstanceNotFinished()
             del self._executions[(instance.instance_id, instance.execution_id)]
 
-    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+    def remove_workflow_instances(
+        self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
+    ) -> int:
         removed = 0
         with self._cond:
             for key, execution in list(self._executions.items()):
                 if execution.completed_at is not None and execution.completed_at < finished_before:
                     del self._executions[key]
                     removed += 1
+        if progress is not None:
+            progress(removed, removed)  # one batch: nothing here holds a lock for long
         return removed
 
     def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:

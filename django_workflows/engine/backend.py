@@ -20,7 +20,7 @@ import contextlib
 import enum
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,8 @@ from .propagation import ContextPropagator
 if TYPE_CHECKING:
     from ..schedules.store import ScheduleStore
 
+#: ``remove_workflow_instances``' progress callback: ``(removed by the batch, removed so far)``.
+RemoveProgress = Callable[[int, int], None]
 
 class Feature(enum.Enum):
     #: ``remove_workflow_instances`` (batch removal of finished instances) works.
@@ -467,9 +469,12 @@ class Backend(ABC):
         ``InstanceNotFinished`` if it is active)."""
 
     @abstractmethod
-    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+    def remove_workflow_instances(
+        self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
+    ) -> int:
         """Delete executions that finished before ``finished_before``, ``batch_size`` per
-        transaction; return how many. ``NotSupported`` without ``Feature.REMOVE_INSTANCES``."""
+        transaction; return how many. ``progress(removed, total)`` is called after each batch
+        (its count, the count so far). ``NotSupported`` without ``Feature.REMOVE_INSTANCES``."""
 
     @abstractmethod
     def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:

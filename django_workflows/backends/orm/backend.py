@@ -50,6 +50,7 @@ from ...engine.backend import (
     InstanceInfo,
     InstancePage,
     QueueBacklog,
+    RemoveProgress,
     Stats,
     WorkerInfo,
     WorkflowTask,
@@ -421,7 +422,9 @@ class OrmBackend(BaseBackend):
 
         self.store.db.run(remove)
 
-    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+    def remove_workflow_instances(
+        self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
+    ) -> int:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
 
@@ -440,6 +443,8 @@ class OrmBackend(BaseBackend):
         while True:
             count = self.store.db.run(remove_batch)
             removed += count
+            if progress is not None:
+                progress(count, removed)
             if count == 0:
                 return removed
 

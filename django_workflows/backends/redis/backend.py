@@ -40,6 +40,7 @@ from ...engine.backend import (
     InstanceInfo,
     InstancePage,
     QueueBacklog,
+    RemoveProgress,
     Stats,
     WorkerInfo,
     WorkflowTask,
@@ -268,7 +269,9 @@ class RedisBackend(BaseBackend):
         if reply == b"active":
             raise InstanceNotFinished()
 
-    def remove_workflow_instances(self, *, finished_before: datetime, batch_size: int = 100) -> int:
+    def remove_workflow_instances(
+        self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
+    ) -> int:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         before = codec.epoch_ms(finished_before)
@@ -276,6 +279,8 @@ class RedisBackend(BaseBackend):
         while True:
             count, seen = self._scripts("remove_finished", before, batch_size)
             removed += count
+            if progress is not None:
+                progress(count, removed)
             if seen < batch_size:
                 return removed
 
