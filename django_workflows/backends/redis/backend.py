@@ -13,8 +13,10 @@ claims unconditionally); signals look up the active execution inside the script 
 so they never land on an execution that continued as new (go-workflows #493); a task that would
 end an execution while unseen events wait is rejected; ``remove_workflow_instances`` works.
 
-Round trips: claiming a waiting task is one script call; completing a task is one. A poller that
-finds nothing blocks in ``XREADGROUP`` and, when it wakes, claims with one more script call.
+Round trips: one script call claims up to as many waiting tasks as the worker has free slots
+(``get_workflow_tasks``/``get_activity_tasks``, each task with its own fenced lease); completing a
+task is one. A poller that finds nothing blocks in ``XREADGROUP`` and, when it wakes, claims with
+one more script call.
 Like go-workflows' scripts, ours build keys from ids, so the backend needs one Redis server
 (or a primary with replicas), not Redis Cluster.
 """
@@ -351,13 +353,17 @@ class RedisBackend(BaseBackend):
         self._scripts("prepare", "wf", *[validate_id(q, "queue") for q in queues])
 
     def get_workflow_task(self, queues: Sequence[str], timeout: float) -> WorkflowTask | None:
+        tasks = self.get_workflow_tasks(queues, timeout, 1)
+        return tasks[0] if tasks else None
+
+    def get_workflow_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[WorkflowTask]:
         queues = [validate_id(q, "queue") for q in queues]
         me = self.options.worker_name
-        args = [me, ms(self.options.workflow_lock), uuid.uuid4().hex, _SCAN_LIMIT, *queues]
+        args = [me, ms(self.options.workflow_lock), uuid.uuid4().hex, _SCAN_LIMIT, max(1, max_tasks), *queues]
         streams: dict[Any, Any] = {keys.sticky_queue(self._ns, me): ">"}
         streams.update({keys.workflow_queue(self._ns, q): ">" for q in queues})
         reply = self._poller.poll("workflow_poll", args, me, streams, timeout)
-        return None if reply is None else codec.workflow_task(reply)
+        return [] if reply is None else [codec.workflow_task(row) for row in reply[1:]]
 
     def extend_workflow_task(self, task: WorkflowTask) -> None:
         instance = task.instance
@@ -421,24 +427,31 @@ class RedisBackend(BaseBackend):
         self._scripts("prepare", "act", *[validate_id(q, "queue") for q in queues])
 
     def get_activity_task(self, queues: Sequence[str], timeout: float) -> ActivityTask | None:
+        tasks = self.get_activity_tasks(queues, timeout, 1)
+        return tasks[0] if tasks else None
+
+    def get_activity_tasks(self, queues: Sequence[str], timeout: float, max_tasks: int) -> list[ActivityTask]:
         queues = [validate_id(q, "queue") for q in queues]
         deadline = time.monotonic() + timeout
         options = self.options
         streams: dict[Any, Any] = {keys.activity_queue(self._ns, q): ">" for q in queues}
         while True:
-            args = [options.worker_name, ms(options.activity_lock), uuid.uuid4().hex, _SCAN_LIMIT,
+            args = [options.worker_name, ms(options.activity_lock), uuid.uuid4().hex, _SCAN_LIMIT, max(1, max_tasks),
                     options.max_activity_leases, *queues]
             reply = self._poller.poll(
                 "activity_poll", args, options.worker_name, streams, max(0.0, deadline - time.monotonic())
             )
             if reply is None:
-                return None
-            if reply[0] == b"task":
-                return codec.activity_task(reply)
-            # Its workers died every time: fail it instead of leasing it again.
-            _, aid, _inst, event, leases, details = reply
-            result = abandoned_activity_result(event_from_json(event), int(leases), system_clock.now(), text(details) or None)
-            self._scripts("activity_complete", aid, "", event_to_json(result), int(leases))
+                return []
+            _, tasks, abandoned = reply
+            for aid, _inst, event, leases, details in abandoned:
+                # Its workers died every time: fail it instead of leasing it again.
+                result = abandoned_activity_result(
+                    event_from_json(event), int(leases), system_clock.now(), text(details) or None
+                )
+                self._scripts("activity_complete", text(aid), "", event_to_json(result), int(leases))
+            if tasks:
+                return [codec.activity_task(row) for row in tasks]
 
     def extend_activity_task(self, task: ActivityTask) -> None:
         reply = self._scripts("extend", "act", task.id, task.lease_token, ms(self.options.activity_lock))

@@ -145,8 +145,9 @@ def _workflow_event_args(workflow_event: WorkflowEvent) -> list[Any]:
     return ["exact", target.instance_id, target.execution_id, event_to_json(event)]
 
 
-def workflow_task(reply: list[Any]) -> WorkflowTask:
-    _, iid, _eid, inst, name, queue, meta, seq, token, *events = reply
+def workflow_task(row: list[Any]) -> WorkflowTask:
+    """A task as ``scripts/lib.lua``'s ``lease_workflow`` returns it."""
+    iid, _eid, inst, name, queue, meta, seq, token, events = row
     return WorkflowTask(
         id=text(iid),
         queue=text(queue),
@@ -160,8 +161,9 @@ def workflow_task(reply: list[Any]) -> WorkflowTask:
     )
 
 
-def activity_task(reply: list[Any]) -> ActivityTask:
-    _, aid, inst, queue, event, token, leases, details = reply
+def activity_task(row: list[Any]) -> ActivityTask:
+    """A task as ``scripts/activity_poll.lua`` returns it."""
+    aid, inst, queue, event, token, leases, details = row
     scheduled = event_from_json(event)
     return ActivityTask(
         id=text(aid),

@@ -1,11 +1,13 @@
--- get_activity_task, without blocking. ARGV: worker name, lock timeout ms, new lease token,
--- scan limit, max leases, queue names...
--- Returns {'task', activity id, instance JSON, queue, event JSON, token, lease count, heartbeat
--- details or ''}, {'abandon', activity id, instance JSON, event JSON, lease count, heartbeat
--- details or ''} for an activity that was leased max-leases times already (its workers keep
--- dying: the caller fails it), or {'none', ms until the next lease expiry or -1}. An activity
--- whose timeout passed is left to the sweep (activity_expired).
-local me, lock, token, limit, max_leases = arg(), tonumber(arg()), arg(), tonumber(arg()), tonumber(arg())
+-- get_activity_tasks, without blocking. ARGV: worker name, lock timeout ms, new lease token (one
+-- for the batch), scan limit, most tasks wanted, max leases, queue names...
+-- Returns {'task', {task...}, {abandoned...}}: leased tasks as {activity id, instance JSON,
+-- queue, event JSON, token, lease count, heartbeat details or ''}, and activities that were
+-- leased max-leases times already (their workers keep dying: the caller fails them) as
+-- {activity id, instance JSON, event JSON, lease count, heartbeat details or ''}; or {'none',
+-- ms until the next lease expiry or -1}. An activity whose timeout passed is left to the sweep
+-- (activity_expired).
+local me, lock, token, limit, want, max_leases = arg(), tonumber(arg()), arg(), tonumber(arg()), tonumber(arg()),
+  tonumber(arg())
 local queues = {}
 while argi < #ARGV do
   queues[#queues + 1] = arg()
@@ -18,40 +20,36 @@ for _, q in ipairs(queues) do
   streams[#streams + 1] = s
 end
 
+local tasks, abandoned = {}, {}
+
 local function lease(aid, akey, queue)
-  local leases = redis.call('HINCRBY', akey, 'leases', 1)
-  redis.call('HSET', akey, 'token', token, 'until', now + lock, 'worker', me)
-  redis.call('ZADD', NS .. 'act-leases:' .. queue, now + lock, aid)
-  local h = redis.call('HMGET', akey, 'inst', 'event', 'details', 'stc', 'hbt', 'run_by', 'start_by')
-  -- Taken from the queue: schedule-to-start is over; start-to-close starts at the attempt's
-  -- first lease (a later lease after a crash keeps it) and the heartbeat deadline at every one.
-  if h[4] or h[5] or h[7] then
-    redis.call('HDEL', akey, 'start_by')
-    if h[4] and not h[6] then redis.call('HSET', akey, 'run_by', now + tonumber(h[4])) end
-    if h[5] then redis.call('HSET', akey, 'hb_by', now + tonumber(h[5])) end
-    set_deadline(akey, aid)
-  end
-  return {'task', aid, h[1], queue, h[2], token, leases, h[3] or ''}
+  local leases = lease_activity(aid, akey, queue, me, token, now, lock)
+  local h = redis.call('HMGET', akey, 'inst', 'event', 'details')
+  return {aid, h[1], queue, h[2], token, leases, h[3] or ''}
 end
 
 local function abandon(aid, akey)
   local h = redis.call('HMGET', akey, 'inst', 'event', 'leases', 'details')
-  return {'abandon', aid, h[1], h[2], tonumber(h[3]), h[4] or ''}
+  abandoned[#abandoned + 1] = {aid, h[1], h[2], tonumber(h[3]), h[4] or ''}
 end
 
 -- Expired leases (fenced: the old holder's token stops working).
 for _, q in ipairs(queues) do
   local lkey = NS .. 'act-leases:' .. q
   for _, aid in ipairs(redis.call('ZRANGEBYSCORE', lkey, '-inf', now, 'LIMIT', 0, limit)) do
+    if #tasks >= want then
+      break
+    end
     local akey = NS .. 'activity:' .. aid
     local h = redis.call('HMGET', akey, 'token', 'until', 'leases')
     if not h[1] then
       redis.call('ZREM', lkey, aid)
     elseif tonumber(h[2]) <= now and in_time(akey, now) then
       if tonumber(h[3]) >= max_leases then
-        return abandon(aid, akey)
+        abandon(aid, akey)
+      else
+        tasks[#tasks + 1] = lease(aid, akey, q)
       end
-      return lease(aid, akey, q)
     end
   end
 end
@@ -78,7 +76,8 @@ local function try_entry(stream, id, fields, queue)
     return nil
   end
   if tonumber(h[5]) >= max_leases then
-    return abandon(aid, akey)  -- the entry stays pending until the failure is recorded
+    abandon(aid, akey)  -- the entry stays pending until the failure is recorded
+    return nil
   end
   redis.call('XACK', stream, GROUP, id)
   return lease(aid, akey, queue)
@@ -95,10 +94,10 @@ local function give_back(stream, id, fields)
   end
 end
 
-local task = claim_from_streams(streams, 1, me, lock, limit,
+claim_from_streams(streams, 1, me, lock, limit, want, tasks,
   function(i, stream, id, fields) return try_entry(stream, id, fields, queues[i]) end, give_back)
-if task then
-  return task
+if #tasks > 0 or #abandoned > 0 then
+  return {'task', tasks, abandoned}
 end
 
 local wake = nil

@@ -357,43 +357,67 @@ end
 
 -- Claim through task streams: first entries of consumers that died before leasing them
 -- (XAUTOCLAIM, from the stream at index first_claimable on), then entries this consumer holds
--- (a blocking read put them there), then new ones. try(index, stream, id, fields) returns a
--- reply or nil; once there is a reply, give_back(stream, id, fields) returns the other held
--- entries to their stream.
-local function claim_from_streams(streams, first_claimable, me, lock, limit, try, give_back)
+-- (a blocking read put them there), then new ones, until `out` holds `want` tasks.
+-- try(index, stream, id, fields) returns a task or nil; once `out` is full, give_back(stream, id,
+-- fields) returns the other held entries to their stream. New entries are read no more than
+-- are still wanted, so none of them needs giving back.
+local function claim_from_streams(streams, first_claimable, me, lock, limit, want, out, try, give_back)
   for i = first_claimable, #streams do
     redis.call('XAUTOCLAIM', streams[i], GROUP, me, lock, '0-0', 'COUNT', limit)
   end
-  local reply = nil
   for i, s in ipairs(streams) do
     local r = redis.call('XREADGROUP', 'GROUP', GROUP, me, 'COUNT', limit, 'STREAMS', s, '0')
     if r then
       for _, entry in ipairs(r[1][2]) do
-        if reply then
+        if #out >= want then
           give_back(s, entry[1], entry[2])
         else
-          reply = try(i, s, entry[1], entry[2])
+          out[#out + 1] = try(i, s, entry[1], entry[2])
         end
       end
     end
   end
-  if reply then
-    return reply
-  end
   for i, s in ipairs(streams) do
-    for _ = 1, limit do
-      local r = redis.call('XREADGROUP', 'GROUP', GROUP, me, 'COUNT', 1, 'STREAMS', s, '>')
+    local seen = 0
+    while #out < want and seen < limit do
+      local r = redis.call('XREADGROUP', 'GROUP', GROUP, me, 'COUNT', want - #out, 'STREAMS', s, '>')
       if not r then
         break
       end
-      local entry = r[1][2][1]
-      reply = try(i, s, entry[1], entry[2])
-      if reply then
-        return reply
+      for _, entry in ipairs(r[1][2]) do
+        seen = seen + 1
+        out[#out + 1] = try(i, s, entry[1], entry[2])
       end
     end
   end
-  return nil
+end
+
+-- Lease an execution's workflow task to worker `me` under `token` (a poll, or an activity
+-- completion handing the workflow on) and return it as claims reply it: {iid, eid, instance
+-- JSON, name, queue, metadata JSON, last sequence id, token, {pending event JSON...}}.
+local function lease_workflow(iid, eid, key, queue, me, token, now, lock)
+  redis.call('HSET', key, 'token', token, 'until', now + lock, 'worker', me)
+  redis.call('ZADD', NS .. 'wf-leases:' .. queue, now + lock, member(iid, eid))
+  local h = redis.call('HMGET', key, 'inst', 'name', 'meta', 'seq')
+  return {iid, eid, h[1], h[2], queue, h[3], h[4], token, redis.call('LRANGE', ekey('pending', iid, eid), 0, -1)}
+end
+
+-- Lease an activity task to worker `me` under `token` (a poll, or the completion of the
+-- workflow task that schedules it); returns its lease count. Taken from the queue:
+-- schedule-to-start is over; start-to-close starts at the attempt's first lease (a later lease
+-- after a crash keeps it) and the heartbeat deadline at every one.
+local function lease_activity(aid, akey, queue, me, token, now, lock)
+  local leases = redis.call('HINCRBY', akey, 'leases', 1)
+  redis.call('HSET', akey, 'token', token, 'until', now + lock, 'worker', me)
+  redis.call('ZADD', NS .. 'act-leases:' .. queue, now + lock, aid)
+  local h = redis.call('HMGET', akey, 'stc', 'hbt', 'run_by', 'start_by')
+  if h[1] or h[2] or h[4] then
+    redis.call('HDEL', akey, 'start_by')
+    if h[1] and not h[3] then redis.call('HSET', akey, 'run_by', now + tonumber(h[1])) end
+    if h[2] then redis.call('HSET', akey, 'hb_by', now + tonumber(h[2])) end
+    set_deadline(akey, aid)
+  end
+  return leases
 end
 
 -- A cursor over ARGV, for scripts with variable-length arguments.

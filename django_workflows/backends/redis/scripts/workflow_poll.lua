@@ -1,14 +1,15 @@
--- get_workflow_task, without blocking: lease one workflow task or say how long to wait.
--- ARGV: worker name, lock timeout ms, new lease token, scan limit, queue names...
--- Returns {'task', iid, eid, instance JSON, name, queue, metadata JSON, last sequence id, token,
--- pending event JSON...} or {'none', ms until the next timer/lease/stickiness expiry or -1}.
+-- get_workflow_tasks, without blocking: lease up to `want` workflow tasks or say how long to wait.
+-- ARGV: worker name, lock timeout ms, new lease token (one for the batch: a lease is fenced by
+-- the execution and its token), scan limit, most tasks wanted, queue names...
+-- Returns {'task', task...}, each task as lib.lua's lease_workflow returns it, or {'none', ms
+-- until the next timer/lease/stickiness expiry or -1}.
 --
 -- Order: due timers become pending events; stale sticky hand-offs go back to their queue;
 -- expired leases are re-leased (a new token fences the old holder off); then stream entries:
 -- those delivered to this worker (by its blocking read, or claimed from a consumer that died
 -- before leasing them), then new ones. A leased entry is acknowledged at once, so a group's
 -- pending list only ever holds entries that were delivered but not leased.
-local me, lock, token, limit = arg(), tonumber(arg()), arg(), tonumber(arg())
+local me, lock, token, limit, want = arg(), tonumber(arg()), arg(), tonumber(arg()), tonumber(arg())
 local queues, serves = {}, {}
 while argi < #ARGV do
   local q = arg()
@@ -49,16 +50,10 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', skey, '-inf', now, 'LIMIT', 0, li
   end
 end
 
+local tasks = {}
+
 local function lease(iid, eid, key, queue)
-  local m = member(iid, eid)
-  redis.call('HSET', key, 'token', token, 'until', now + lock, 'worker', me)
-  redis.call('ZADD', NS .. 'wf-leases:' .. queue, now + lock, m)
-  local h = redis.call('HMGET', key, 'inst', 'name', 'queue', 'meta', 'seq')
-  local out = {'task', iid, eid, h[1], h[2], h[3], h[4], h[5], token}
-  for _, event in ipairs(redis.call('LRANGE', ekey('pending', iid, eid), 0, -1)) do
-    out[#out + 1] = event
-  end
-  return out
+  return lease_workflow(iid, eid, key, queue, me, token, now, lock)
 end
 
 local function sticky_elsewhere(worker, sticky)
@@ -75,8 +70,8 @@ for _, q in ipairs(queues) do
     local h = redis.call('HMGET', key, 'state', 'token', 'until', 'worker', 'sticky')
     if h[1] ~= '0' or not h[2] then
       redis.call('ZREM', lkey, m)
-    elseif tonumber(h[3]) <= now and not sticky_elsewhere(h[4], h[5]) then
-      return lease(p[1], p[2], key, q)
+    elseif tonumber(h[3]) <= now and not sticky_elsewhere(h[4], h[5]) and #tasks < want then
+      tasks[#tasks + 1] = lease(p[1], p[2], key, q)
     end
   end
 end
@@ -141,10 +136,10 @@ local function give_back(stream, id, fields)
   end
 end
 
-local task = claim_from_streams(streams, 2, me, lock, limit,
+claim_from_streams(streams, 2, me, lock, limit, want, tasks,
   function(_, stream, id, fields) return try_entry(stream, id, fields) end, give_back)
-if task then
-  return task
+if #tasks > 0 then
+  return {'task', unpack(tasks)}
 end
 
 local wake = next_after(NS .. 'future-events', now, nil)
