@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import harness, stores
 
-QUICK = {"sizes": "20,200", "drain": 100, "warmup": 1.0, "window": 2.0, "latency_runs": 5}
+QUICK = {"sizes": "20,200", "drain": 200, "warmup": 1.0, "window": 2.0, "latency_runs": 5}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
