@@ -373,7 +373,7 @@ def explain(store: str) -> dict[str, Any]:
 # -- the three measurements ---------------------------------------------------------------------
 
 
-def idle(st: Store, sizes: list[int], warmup: float, window: float) -> list[dict[str, Any]]:
+def idle(st: Store, sizes: list[int], warmup: float, window: float, templates: int = TEMPLATES) -> list[dict[str, Any]]:
     from django.db import connections
 
     from django_workflows.models import HistoryEvent
@@ -384,10 +384,10 @@ def idle(st: Store, sizes: list[int], warmup: float, window: float) -> list[dict
     for size in sorted(sizes):
         populate: dict[str, float] = {}
         if have < size:
-            templates = list(range(have, min(size, TEMPLATES))) if st.orm else list(range(have, size))
-            if templates:
-                populate["run_to_timer_s"] = run_to_timers(st, client, [wait_id(i) for i in templates])
-            first = max(have, TEMPLATES) if st.orm else size
+            run = list(range(have, min(size, templates))) if st.orm else list(range(have, size))
+            if run:
+                populate["run_to_timer_s"] = run_to_timers(st, client, [wait_id(i) for i in run])
+            first = max(have, templates) if st.orm else size
             if first < size:
                 populate["clone_s"] = clone_waiting(wait_id(0), first, size)
             have = size
@@ -572,6 +572,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--latency-gap", default="0.5,1.5")
     parser.add_argument("--worker-args", default="")
+    parser.add_argument("--templates", type=int, default=TEMPLATES, help="waiting instances run by a worker, not copied")
     parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
     return parser.parse_args(argv)
 
@@ -592,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"store": args.store, "load_before": harness.machine_load()}
     if "idle" in parts:
         st.reset()
-        result["idle"] = idle(st, sizes, args.warmup, args.window)
+        result["idle"] = idle(st, sizes, args.warmup, args.window, args.templates)
     if "throughput" in parts:
         tsizes = [int(s) for s in (args.throughput_sizes or args.sizes).split(",") if s]
         result["throughput"] = throughput(st, tsizes, args.workers, args.drain)
