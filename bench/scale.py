@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import harness, stores
 
-QUICK = {"sizes": "20,200", "drain": 100, "warmup": 1.0, "window": 2.0, "latency_runs": 5}
+QUICK = {"sizes": "20,200", "drain": 200, "warmup": 1.0, "window": 2.0, "latency_runs": 5}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--latency-gap", default="0.5,1.5", help="idle seconds between latency runs (uniform)")
     parser.add_argument("--worker-args", default="", help="extra runworkflows flags")
+    parser.add_argument("--templates", type=int, default=100, help="waiting instances a worker runs to their timer (the rest are copies)")
     parser.add_argument("--quick", action="store_true", help=f"smoke sizes: {QUICK}")
     parser.add_argument("--data-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per store")
@@ -60,7 +61,7 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
         "--throughput-sizes", args.throughput_sizes or args.sizes, "--parts", args.parts,
         "--workers", str(args.workers), "--drain", str(args.drain), "--warmup", str(args.warmup),
         "--window", str(args.window), "--latency-runs", str(args.latency_runs), "--latency-gap", args.latency_gap,
-        "--worker-args", args.worker_args, "--run-dir", str(args.data_dir),
+        "--worker-args", args.worker_args, "--run-dir", str(args.data_dir), "--templates", str(args.templates),
     ]
     return harness.run_driver(command, harness.base_env(), args.timeout)
 

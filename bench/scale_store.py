@@ -17,9 +17,10 @@ Three measurements, each on a freshly created database, with ``bench.scale_worke
   Redis every instance is run to its timer by the worker.
 - **throughput**: N ready ``scale_one`` instances (one no-op activity) created through
   ``Client.create_workflow_instances`` (timed: the bulk-creation rate), then ``--workers``
-  workers start; the completion rate is taken between the 10 % and the 100 % point of the
-  first ``min(N, --drain)`` completions (the ORM stores' ``completed_at``; Redis: the count the
-  driver samples).
+  workers start; the completion rate is taken between the 25 % and the 100 % point of the
+  first ``--drain`` completions (the ORM stores' ``completed_at``; Redis: the count the driver
+  samples). A size below ``--drain`` is topped up as it drains (the driver creates more so
+  that N stay ready or running), so every size is timed over the same completions.
 - **latency**: one idle worker; ``--latency-runs`` times, after an idle gap, create one
   ``scale_one`` and wait for its result; the latency is the store's completion time minus the
   creation time (what the client waited is reported too).
@@ -372,7 +373,7 @@ def explain(store: str) -> dict[str, Any]:
 # -- the three measurements ---------------------------------------------------------------------
 
 
-def idle(st: Store, sizes: list[int], warmup: float, window: float) -> list[dict[str, Any]]:
+def idle(st: Store, sizes: list[int], warmup: float, window: float, templates: int = TEMPLATES) -> list[dict[str, Any]]:
     from django.db import connections
 
     from django_workflows.models import HistoryEvent
@@ -383,10 +384,10 @@ def idle(st: Store, sizes: list[int], warmup: float, window: float) -> list[dict
     for size in sorted(sizes):
         populate: dict[str, float] = {}
         if have < size:
-            templates = list(range(have, min(size, TEMPLATES))) if st.orm else list(range(have, size))
-            if templates:
-                populate["run_to_timer_s"] = run_to_timers(st, client, [wait_id(i) for i in templates])
-            first = max(have, TEMPLATES) if st.orm else size
+            run = list(range(have, min(size, templates))) if st.orm else list(range(have, size))
+            if run:
+                populate["run_to_timer_s"] = run_to_timers(st, client, [wait_id(i) for i in run])
+            first = max(have, templates) if st.orm else size
             if first < size:
                 populate["clone_s"] = clone_waiting(wait_id(0), first, size)
             have = size
@@ -454,7 +455,10 @@ def throughput(st: Store, sizes: list[int], workers: int, drain: int) -> list[di
         client = _client()
         ids = [f"scale-one-{i}" for i in range(size)]
         created_s = create_instances(client, "scale_one", ids)
-        wanted = min(size, drain)
+        created = size
+        # A backlog smaller than the completions timed is topped up as it drains, so that every
+        # size is timed over the same number of completions with ``size`` instances ready.
+        wanted = drain
         connections.close_all()
         procs = st.start_workers(workers)
         samples: list[tuple[float, int]] = []
@@ -466,16 +470,21 @@ def throughput(st: Store, sizes: list[int], workers: int, drain: int) -> list[di
                 samples.append((time.time(), count))
                 if count >= wanted:
                     break
+                if created < wanted and created - count < size:
+                    more = [f"scale-one-{i}" for i in range(created, min(wanted, count + size))]
+                    create_instances(client, "scale_one", more)
+                    created += len(more)
                 if time.monotonic() > deadline:
                     raise harness.RunFailed(f"only {count} of {wanted} completed")
                 for w in procs:
                     if w.proc.poll() is not None:
                         raise harness.RunFailed(f"worker exited:\n{w.log_tail()}")
-                time.sleep(0.2)
+                time.sleep(0.05 if created < wanted else 0.2)
             connections.close_all()
         finally:
             st.stop(procs)
-        first = max(1, wanted // 10)
+        # From a quarter of the way: the workers have filled their pipelines by then.
+        first = max(1, wanted // 4)
         if st.orm:
             times = _completion_times(wanted)
             rate = (wanted - first) / (times[wanted - 1] - times[first - 1])
@@ -485,6 +494,7 @@ def throughput(st: Store, sizes: list[int], workers: int, drain: int) -> list[di
             "size": size,
             "created_per_s": size / created_s,
             "completed_measured": wanted,
+            "topped_up": created > size,
             "completed_per_s": rate,
             "workers": workers,
         })
@@ -562,6 +572,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--latency-gap", default="0.5,1.5")
     parser.add_argument("--worker-args", default="")
+    parser.add_argument("--templates", type=int, default=TEMPLATES, help="waiting instances run by a worker, not copied")
     parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
     return parser.parse_args(argv)
 
@@ -582,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"store": args.store, "load_before": harness.machine_load()}
     if "idle" in parts:
         st.reset()
-        result["idle"] = idle(st, sizes, args.warmup, args.window)
+        result["idle"] = idle(st, sizes, args.warmup, args.window, args.templates)
     if "throughput" in parts:
         tsizes = [int(s) for s in (args.throughput_sizes or args.sizes).split(",") if s]
         result["throughput"] = throughput(st, tsizes, args.workers, args.drain)

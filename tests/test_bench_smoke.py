@@ -67,3 +67,29 @@ def test_w1_on_postgres_reports_the_servers_cpu_per_activity(tmp_path: Path) -> 
     assert run["server_cpu_ms_per_activity"] > 0
     assert run["transactions"] >= run["activities"]
     assert report["stores"]["postgres"]["raw_commit_per_s"] > 0
+
+
+def test_the_scale_bench_on_sqlite_measures_waiting_copies_that_really_wait(tmp_path: Path) -> None:
+    """``bench.scale`` at a tiny size: 5 instances run to their timer, 15 copied from the first."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--stores", "sqlite", "--sizes", "5,20", "--templates", "5",
+         "--drain", "20", "--warmup", "0.3", "--window", "1", "--latency-runs", "3", "--latency-gap", "0.1,0.2",
+         "--data-dir", str(tmp_path), "--json"],
+        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)["stores"]["sqlite"]
+    assert "error" not in result, result
+    idle = result["idle"]
+    assert [row["size"] for row in idle] == [5, 20]
+    assert "clone_s" in idle[1] and "clone_s" not in idle[0]
+    for row in idle:
+        # The idle worker wrote no history, and a signal woke the newest instance (a copy at 20).
+        assert row["history_written"] == 0 and row["woken_result"] == "signal", row
+        assert row["statements_per_s"] > 0 and row["window_s"] > 0.5
+        assert any("dj_wf_pending_ready_idx" in line for line in row["lookup_plan"]), row["lookup_plan"]
+    for row in result["throughput"]:
+        assert row["completed_measured"] == 20 and row["completed_per_s"] > 0 and row["created_per_s"] > 0
+    assert result["throughput"][0]["topped_up"]
+    latency = result["latency"]
+    assert latency["runs"] == 3 and 0 < latency["p50_ms"] <= latency["p95_ms"]

@@ -129,10 +129,14 @@ def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: Backend
     assert len(sql.find_candidates(["q"], "me", 2)) == 2
 
 
-def test_the_sweeps_bound_their_index_scans_by_the_clock(orm: BackendMaker) -> None:
+@pytest.mark.parametrize("statistics", ["none", "fresh"])
+def test_the_sweeps_bound_their_index_scans_by_the_clock(orm: BackendMaker, statistics: str) -> None:
+    if statistics == "none" and VENDOR == "postgresql":
+        pytest.skip("PostgreSQL plans a table it never analysed by its size on disk (a scan may win)")
     backend = orm()
     _populate()
-    _analyze()
+    if statistics == "fresh":
+        _analyze()
     sql = backend.store.sql
     timeouts = _plan(sql, "plan_timeouts", HotSql._TIMED_OUT_EXECUTIONS, limit=10)
     expired = _plan(sql, "plan_expired", HotSql._EXPIRED, limit=10)
@@ -142,6 +146,7 @@ def test_the_sweeps_bound_their_index_scans_by_the_clock(orm: BackendMaker) -> N
         assert "Index Cond: (timeout_at <=" in timeouts, timeouts
         assert "Index Cond: (deadline <=" in expired, expired
     else:
-        assert "dj_wf_instance_timeout_idx (timeout_at<?)" in timeouts, timeouts
+        # Not the claim index for ``state = 0`` with every active execution sorted by timeout.
+        assert "dj_wf_instance_timeout_idx (timeout_at<?)" in timeouts and "TEMP B-TREE" not in timeouts, timeouts
         assert "dj_wf_activity_deadline_idx (deadline<?)" in expired, expired
     assert sql.timed_out_executions(10) == [] and sql.expired_activities(10) == []

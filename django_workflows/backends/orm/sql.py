@@ -480,9 +480,11 @@ class HotSql:
         values = {"row_id": row_id, "token": token, "sticky_until": Now(sticky), "last_sequence_id": last_sequence_id}
         return self._rowcount("step", self._STEP, **values) == 1
 
+    # The execution timeout ends with the execution: the sweep's index holds active ones only.
     _FINISH = (
         "UPDATE {instance} SET locked_until = NULL, lease_token = '', sticky_until = %(sticky_until)s,"
-        " state = %(state)s, outcome = %(outcome)s, completed_at = {now}, active_instance_id = NULL," + _UNBLOCK
+        " state = %(state)s, outcome = %(outcome)s, completed_at = {now}, active_instance_id = NULL,"
+        " timeout_at = NULL," + _UNBLOCK
         + " last_sequence_id = COALESCE(%(last_sequence_id)s, last_sequence_id) WHERE " + LEASED
     )
 
@@ -840,8 +842,12 @@ class HotSql:
 
     # -- executions: execution timeouts ---------------------------------------------------------
 
+    # Through the timeout index, bounded by the clock: ``state + 0`` keeps SQLite (without
+    # statistics) from taking the claim index for ``state = 0`` instead and sorting every active
+    # execution by timeout (5.7 ms at 10,000 active ones, twice a second). Finished executions
+    # have no timeout (``finish`` clears it), so the range holds the active ones that are due.
     _TIMED_OUT_EXECUTIONS = (
-        "SELECT instance_id, execution_id FROM {instance} WHERE state = 0 AND timeout_at <= {stable_now}"
+        "SELECT instance_id, execution_id FROM {instance} WHERE timeout_at <= {stable_now} AND state + 0 = 0"
         " ORDER BY timeout_at LIMIT %(limit)s"
     )
 
