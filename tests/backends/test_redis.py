@@ -4,7 +4,8 @@ The conformance suite (``test_conformance.py``) checks that it behaves like ever
 these cases check what is particular to it: leases fenced by token and recovered only after the
 lock timeout (also for entries a dead worker read but never leased), signals around a
 continue-as-new (go-workflows #493), one queue entry per instance, timers moved at their time,
-stickiness handed back when its worker is gone, TTL expiration, and the round trips a task costs.
+stickiness handed back when its worker is gone, TTL expiration, tasks leased by completions (fenced
+like polled ones), and the round trips a task costs.
 
 Every case uses its own key prefix (parallel tox environments share the server) and deletes its
 keys afterwards.
@@ -24,7 +25,7 @@ from django_redis import get_redis_connection
 
 from django_workflows.backends.redis import RedisBackend
 from django_workflows.backends.redis import keys as redis_keys
-from django_workflows.engine.backend import Feature
+from django_workflows.engine.backend import Feature, LeaseRequest
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import DEFAULT_QUEUE, InstanceState
 from django_workflows.engine.errors import (
@@ -168,13 +169,20 @@ def test_recovered_workflow_task_fences_the_stalled_worker(make: Callable[..., R
     assert [e.sequence_id for e in history] == [1, 2]
 
 
-def test_recovered_activity_task_fences_the_stalled_worker(make: Callable[..., RedisBackend]) -> None:
-    stalled = make(activity_lock_timeout=LOCK, worker_name="stalled", sticky_timeout=0)
-    rescuer = make(activity_lock_timeout=LOCK, worker_name="rescuer", sticky_timeout=0)
+def _stalled_and_rescuer(make: Callable[..., RedisBackend], **lock: float) -> tuple[RedisBackend, RedisBackend, Any]:
+    """Two workers with short ``lock`` timeouts, and an instance whose first task ``stalled``
+    completed, scheduling one activity."""
+    stalled = make(worker_name="stalled", sticky_timeout=0, **lock)
+    rescuer = make(worker_name="rescuer", sticky_timeout=0, **lock)
     instance = new_instance()
     stalled.create_workflow_instance(instance, started_event())
     activity = _activity_event()
     complete(stalled, poll_workflow_task(stalled), extra=[activity], activity_events=[activity])
+    return stalled, rescuer, instance
+
+
+def test_recovered_activity_task_fences_the_stalled_worker(make: Callable[..., RedisBackend]) -> None:
+    stalled, rescuer, _ = _stalled_and_rescuer(make, activity_lock_timeout=LOCK)
 
     claimed_at = time.monotonic()
     task = stalled.get_activity_task(QUEUES, WAIT)
@@ -192,6 +200,62 @@ def test_recovered_activity_task_fences_the_stalled_worker(make: Callable[..., R
     rescuer.complete_activity_task(recovered, _activity_result())
     result_task = poll_workflow_task(rescuer)
     assert [e.type for e in result_task.new_events] == [EventType.ACTIVITY_COMPLETED]
+
+
+def test_workflow_task_leased_by_an_activity_completion_is_fenced(make: Callable[..., RedisBackend]) -> None:
+    stalled, rescuer, instance = _stalled_and_rescuer(make, workflow_lock_timeout=LOCK)
+    activity_task = stalled.get_activity_task(QUEUES, WAIT)
+    assert activity_task is not None
+    handed = stalled.complete_activity_task(activity_task, _activity_result(), workflow_queues=QUEUES)
+    assert handed is not None and handed.instance == instance
+    # Leased, not queued: nobody polls it while the lease holds, and no stream entry is left.
+    ns = _ns(stalled)
+    assert rescuer.get_workflow_task(QUEUES, 0) is None
+    assert get_redis_connection("workflows").xlen(redis_keys.workflow_queue(ns, DEFAULT_QUEUE)) == 0
+    stalled.signal_workflow(instance.instance_id, signal_event())  # does not queue it again
+
+    recovered = poll_workflow_task(rescuer)  # after the lease ran out
+    assert recovered.lease_token != handed.lease_token
+    assert [e.type for e in recovered.new_events] == [EventType.ACTIVITY_COMPLETED, EventType.SIGNAL_RECEIVED]
+    with pytest.raises(LeaseLost):
+        stalled.extend_workflow_task(handed)
+    with pytest.raises(LeaseLost):
+        complete(stalled, handed)
+    complete(rescuer, recovered, finish=True)
+    assert rescuer.get_workflow_instance_state(instance) is InstanceState.FINISHED
+
+
+def test_activity_leased_by_a_workflow_completion_is_fenced_and_can_be_given_back(
+    make: Callable[..., RedisBackend],
+) -> None:
+    mine = make(activity_lock_timeout=LOCK, worker_name="mine", sticky_timeout=0)
+    other = make(activity_lock_timeout=LOCK, worker_name="other", sticky_timeout=0)
+    instance = new_instance()
+    mine.create_workflow_instance(instance, started_event())
+    first, second = _activity_event(1), _activity_event(2)
+    leased: list[Any] = []
+    complete(
+        mine, poll_workflow_task(mine), extra=[first, second], activity_events=[first, second], leased=leased,
+        lease=LeaseRequest(QUEUES, 2),
+    )
+    handed, kept = leased
+    assert (handed.activity_id, handed.lease_count, kept.lease_count) == (first.id, 1, 1)
+    assert other.get_activity_task(QUEUES, 0) is None  # both are leased; none is queued
+    # Given back (a stopping worker), it is queued for anyone, and the give-back does not count.
+    mine.abandon_activity_task(handed)
+    polled = other.get_activity_task(QUEUES, WAIT)
+    assert polled is not None and polled.activity_id == first.id and polled.lease_count == 1
+    with pytest.raises(LeaseLost):
+        mine.complete_activity_task(handed, _activity_result(1))
+    other.complete_activity_task(polled, _activity_result(1))
+    # The other one's lease runs out like a polled one's: recovered, and its late result refused.
+    recovered = other.get_activity_task(QUEUES, WAIT)
+    assert recovered is not None and recovered.activity_id == second.id and recovered.lease_count == 2
+    with pytest.raises(LeaseLost):
+        mine.complete_activity_task(kept, _activity_result(2))
+    other.complete_activity_task(recovered, _activity_result(2))
+    task = poll_workflow_task(other)
+    assert sorted(e.schedule_event_id for e in task.new_events) == [1, 2]
 
 
 def test_entry_read_by_a_worker_that_died_before_leasing_it_is_recovered(make: Callable[..., RedisBackend]) -> None:
@@ -385,8 +449,13 @@ class _RoundTrips:
         return count
 
 
-def test_one_round_trip_per_claim_and_per_completion(make: Callable[..., RedisBackend]) -> None:
+@pytest.mark.parametrize("handed_on", [False, True], ids=["polled", "leased-on-completion"])
+def test_one_round_trip_per_claim_and_per_completion(make: Callable[..., RedisBackend], handed_on: bool) -> None:
+    """Polled: claim, complete, claim the activity, complete it. Leased on completion: the
+    workflow task's completion leases the activity, whose completion leases the workflow's next
+    task, so the second claim and the workflow's poll after the result are not needed."""
     backend = make(sticky_timeout=0)
+    lease, queues = (LeaseRequest(QUEUES, 1), QUEUES) if handed_on else (LeaseRequest(), ())
 
     def one_activity() -> list[int]:
         counts = []
@@ -396,15 +465,22 @@ def test_one_round_trip_per_claim_and_per_completion(make: Callable[..., RedisBa
         task = poll_workflow_task(backend)
         counts.append(rounds.take())
         activity = _activity_event()
-        complete(backend, task, extra=[activity], activity_events=[activity])
+        leased: list[Any] = []
+        complete(backend, task, extra=[activity], activity_events=[activity], leased=leased, lease=lease)
         counts.append(rounds.take())
-        activity_task = backend.get_activity_task(QUEUES, WAIT)
+        activity_task = leased[0] if leased else backend.get_activity_task(QUEUES, WAIT)
         assert activity_task is not None
         counts.append(rounds.take())
-        backend.complete_activity_task(activity_task, _activity_result())
+        next_task = backend.complete_activity_task(activity_task, _activity_result(), workflow_queues=queues)
         counts.append(rounds.take())
+        assert (next_task is not None) is handed_on
+        next_task = next_task or poll_workflow_task(backend)
+        assert [e.type for e in next_task.new_events] == [EventType.ACTIVITY_COMPLETED]
+        counts.append(rounds.take())
+        complete(backend, next_task, finish=True)
+        assert backend.get_workflow_instance_state(instance) is InstanceState.FINISHED
         return counts
 
     rounds = _RoundTrips(backend)
     one_activity()  # loads the scripts into the server's cache
-    assert one_activity() == [1, 1, 1, 1]
+    assert one_activity() == ([1, 1, 0, 1, 0] if handed_on else [1, 1, 1, 1, 1])

@@ -15,8 +15,10 @@ end an execution while unseen events wait is rejected; ``remove_workflow_instanc
 
 Round trips: one script call claims up to as many waiting tasks as the worker has free slots
 (``get_workflow_tasks``/``get_activity_tasks``, each task with its own fenced lease); completing a
-task is one. A poller that finds nothing blocks in ``XREADGROUP`` and, when it wakes, claims with
-one more script call.
+task is one, and it leases the follow-up work to the completing worker when it has free slots
+(``Feature.LEASE_ON_COMPLETION``): a workflow task's completion the activities it schedules, an
+activity's completion its workflow's next task. A poller that finds nothing blocks in
+``XREADGROUP`` and, when it wakes, claims with one more script call.
 Like go-workflows' scripts, ours build keys from ids, so the backend needs one Redis server
 (or a primary with replicas), not Redis Cluster.
 """
@@ -127,7 +129,7 @@ class RedisBackend(BaseBackend):
         if expiration < timedelta(0) or (auto_expiration is not None and ms(expiration) <= 0):
             raise ValueError(f"auto_expiration must be a positive duration, got {auto_expiration!r}")
         self._ttl_ms = ms(expiration)
-        features = {Feature.REMOVE_INSTANCES, Feature.WORKER_REGISTRY}
+        features = {Feature.REMOVE_INSTANCES, Feature.WORKER_REGISTRY, Feature.LEASE_ON_COMPLETION}
         if self._ttl_ms:
             features.add(Feature.AUTO_EXPIRATION)
         self.features = frozenset(features)
@@ -413,13 +415,17 @@ class RedisBackend(BaseBackend):
             "1" if self.options.remove_continued_as_new_instances else "0",
             instance_json(instance),
         ]
+        lease = completion.lease_activities
+        token = uuid.uuid4().hex if lease.max_tasks > 0 else ""
+        args += [lease.max_tasks, self.options.worker_name, ms(self.options.activity_lock), token]
+        args += [len(lease.queues), *lease.queues]
         args += codec.completion_args(task, completion.result)
         reply = self._scripts("workflow_complete", *args)
         if reply == b"lost":
             raise LeaseLost()
         if reply == b"rejected":
             raise CompletionRejected()
-        return []  # no lease on completion (Feature.LEASE_ON_COMPLETION)
+        return codec.leased_activities(task, completion.result, reply[1:], token)
 
     # -- activity tasks ----------------------------------------------------------------------
 
@@ -449,7 +455,7 @@ class RedisBackend(BaseBackend):
                 result = abandoned_activity_result(
                     event_from_json(event), int(leases), system_clock.now(), text(details) or None
                 )
-                self._scripts("activity_complete", text(aid), "", event_to_json(result), int(leases))
+                self._complete_activities([(text(aid), "", event_to_json(result), int(leases), False)], ())
             if tasks:
                 return [codec.activity_task(row) for row in tasks]
 
@@ -461,10 +467,20 @@ class RedisBackend(BaseBackend):
     def complete_activity_task(
         self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
     ) -> WorkflowTask | None:
-        reply = self._scripts("activity_complete", task.id, task.lease_token, event_to_json(result), 0)
-        if reply != b"ok":
+        item = (task.id, task.lease_token, event_to_json(result), 0, bool(workflow_queues))
+        [reply] = self._complete_activities([item], workflow_queues)
+        if reply == b"lost":
             raise LeaseLost()
-        return None  # no lease on completion (Feature.LEASE_ON_COMPLETION)
+        return None if reply == b"ok" else codec.workflow_task(reply)
+
+    def _complete_activities(self, items: Sequence[tuple[str, str, str, int, bool]], workflow_queues: Sequence[str]) -> list[Any]:
+        """Run ``activity_complete.lua`` for (activity id, token, result JSON, lease count,
+        take the workflow's next task) items; one reply per item."""
+        args: list[Any] = [self.options.worker_name, ms(self.options.workflow_lock), uuid.uuid4().hex]
+        args += [len(workflow_queues), *workflow_queues]
+        for aid, token, result, leases, take in items:
+            args += [aid, token, result, leases, "1" if take else "0"]
+        return list(self._scripts("activity_complete", *args))
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
         self._scripts("activity_abandon", task.id, task.lease_token)

@@ -177,6 +177,29 @@ def activity_task(row: list[Any]) -> ActivityTask:
     )
 
 
+def leased_activities(task: WorkflowTask, result: ExecutionResult, leased: list[Any], token: str) -> list[ActivityTask]:
+    """The activity tasks ``workflow_complete.lua`` leased to the completing worker (their ids
+    in ``leased``), built from the task's own events: they were stored from them."""
+    if not leased:
+        return []
+    events = {event.id: event for event in result.activity_events}
+    tasks = []
+    for aid in leased:
+        event = events[text(aid)]
+        tasks.append(
+            ActivityTask(
+                id=event.id,
+                activity_id=event.id,
+                queue=activity_queue(event, task.queue),
+                instance=task.instance,
+                event=event,
+                lease_token=token,
+                lease_count=1,
+            )
+        )
+    return tasks
+
+
 def stats(reply: list[Any]) -> Stats:
     active, rest = int(reply[0]), reply[1:]
     tables: list[dict[str, int]] = []

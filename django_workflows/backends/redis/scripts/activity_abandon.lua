@@ -9,6 +9,8 @@ end
 redis.call('HDEL', akey, 'token', 'until')
 redis.call('ZREM', NS .. 'act-leases:' .. h[3], aid)
 redis.call('HSET', akey, 'leases', math.max(0, tonumber(h[6]) - 1))
-drop_entry(h[4], h[5])
+if h[5] then  -- none for a task its workflow task's completion leased (never queued)
+  drop_entry(h[4], h[5])
+end
 redis.call('HSET', akey, 'qid', redis.call('XADD', h[4], '*', 'a', aid))
 return 'ok'

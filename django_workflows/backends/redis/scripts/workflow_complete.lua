@@ -1,7 +1,9 @@
 -- complete_workflow_task: the whole result of a workflow task in one atomic step (go-workflows'
 -- CompleteWorkflowTask script), fenced by the lease token.
 -- ARGV: iid, eid, token, number of consumed pending events, new state, sticky timeout ms,
---   TTL ms (0: none), remove continued-as-new executions ('1'/'0'), instance JSON, then
+--   TTL ms (0: none), remove continued-as-new executions ('1'/'0'), instance JSON, the
+--   activities the completing worker takes at once (lease on completion: most to lease, worker
+--   name, activity lock timeout ms, lease token, n + queue names), then
 --   n + executed events (JSON, with sequence ids);
 --   n + schedule event ids of canceled timers;
 --   n + timers as (event id, visible-at ms, JSON);
@@ -13,10 +15,17 @@
 --   n + events for other executions, each (kind, ...): 'start' iid eid instance event name
 --   queue metadata parent-iid parent-eid duplicate-event start-arguments (lib.lua start_args),
 --   'active' iid event, 'exact' iid eid event.
--- Returns 'ok', 'lost' (lease gone) or 'rejected' (the task would end the execution while events
--- it has not seen are waiting; the lease is released and the task runs again).
+-- Returns {'ok', leased activity id...}, 'lost' (lease gone) or 'rejected' (the task would end
+-- the execution while events it has not seen are waiting; the lease is released and the task
+-- runs again).
 local iid, eid, token, consumed, state = arg(), arg(), arg(), tonumber(arg()), arg()
 local sticky, ttl, remove_can, inst = tonumber(arg()), tonumber(arg()), arg() == '1', arg()
+local take, me, alock, atoken = tonumber(arg()), arg(), tonumber(arg()), arg()
+local takes = {}
+for _ = 1, tonumber(arg()) do
+  takes[arg()] = true
+end
+local leased = {'ok'}
 local key = ekey('instance', iid, eid)
 local pkey = ekey('pending', iid, eid)
 local m = member(iid, eid)
@@ -105,14 +114,20 @@ for _ = 1, n do
   local stream = NS .. 'act-queue:' .. aqueue
   local akey = NS .. 'activity:' .. aid
   ensure_group(stream)
-  local id = redis.call('XADD', stream, '*', 'a', aid)
   redis.call('HSET', akey, 'inst', inst, 'iid', iid, 'eid', eid, 'queue', aqueue,
-    'event', json, 'leases', 0, 'qk', stream, 'qid', id)
+    'event', json, 'leases', 0, 'qk', stream)
   if s2s >= 0 then redis.call('HSET', akey, 'start_by', now + s2s) end
   if s2c >= 0 then redis.call('HSET', akey, 'close_by', now + s2c) end
   if stc >= 0 then redis.call('HSET', akey, 'stc', stc) end
   if hbt >= 0 then redis.call('HSET', akey, 'hbt', hbt) end
   if s2s >= 0 or s2c >= 0 then set_deadline(akey, aid) end
+  if #leased <= take and takes[aqueue] and in_time(akey, now) then
+    -- Leased to the completing worker: it never enters the stream (no 'qid').
+    lease_activity(aid, akey, aqueue, me, atoken, now, alock)
+    leased[#leased + 1] = aid
+  else
+    redis.call('HSET', akey, 'qid', redis.call('XADD', stream, '*', 'a', aid))
+  end
   redis.call('SADD', ekey('activities', iid, eid), aid)
   redis.call('SADD', NS .. 'act-queues', aqueue)
 end
@@ -173,4 +188,4 @@ for _ = 1, n do
     deliver(tiid, teid, event, now)
   end
 end
-return 'ok'
+return leased
