@@ -166,3 +166,20 @@ def test_task_scope_closes_connections_that_outlived_their_age(orm: BackendMaker
         return closed_before_the_task and closed_before_the_next_task
 
     assert _in_thread(inside_a_worker_thread)() is True
+
+
+def test_task_scope_gives_the_connection_back_after_the_task(orm: BackendMaker) -> None:
+    """After every task too: a thread that waits for its next task holds no connection past
+    CONN_MAX_AGE (0 by default: none), so idle task threads neither hold server connections
+    nor empty Django's connection pool."""
+    backend = orm()
+
+    def inside_a_worker_thread() -> tuple[bool, bool]:
+        connection = connections["default"]
+        with backend.task_scope():
+            connection.ensure_connection()
+            connection.close_at = 0  # CONN_MAX_AGE = 0
+            open_during_the_task = connection.connection is not None
+        return open_during_the_task, connection.connection is None
+
+    assert _in_thread(inside_a_worker_thread)() == (True, True)

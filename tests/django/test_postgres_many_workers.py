@@ -165,7 +165,7 @@ def _report(name: str, variant: Variant, outcome: Outcome) -> None:
 def test_direct_connections(tmp_path: Path) -> None:
     """The main variant: 8 worker processes, each with its own connections, LISTEN/NOTIFY and
     prepared statements on (the defaults)."""
-    variant = Variant(workers=8, workflows=500 if BIG else 64)
+    variant = Variant(workers=8, workflows=500 if BIG else 48)
     outcome = run_workers(variant, tmp_path)
     _report("direct", variant, outcome)
     assert not outcome.problems, "\n".join(outcome.problems)
@@ -173,7 +173,7 @@ def test_direct_connections(tmp_path: Path) -> None:
 
 def test_django_connection_pool(tmp_path: Path) -> None:
     pytest.importorskip("psycopg_pool", reason="Django's connection pool needs psycopg[pool] (the postgres extra)")
-    variant = Variant(workers=8 if BIG else 3, workflows=500 if BIG else 24, database={"OPTIONS": {"pool": DJANGO_POOL}})
+    variant = Variant(workers=8 if BIG else 3, workflows=500 if BIG else 20, database={"OPTIONS": {"pool": DJANGO_POOL}})
     outcome = run_workers(variant, tmp_path)
     _report("pool", variant, outcome)
     assert not outcome.problems, "\n".join(outcome.problems)
@@ -206,7 +206,7 @@ def _carries_prepared() -> bool:
 def test_pgbouncer_transaction_mode(tmp_path: Path, pgbouncer: PrivatePgBouncer) -> None:
     variant = Variant(
         workers=8 if BIG else 3,
-        workflows=500 if BIG else 24,
+        workflows=500 if BIG else 20,
         database={"PORT": str(pgbouncer.port), "DISABLE_SERVER_SIDE_CURSORS": True},
         options={"notifications": False, "prepared_statements": _carries_prepared()},
     )
