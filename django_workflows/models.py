@@ -57,12 +57,19 @@ class PrefixSearchIndex(models.Index):
 
     def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
         if schema_editor.connection.vendor == "postgresql":
-            from django.contrib.postgres.indexes import OpClass
+            # Written out: Django 5.2 puts an OpClass inside the expression's parentheses
+            # (``((UPPER(col) varchar_pattern_ops))``), which PostgreSQL refuses.
+            from django.db.models.sql import Query
 
-            pattern = models.Index(
-                *(OpClass(expression, name="varchar_pattern_ops") for expression in self.expressions), name=self.name
-            )
-            return pattern.create_sql(model, schema_editor, using=using, **kwargs)
+            query = Query(model, alias_cols=False)
+            compiler = query.get_compiler(connection=schema_editor.connection)
+            columns = []
+            for expression in self.expressions:
+                sql, params = compiler.compile(expression.resolve_expression(query))
+                sql = sql % tuple(schema_editor.quote_value(p) for p in params)
+                columns.append(f"({sql}) varchar_pattern_ops")
+            quote = schema_editor.quote_name
+            return f"CREATE INDEX {quote(self.name)} ON {quote(model._meta.db_table)} ({', '.join(columns)})"
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
