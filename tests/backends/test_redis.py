@@ -428,21 +428,45 @@ def test_finished_executions_expire_and_active_ones_do_not(make: Callable[..., R
 
 
 # -- round trips ----------------------------------------------------------------------------------
+# -- round trips ----------------------------------------------------------------------------------
+
+
+def test_script_calls_survive_a_flushed_script_cache_and_dropped_connections(make: Callable[..., RedisBackend]) -> None:
+    backend = make()
+    instance = new_instance()
+    backend.create_workflow_instance(instance, started_event())
+    # The server forgets the scripts (a restart without persistence, SCRIPT FLUSH): loaded again.
+    connection = get_redis_connection("workflows")
+    connection.script_flush()
+    task = poll_workflow_task(backend)
+    # The server drops the connections script calls keep: they reconnect (redis-py's retry).
+    addresses = ["%s:%d" % conn._sock.getsockname()[:2] for conn in backend._scripts._idle]
+    assert addresses
+    for address in addresses:
+        connection.client_kill(address)
+    complete(backend, task, finish=True)
+    assert backend.get_workflow_instance_state(instance) is InstanceState.FINISHED
+    backend.close()
+    assert backend._scripts._idle == []  # given back to the pool
 
 
 class _RoundTrips:
-    """Counts the commands a client sends (a script call is one)."""
+    """Counts the commands a backend sends: through its client, and its script calls (which
+    use connections of their own, ``lua.Scripts``)."""
 
     def __init__(self, backend: RedisBackend) -> None:
         self.count = 0
-        client = backend._redis
-        original = client.execute_command
+        client, scripts = backend._redis, backend._scripts
 
-        def counted(*args: Any, **options: Any) -> Any:
-            self.count += 1
-            return original(*args, **options)
+        def counting(original: Callable[..., Any]) -> Callable[..., Any]:
+            def counted(*args: Any, **options: Any) -> Any:
+                self.count += 1
+                return original(*args, **options)
 
-        client.execute_command = counted  # type: ignore[method-assign]
+            return counted
+
+        client.execute_command = counting(client.execute_command)  # type: ignore[method-assign]
+        scripts._send = counting(scripts._send)  # type: ignore[method-assign]
 
     def take(self) -> int:
         count, self.count = self.count, 0

@@ -139,6 +139,9 @@ class RedisBackend(BaseBackend):
         #: The schedule store (``schedules.store.ScheduleStore``) in this backend's namespace.
         self.schedules = RedisScheduleStore(self._redis, self._scripts, self._ns)
 
+    def close(self) -> None:
+        self._scripts.close()
+
     def check(self, **kwargs: Any) -> list[Any]:
         if kwargs.get("databases") is not None:
             return []  # nothing of Redis is a Django database; its checks ran with the settings
