@@ -57,12 +57,15 @@ class PrefixSearchIndex(models.Index):
 
     def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
         if schema_editor.connection.vendor == "postgresql":
-            from django.contrib.postgres.indexes import OpClass
-
-            pattern = models.Index(
-                *(OpClass(expression, name="varchar_pattern_ops") for expression in self.expressions), name=self.name
+            # Written out: Django puts an operator class inside the expression's parentheses
+            # unless django.contrib.postgres (an app this one does not need) is installed.
+            (expression,) = self.expressions
+            column = model._meta.get_field(expression.source_expressions[0].name).column
+            quote = schema_editor.quote_name
+            return (
+                f"CREATE INDEX {quote(self.name)} ON {quote(model._meta.db_table)} "
+                f"((UPPER({quote(column)}::text)) varchar_pattern_ops)"
             )
-            return pattern.create_sql(model, schema_editor, using=using, **kwargs)
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
