@@ -57,19 +57,15 @@ class PrefixSearchIndex(models.Index):
 
     def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
         if schema_editor.connection.vendor == "postgresql":
-            # Written out: Django 5.2 puts an OpClass inside the expression's parentheses
-            # (``((UPPER(col) varchar_pattern_ops))``), which PostgreSQL refuses.
-            from django.db.models.sql import Query
-
-            query = Query(model, alias_cols=False)
-            compiler = query.get_compiler(connection=schema_editor.connection)
-            columns = []
-            for expression in self.expressions:
-                sql, params = compiler.compile(expression.resolve_expression(query))
-                sql = sql % tuple(schema_editor.quote_value(p) for p in params)
-                columns.append(f"({sql}) varchar_pattern_ops")
+            # Written out: Django puts an operator class inside the expression's parentheses
+            # unless django.contrib.postgres (an app this one does not need) is installed.
+            (expression,) = self.expressions
+            column = model._meta.get_field(expression.source_expressions[0].name).column
             quote = schema_editor.quote_name
-            return f"CREATE INDEX {quote(self.name)} ON {quote(model._meta.db_table)} ({', '.join(columns)})"
+            return (
+                f"CREATE INDEX {quote(self.name)} ON {quote(model._meta.db_table)} "
+                f"((UPPER({quote(column)}::text)) varchar_pattern_ops)"
+            )
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -385,9 +385,13 @@ class Operations:
             raise NotAllowed(f"workflow instance {instance_id} is still running: cancel or terminate it first") from None
         return instance
 
-    def remove_finished(self, finished_before: datetime, batch_size: int) -> int:
+    def remove_finished(
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int, int], None] | None = None
+    ) -> int:
         try:
-            return self.client.remove_workflow_instances(finished_before=finished_before, batch_size=batch_size)
+            return self.client.remove_workflow_instances(
+                finished_before=finished_before, batch_size=batch_size, progress=progress
+            )
         except NotSupported as exc:
             raise NotAllowed(str(exc)) from None
         except ValueError as exc:

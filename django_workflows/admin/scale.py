@@ -45,8 +45,10 @@ COUNT_CAP = 10_000
 VALUES_CAP = 100
 
 
-def capped_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> int:
-    """``min(count, cap + 1)``: counts at most ``cap + 1`` rows (``COUNT(*)`` of a ``LIMIT``-ed subquery)."""
+def capped_count(queryset: QuerySet[Any], cap: int | None = None) -> int:
+    """``min(count, cap + 1)``: counts at most ``cap + 1`` rows (``COUNT(*)`` of a ``LIMIT``-ed
+    subquery); ``cap`` defaults to ``COUNT_CAP`` (read at the call: tests lower it)."""
+    cap = COUNT_CAP if cap is None else cap
     # values("pk"): the list's annotations (the delayed-start EXISTS) are not computed per row.
     return int(queryset.order_by().values("pk")[: cap + 1].count())
 
@@ -131,9 +133,10 @@ _STATUS_FILTERS: dict[str, dict[str, Any]] = {
 }
 
 
-def capped_status_counts(using: str, cap: int = COUNT_CAP) -> dict[str, int]:
-    """Executions per status key, each counted up to ``cap + 1`` through the status index,
-    in one query (a ``UNION ALL`` of ``LIMIT``-ed counts)."""
+def capped_status_counts(using: str, cap: int | None = None) -> dict[str, int]:
+    """Executions per status key, each counted up to ``cap + 1`` (default ``COUNT_CAP``)
+    through the status index, in one query (a ``UNION ALL`` of ``LIMIT``-ed counts)."""
+    cap = COUNT_CAP if cap is None else cap
     # values("state"): a column of the index, so PostgreSQL counts in the index alone.
     rows = WorkflowInstance.objects.using(using).order_by().values("state")
     parts = [(key, rows.filter(**lookup)[: cap + 1]) for key, lookup in _STATUS_FILTERS.items()]
@@ -149,8 +152,9 @@ def capped_status_counts(using: str, cap: int = COUNT_CAP) -> dict[str, int]:
     return {key: int(found.get(index, 0)) for index, (key, _part) in enumerate(parts)}
 
 
-def count_text(count: int, cap: int = COUNT_CAP) -> str:
-    """A status count as the list shows it: ``"10,000+"`` above the cap."""
+def count_text(count: int, cap: int | None = None) -> str:
+    """A status count as the list shows it: ``"10,000+"`` above the cap (default ``COUNT_CAP``)."""
+    cap = COUNT_CAP if cap is None else cap
     if count > cap:
         return formats.number_format(cap, force_grouping=True) + "+"
     return str(count)

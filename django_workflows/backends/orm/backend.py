@@ -76,6 +76,7 @@ from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
 from .listing import list_workflow_instances, pending_events
+from .removal import remove_finished
 from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, execution_rows, instance_from, new_execution
 from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, read_json, visible_q
@@ -427,28 +428,8 @@ class OrmBackend(BaseBackend):
     def remove_workflow_instances(
         self, *, finished_before: datetime, batch_size: int = 100, progress: RemoveProgress | None = None
     ) -> int:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-
-        def remove_batch() -> int:
-            candidates = self.store.locking(
-                self.store.instances().filter(completed_at__lt=finished_before).exclude(state=ACTIVE)
-            )
-            ids = list(candidates.order_by("completed_at", "id").values_list("pk", flat=True)[:batch_size])
-            if ids:
-                delete_execution_rows(self.using, ids)
-            return len(ids)
-
-        # Until a batch comes back empty, not merely short: rows another transaction held for a
-        # moment (SKIP LOCKED) are picked up by the next batch.
-        removed = 0
-        while True:
-            count = self.store.db.run(remove_batch)
-            removed += count
-            if progress is not None:
-                progress(count, removed)
-            if count == 0:
-                return removed
+        # Bounded batches, each its own transaction, with pauses between them (removal.py).
+        return remove_finished(self.store, finished_before, batch_size, progress)
 
     def get_workflow_instance_state(self, instance: WorkflowInstance) -> InstanceState:
         state = self.store.db.run(

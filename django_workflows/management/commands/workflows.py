@@ -12,11 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .runworkflows import non_negative_int
+
+#: Seconds between two progress lines of ``remove --finished-before`` (every batch at -v 2).
+PROGRESS_SECONDS = 2.0
 
 
 def _positive_int(text: str) -> int:
@@ -166,8 +171,24 @@ class Command(BaseCommand):
             self.stdout.write(f"Removed {instance}.")
             return
         before = parse_moment(options["finished_before"])
-        removed = operations.remove_finished(before, options["batch_size"])
+        removed = operations.remove_finished(before, options["batch_size"], self._removal_progress(options["verbosity"]))
         self.stdout.write(f"Removed {removed} execution(s) that finished before {before.isoformat()}.")
+
+    def _removal_progress(self, verbosity: int) -> Callable[[int, int], None]:
+        """Progress of a batch removal on stderr (stdout keeps the one result line): every
+        batch with --verbosity 2, else at most every PROGRESS_SECONDS; nothing with 0."""
+        started = last = time.monotonic()
+
+        def report(batch: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if verbosity == 0 or not batch or (verbosity < 2 and now - last < PROGRESS_SECONDS):
+                return
+            last = now
+            rate = total / max(now - started, 1e-6)
+            self.stderr.write(f"removed {total} so far ({batch} in the last batch, {rate:.0f}/s)")
+
+        return report
 
     def do_status(self, operations: Any, options: dict[str, Any]) -> None:
         from ... import health
