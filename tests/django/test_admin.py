@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,11 +23,9 @@ from django.urls import reverse
 
 from django_workflows import workflow
 from django_workflows.admin.display import MAX_SHOWN_CHARS, format_duration, pretty_json
-from django_workflows.backends import default_backend
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.history import EventType
-from django_workflows.engine.registry import Registry
 from django_workflows.models import (
     ActivityTask,
     HistoryEvent,
@@ -35,8 +33,9 @@ from django_workflows.models import (
     PendingEvent,
     WorkflowInstance,
 )
-from django_workflows.worker import Worker, WorkerOptions
+from django_workflows.worker import WorkerOptions
 from tests.conftest import wait_for
+from tests.django import workers
 
 NO_RETRY = workflow.ActivityOptions(retry_options=workflow.RetryOptions(max_attempts=1))
 CHANGELIST = "admin:django_workflows_workflowinstance_changelist"
@@ -130,29 +129,10 @@ ACTIVITIES = [charge, ship, reject]
 QUEUES = ("default", "approvals")
 
 
-@contextmanager
-def running_worker() -> Iterator[Client]:
+def running_worker() -> AbstractContextManager[Client]:
     """A worker on the configured ORM backend with this module's workflows; yields a client."""
-    backend = default_backend()
-    registry = Registry()
-    worker = Worker(
-        backend,
-        WorkerOptions(workflow_pollers=1, activity_pollers=1, workflow_queues=QUEUES, activity_queues=("default",)),
-        registry=registry,
-    )
-    for fn in WORKFLOWS:
-        worker.register_workflow(fn)
-    for fn in ACTIVITIES:
-        worker.register_activity(fn)
-    worker.start()
-    try:
-        yield Client(backend, registry=registry)
-    finally:
-        worker.stop()
-        assert worker.wait_for_completion(timeout=60), "the worker did not stop in time"
-        # The worker's threads are gone: close the database connections they leave behind, so
-        # that PostgreSQL can drop the test database and SQLite can change its journal mode.
-        backend.close()
+    options = WorkerOptions(workflow_pollers=1, activity_pollers=1, workflow_queues=QUEUES, activity_queues=("default",))
+    return workers.running_worker(WORKFLOWS, ACTIVITIES, options)
 
 
 def start(client: Client, instance_id: str, wf: Any, *args: Any, queue: str = "default") -> Any:

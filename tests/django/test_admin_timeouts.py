@@ -14,13 +14,11 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 
 from django_workflows import activity, workflow
-from django_workflows.backends import default_backend
 from django_workflows.client import Client, WorkflowInstanceOptions
-from django_workflows.engine.registry import Registry
 from django_workflows.models import ActivityTask, WorkflowInstance
-from django_workflows.worker import Worker, WorkerOptions
 from tests.conftest import wait_for
 from tests.django.test_admin import listed_ids
+from tests.django.workers import running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHANGELIST = "admin:django_workflows_workflowinstance_changelist"
@@ -53,20 +51,9 @@ async def admin_exporting(ctx: workflow.Context) -> str:
 
 @pytest.fixture
 def client() -> Iterator[Client]:
-    backend = default_backend()
-    registry = Registry()
-    worker = Worker(backend, WorkerOptions(workflow_pollers=1, activity_pollers=1), registry=registry)
-    for fn in (admin_sleeps_too_long, admin_later, admin_exporting):
-        worker.register_workflow(fn)
-    worker.register_activity(admin_export)
-    worker.start()
-    try:
-        yield Client(backend, registry=registry)
-    finally:
-        gate.set()
-        worker.stop()
-        assert worker.wait_for_completion(timeout=60)
-        backend.close()
+    workflows = (admin_sleeps_too_long, admin_later, admin_exporting)
+    with running_worker(workflows, (admin_export,), before_stop=gate.set) as client:
+        yield client
 
 
 def page(http: HttpClient, instance_id: str) -> str:

@@ -12,14 +12,12 @@ import pytest
 from django.db.models import Max
 
 from django_workflows import workflow
-from django_workflows.backends import default_backend
 from django_workflows.backends.orm import removal
 from django_workflows.client import Client, WorkflowInstanceOptions
 from django_workflows.engine.core import InstanceState
-from django_workflows.engine.registry import Registry
 from django_workflows.models import HistoryEvent, Payload, WorkflowInstance
-from django_workflows.worker import Worker, WorkerOptions
 from tests.conftest import wait_for
+from tests.django.workers import running_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,19 +36,8 @@ async def removal_waits(ctx: workflow.Context) -> Any:
 
 @pytest.fixture
 def client() -> Iterator[Client]:
-    backend = default_backend()
-    registry = Registry()
-    worker = Worker(backend, WorkerOptions(workflow_pollers=1, activity_pollers=1), registry=registry)
-    for fn in (removal_quick, removal_waits):
-        worker.register_workflow(fn)
-    worker.register_activity(double)
-    worker.start()
-    try:
-        yield Client(backend, registry=registry)
-    finally:
-        worker.stop()
-        assert worker.wait_for_completion(timeout=60), "the worker did not stop in time"
-        backend.close()
+    with running_worker((removal_quick, removal_waits), (double,)) as client:
+        yield client
 
 
 def start(client: Client, prefix: str, n: int) -> list[Any]:
