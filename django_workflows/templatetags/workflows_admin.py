@@ -7,6 +7,7 @@ second, and the milliseconds in a smaller span.
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 from typing import Any
 
@@ -36,4 +37,7 @@ def wf_date_hierarchy_tag(parser: Any, token: Any) -> Any:
 
     from ..admin.scale import date_hierarchy
 
-    return InclusionAdminNode(parser, token, func=date_hierarchy, template_name="date_hierarchy.html", takes_context=False)
+    # Django 6.1 added the tag's name as the first argument (for its error messages).
+    named = "name" in inspect.signature(InclusionAdminNode.__init__).parameters
+    head = ("wf_date_hierarchy", parser, token) if named else (parser, token)
+    return InclusionAdminNode(*head, func=date_hierarchy, template_name="date_hierarchy.html", takes_context=False)
