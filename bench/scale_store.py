@@ -60,7 +60,11 @@ def environment(store: str, run_dir: Path) -> dict[str, str]:
     env = _environment(store, run_dir)
     env.update(
         BENCH_SQLITE_PATH=str(run_dir / "scale.sqlite3"),
+        # All three names: the settings read BENCH_PG_DB / BENCH_MYSQL_DB before BENCH_DB_NAME, and
+        # a caller's own BENCH_PG_DB (for bench.run) must not point the workers elsewhere.
         BENCH_DB_NAME=db_name(store),
+        BENCH_PG_DB=db_name("postgres"),
+        BENCH_MYSQL_DB=db_name("mysql"),
         BENCH_REDIS_URL=os.environ.get("BENCH_SCALE_REDIS_URL", "redis://127.0.0.1:6379/14"),
     )
     return env
