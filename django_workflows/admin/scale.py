@@ -165,12 +165,22 @@ def indexed_values(
 ) -> list[Any]:
     """The distinct values of an indexed ``column`` of the whole table (of the rows in ``state``:
     through the claim index, which starts with state), in order, by a loose index scan: each
-    step finds the next larger value through the index (a recursive CTE; PostgreSQL, SQLite and
-    MariaDB/MySQL all run it), instead of reading every row as ``SELECT DISTINCT`` does."""
+    step finds the next larger value through the index (a recursive CTE on PostgreSQL and
+    SQLite), instead of reading every row as ``SELECT DISTINCT`` does there. MariaDB/MySQL run a
+    ``GROUP BY`` on an index prefix as a loose index scan themselves ("Using index for
+    group-by"), while in their recursive CTE the correlated ``MIN`` scans the whole index at
+    every step (135 ms against 0.2 ms at 18,000 rows). With ``state`` the group is
+    ``state, column``: a leftmost prefix of the claim index, which a loose scan needs."""
     connection = connections[queryset.db]
     table = connection.ops.quote_name(queryset.model._meta.db_table)
     col = connection.ops.quote_name(queryset.model._meta.get_field(column).column)
     where, params = ("", []) if state is None else (f" AND {connection.ops.quote_name('state')} = %s", [state])
+    if connection.vendor == "mysql":
+        group = col if state is None else f"{connection.ops.quote_name('state')}, {col}"
+        sql = f"SELECT {col} FROM {table} WHERE {col} IS NOT NULL{where} GROUP BY {group} ORDER BY {col} LIMIT %s"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, cap])
+            return [row[0] for row in cursor.fetchall()]
     sql = (
         f"WITH RECURSIVE wf_values(v, n) AS ("
         f" SELECT MIN({col}), 1 FROM {table} WHERE 1 = 1{where}"
