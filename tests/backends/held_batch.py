@@ -1,16 +1,18 @@
 """``HeldFirstBatch``: makes a backend's ``GroupCommit`` hold its first batch in its write, so that
 completions submitted meanwhile queue and go in together as the second batch (the ORM and Redis
-group-commit tests)."""
+group-commit tests; activity or workflow tasks)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django_workflows.backends.group_commit import GroupCommit
-from django_workflows.engine.backend import ActivityTask
+from django_workflows.engine.backend import ActivityTask, WorkflowTask
 from django_workflows.testing.conformance.support import wait_until
+
+Task = TypeVar("Task", ActivityTask, WorkflowTask)
 
 
 class HeldFirstBatch:
@@ -30,13 +32,13 @@ class HeldFirstBatch:
         return self._write(items)
 
     def complete_together(
-        self, complete: Callable[[ActivityTask], Any], first: ActivityTask, rest: list[ActivityTask]
+        self, complete: Callable[[Task], Any], first: Task, rest: list[Task]
     ) -> dict[str, Any]:
         """``complete(first)`` alone, then ``rest`` in one batch, each in its own thread; each
         task's outcome (what ``complete`` returned or raised) by task id."""
         outcomes: dict[str, Any] = {}
 
-        def finish(task: ActivityTask) -> None:
+        def finish(task: Task) -> None:
             try:
                 outcomes[task.id] = complete(task)
             except Exception as exc:  # noqa: BLE001 - the test looks at what each caller got

@@ -619,3 +619,33 @@ def test_completions_taking_work_from_other_queues_go_in_their_own_calls(make: C
     }
     polled = {poll_workflow_task(backend).instance for _ in range(2)}
     assert polled == {instances[2], instances[3]}
+
+
+def test_workflow_task_completions_that_arrive_together_share_one_script_call(make: Callable[..., RedisBackend]) -> None:
+    """Four workflow task completions: the first alone, three in one call behind it. Each is
+    fenced and answered on its own: a lease that ran out is refused, a task that would finish
+    past an unseen signal is rejected, and the others finish."""
+    backend = make(sticky_timeout=0)
+    instances = [new_instance() for _ in range(4)]
+    for instance in instances:
+        backend.create_workflow_instance(instance, started_event())
+    claimed: dict[Any, Any] = {}
+    while len(claimed) < 4:
+        claimed.update((task.instance, task) for task in backend.get_workflow_tasks(QUEUES, WAIT, 4 - len(claimed)))
+    lead, finishes, lost, rejected = (claimed[instance] for instance in instances)
+    connection = get_redis_connection("workflows")
+    connection.hset(redis_keys.instance(_ns(backend), lost.instance.instance_id, lost.instance.execution_id), "until", 0)
+    backend.signal_workflow(rejected.instance.instance_id, signal_event())
+    backend._scripts("workflow_complete")  # loaded: no SCRIPT LOAD counted below
+    rounds = _RoundTrips(backend)
+    held = HeldFirstBatch(backend._workflow_completions)
+    outcomes = held.complete_together(lambda task: complete(backend, task, finish=True), lead, [finishes, lost, rejected])
+    assert (held.group.batches, held.group.items) == (2, 4)
+    assert rounds.take() == 2
+    assert isinstance(outcomes[lost.id], LeaseLost), outcomes
+    assert isinstance(outcomes[rejected.id], CompletionRejected), outcomes
+    states = [backend.get_workflow_instance_state(instance) for instance in instances]
+    assert states == [InstanceState.FINISHED, InstanceState.FINISHED, InstanceState.ACTIVE, InstanceState.ACTIVE]
+    again = poll_workflow_task(backend)  # the rejected one, queued again with its signal
+    assert again.instance == rejected.instance
+    assert [e.type for e in again.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED, EventType.SIGNAL_RECEIVED]

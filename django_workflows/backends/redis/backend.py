@@ -17,9 +17,9 @@ Round trips: one script call claims up to as many waiting tasks as the worker ha
 (``get_workflow_tasks``/``get_activity_tasks``, each task with its own fenced lease); completing a
 task is one, and it leases the follow-up work to the completing worker when it has free slots
 (``Feature.LEASE_ON_COMPLETION``): a workflow task's completion the activities it schedules, an
-activity's completion its workflow's next task. Activity completions a worker process finishes
-at the same moment share one ``activity_complete.lua`` call (``GroupCommit``), each fenced by its
-own lease and answered on its own. A poller that finds nothing blocks in ``XREADGROUP`` and, when
+activity's completion its workflow's next task. Completions a worker process finishes at the
+same moment share one script call (``GroupCommit``; ``activity_complete.lua`` and
+``workflow_complete.lua`` take several), each fenced by its own lease and answered on its own. A poller that finds nothing blocks in ``XREADGROUP`` and, when
 it wakes, claims with one more script call.
 Like go-workflows' scripts, ours build keys from ids, so the backend needs one Redis server
 (or a primary with replicas), not Redis Cluster.
@@ -92,8 +92,9 @@ from .schedules import RedisScheduleStore
 # How many entries one poll looks at in each set or stream before giving up for this round.
 _SCAN_LIMIT = 50
 
-#: Most activity completions one script call writes (GroupCommit). A script holds the server
-#: while it runs; 32 completions take well under a millisecond.
+#: Most completions one script call writes (GroupCommit). A script holds the server while it
+#: runs; 32 activity completions take well under a millisecond. Workflow task completions are
+#: bounded by the worker's parallel workflow tasks (8 by default) anyway.
 _MAX_COMPLETIONS_PER_CALL = 32
 
 #: One activity completion for ``activity_complete.lua``: activity id, lease token (``""``: the
@@ -151,6 +152,9 @@ class RedisBackend(BaseBackend):
         # Concurrent activity completions of this process share a script call (a round trip).
         self._completions: GroupCommit[_Completion, Any] = GroupCommit(
             self._complete_activities, max_batch=_MAX_COMPLETIONS_PER_CALL
+        )
+        self._workflow_completions: GroupCommit[list[Any], Any] = GroupCommit(
+            self._complete_workflow_tasks, max_batch=_MAX_COMPLETIONS_PER_CALL
         )
         #: The schedule store (``schedules.store.ScheduleStore``) in this backend's namespace.
         self.schedules = RedisScheduleStore(self._redis, self._scripts, self._ns)
@@ -439,12 +443,20 @@ class RedisBackend(BaseBackend):
         args += [lease.max_tasks, self.options.worker_name, ms(self.options.activity_lock), token]
         args += [len(lease.queues), *lease.queues]
         args += codec.completion_args(task, completion.result)
-        reply = self._scripts("workflow_complete", *args)
+        reply = self._workflow_completions.submit(args)
         if reply == b"lost":
             raise LeaseLost()
         if reply == b"rejected":
             raise CompletionRejected()
         return codec.leased_activities(task, completion.result, reply[1:], token)
+
+    def _complete_workflow_tasks(self, completions: Sequence[list[Any]]) -> list[Any]:
+        """``GroupCommit``'s write: ``workflow_complete.lua`` for a batch of completions (the
+        arguments of each), one reply per completion; the script fences each on its own lease."""
+        args: list[Any] = []
+        for one in completions:
+            args += [len(one), *one]
+        return list(self._scripts("workflow_complete", *args))
 
     # -- activity tasks ----------------------------------------------------------------------
 
