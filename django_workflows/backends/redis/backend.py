@@ -19,8 +19,9 @@ task is one, and it leases the follow-up work to the completing worker when it h
 (``Feature.LEASE_ON_COMPLETION``): a workflow task's completion the activities it schedules, an
 activity's completion its workflow's next task. Completions a worker process finishes at the
 same moment share one script call (``GroupCommit``; ``activity_complete.lua`` and
-``workflow_complete.lua`` take several), each fenced by its own lease and answered on its own. A poller that finds nothing blocks in ``XREADGROUP`` and, when
-it wakes, claims with one more script call.
+``workflow_complete.lua`` take several), each fenced by its own lease and answered on its own.
+A poller that finds nothing blocks in ``XREADGROUP`` and, when it wakes, claims with one more
+script call.
 Like go-workflows' scripts, ours build keys from ids, so the backend needs one Redis server
 (or a primary with replicas), not Redis Cluster.
 """
