@@ -37,6 +37,7 @@ CORE_MODULES = (
     "activity",
     "registration",
     "backends.base",
+    "backends.group_commit",
     "backends.memory",
     "backends.rules",
     "testing.tester",

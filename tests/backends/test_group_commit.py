@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from django_workflows.backends.orm.group_commit import GroupCommit
+from django_workflows.backends.group_commit import GroupCommit
 from django_workflows.testing.conformance.support import wait_until
 
 

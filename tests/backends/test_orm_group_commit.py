@@ -5,7 +5,7 @@ caller, and a batch never waits for one execution's lock while it holds another'
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from django_workflows.models import WorkflowInstance as InstanceRow
 from django_workflows.testing.conformance.support import complete, poll_workflow_task, wait_until
 
 from . import test_orm_support
+from .held_batch import HeldFirstBatch
 from .test_orm_support import VENDOR, BackendMaker, row, schedule_activities
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,48 +44,22 @@ def _claim(backend: OrmBackend, count: int) -> list[ActivityTask]:
     return sorted(tasks, key=lambda task: int(task.id))
 
 
-class _HeldFirstBatch:
-    """Makes the backend's first completion batch wait in its write, so that the completions
-    submitted meanwhile queue and go in together as the second batch."""
+def _held_first_batch(backend: OrmBackend) -> HeldFirstBatch:
+    group = backend.activity_tasks._group
+    assert group is not None, "this database should group completions"
+    return HeldFirstBatch(group)
 
-    def __init__(self, backend: OrmBackend) -> None:
-        self.group = backend.activity_tasks._group
-        assert self.group is not None, "this database should group completions"
-        self._write: Callable[[Sequence[Any]], Any] = self.group._write
-        self.writing = threading.Event()
-        self.release = threading.Event()
-        self.group._write = self._held
 
-    def _held(self, items: Sequence[Any]) -> Any:
-        if not self.writing.is_set():
-            self.writing.set()
-            assert self.release.wait(30), "the test never released the first batch"
-        return self._write(items)
+def _completing(backend: OrmBackend) -> Callable[[ActivityTask], Any]:
+    """Completes a task in a thread of its own, closing that thread's connections after."""
 
-    def complete_together(self, backend: OrmBackend, first: ActivityTask, rest: list[ActivityTask]) -> dict[str, Any]:
-        """Complete ``first`` alone, then ``rest`` in one batch; each task's outcome by id."""
-        outcomes: dict[str, Any] = {}
+    def complete_one(task: ActivityTask) -> Any:
+        try:
+            return backend.complete_activity_task(task, _result(task))
+        finally:
+            connections.close_all()
 
-        def finish(task: ActivityTask) -> None:
-            try:
-                outcomes[task.id] = backend.complete_activity_task(task, _result(task))
-            except Exception as exc:  # noqa: BLE001 - the test looks at what each caller got
-                outcomes[task.id] = exc
-            finally:
-                connections.close_all()
-
-        threads = [threading.Thread(target=finish, args=(first,))]
-        threads[0].start()
-        assert self.writing.wait(30)
-        for task in rest:
-            threads.append(threading.Thread(target=finish, args=(task,)))
-            threads[-1].start()
-        wait_until(lambda: len(self.group._queue) == len(rest), what="the other completions to queue")
-        self.release.set()
-        for thread in threads:
-            thread.join(60)
-            assert not thread.is_alive()
-        return outcomes
+    return complete_one
 
 
 def _delivered(backend: OrmBackend, count: int) -> list[int]:
@@ -101,8 +76,8 @@ def test_completions_that_arrive_together_share_one_transaction(orm: BackendMake
     backend = orm()
     schedule_activities(backend, 8)
     tasks = _claim(backend, 8)
-    held = _HeldFirstBatch(backend)
-    outcomes = held.complete_together(backend, tasks[0], tasks[1:])
+    held = _held_first_batch(backend)
+    outcomes = held.complete_together(_completing(backend), tasks[0], tasks[1:])
     assert outcomes == {task.id: None for task in tasks}, outcomes
     assert (held.group.batches, held.group.items) == (2, 8)
     assert not ActivityRow.objects.exists()
@@ -117,8 +92,8 @@ def test_a_lost_lease_in_a_batch_fails_only_its_own_completion(orm: BackendMaker
     ActivityRow.objects.filter(pk=int(tasks[2].id)).update(locked_until=utcnow().replace(year=2000))
     (stolen,) = thief.get_activity_tasks(["default"], 5, 1)
     assert stolen.id == tasks[2].id
-    held = _HeldFirstBatch(backend)
-    outcomes = held.complete_together(backend, tasks[0], tasks[1:])
+    held = _held_first_batch(backend)
+    outcomes = held.complete_together(_completing(backend), tasks[0], tasks[1:])
     assert isinstance(outcomes[tasks[2].id], LeaseLost), outcomes
     assert [outcomes[task.id] for task in tasks if task is not tasks[2]] == [None, None, None]
     pending = PendingEvent.objects.filter(instance=row(instance), event_type="ActivityCompleted")
@@ -149,9 +124,11 @@ def test_a_batch_does_not_wait_for_a_second_execution_while_holding_the_first(or
     holder = threading.Thread(target=hold_second)
     holder.start()
     assert holding.wait(30)
-    held = _HeldFirstBatch(backend)
+    held = _held_first_batch(backend)
     finished: dict[str, Any] = {}
-    batch = threading.Thread(target=lambda: finished.update(held.complete_together(backend, lead, [of_first, of_second])))
+    batch = threading.Thread(
+        target=lambda: finished.update(held.complete_together(_completing(backend), lead, [of_first, of_second]))
+    )
     batch.start()
     # The first execution's result commits while the second execution is still locked...
     first_results = PendingEvent.objects.filter(instance=row(first), event_type="ActivityCompleted")

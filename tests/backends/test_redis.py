@@ -25,7 +25,7 @@ from django_redis import get_redis_connection
 
 from django_workflows.backends.redis import RedisBackend
 from django_workflows.backends.redis import keys as redis_keys
-from django_workflows.engine.backend import Feature, LeaseRequest
+from django_workflows.engine.backend import Feature, LeaseRequest, WorkflowTask
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import DEFAULT_QUEUE, InstanceState
 from django_workflows.engine.errors import (
@@ -51,6 +51,8 @@ from django_workflows.testing.conformance.support import (
     started_event,
     wait_until,
 )
+
+from .held_batch import HeldFirstBatch
 
 pytestmark = pytest.mark.redis
 
@@ -508,3 +510,142 @@ def test_one_round_trip_per_claim_and_per_completion(make: Callable[..., RedisBa
     rounds = _RoundTrips(backend)
     one_activity()  # loads the scripts into the server's cache
     assert one_activity() == ([1, 1, 0, 1, 0] if handed_on else [1, 1, 1, 1, 1])
+
+
+# -- grouped activity completions ---------------------------------------------------------------
+
+
+def _schedule(backend: RedisBackend, count: int) -> Any:
+    """An instance whose first task scheduled ``count`` activities; the instance."""
+    instance = new_instance()
+    backend.create_workflow_instance(instance, started_event())
+    events = [_activity_event(i + 1) for i in range(count)]
+    complete(backend, poll_workflow_task(backend), extra=events, activity_events=events)
+    return instance
+
+
+def _claim(backend: RedisBackend, count: int) -> list[Any]:
+    tasks: list[Any] = []
+    while len(tasks) < count:
+        claimed = backend.get_activity_tasks(QUEUES, WAIT, count - len(tasks))
+        assert claimed, f"only {len(tasks)} of {count} activities were handed out"
+        tasks += claimed
+    return tasks
+
+
+def _delivered(backend: RedisBackend, handed: list[Any], count: int) -> dict[str, list[int]]:
+    """Run the workflow tasks (those ``handed`` on first, then polled ones) until ``count``
+    activity results arrived; their schedule ids by instance id."""
+    delivered: dict[str, list[int]] = {}
+    seen = 0
+    while seen < count:
+        task = handed.pop() if handed else poll_workflow_task(backend)
+        ids = [e.schedule_event_id for e in task.new_events if e.type is EventType.ACTIVITY_COMPLETED]
+        delivered.setdefault(task.instance.instance_id, []).extend(ids)
+        seen += len(ids)
+        complete(backend, task)
+    return {instance_id: sorted(ids) for instance_id, ids in delivered.items()}
+
+
+def test_completions_that_arrive_together_share_one_script_call(make: Callable[..., RedisBackend]) -> None:
+    """Eight completions of two executions: the first alone, the seven that queued behind it in
+    one call. Each execution's next task is leased to exactly one of its callers."""
+    backend = make(sticky_timeout=0)
+    first, second = _schedule(backend, 4), _schedule(backend, 4)
+    tasks = _claim(backend, 8)
+    lead = next(task for task in tasks if task.instance == first)
+    rest = [task for task in tasks if task is not lead]
+    backend._scripts("activity_complete", "warm-up", 1000, "", 0)  # loaded: no SCRIPT LOAD counted below
+    rounds = _RoundTrips(backend)
+    held = HeldFirstBatch(backend._completions)
+    outcomes = held.complete_together(
+        lambda task: backend.complete_activity_task(task, _activity_result(task.event.schedule_event_id), workflow_queues=QUEUES),
+        lead,
+        rest,
+    )
+    assert (held.group.batches, held.group.items) == (2, 8)
+    assert rounds.take() == 2
+    handed = [outcome for outcome in outcomes.values() if outcome is not None]
+    assert all(isinstance(task, WorkflowTask) for task in handed), outcomes
+    assert outcomes[lead.id] is not None  # alone: its execution's task was free
+    assert sorted(task.instance.instance_id for task in handed) == sorted([first.instance_id, second.instance_id])
+    assert _delivered(backend, handed, 8) == {first.instance_id: [1, 2, 3, 4], second.instance_id: [1, 2, 3, 4]}
+
+
+def test_a_lost_lease_in_a_batch_fails_only_its_own_completion(make: Callable[..., RedisBackend]) -> None:
+    backend, thief = make(sticky_timeout=0), make(worker_name="thief")
+    instance = _schedule(backend, 4)
+    tasks = sorted(_claim(backend, 4), key=lambda task: task.event.schedule_event_id)
+    # The lease of the third runs out and another worker takes the activity over.
+    ns, connection = _ns(backend), get_redis_connection("workflows")
+    connection.hset(f"{ns}activity:{tasks[2].id}", "until", 0)
+    connection.zadd(f"{ns}act-leases:{DEFAULT_QUEUE}", {tasks[2].id: 0})
+    (stolen,) = thief.get_activity_tasks(QUEUES, WAIT, 1)
+    assert stolen.id == tasks[2].id and stolen.lease_token != tasks[2].lease_token
+    held = HeldFirstBatch(backend._completions)
+    outcomes = held.complete_together(
+        lambda task: backend.complete_activity_task(task, _activity_result(task.event.schedule_event_id)), tasks[0], tasks[1:]
+    )
+    assert held.group.batches == 2 and held.group.items == 4
+    assert isinstance(outcomes[tasks[2].id], LeaseLost), outcomes
+    assert [outcomes[task.id] for task in tasks if task is not tasks[2]] == [None, None, None]
+    assert _delivered(backend, [], 3) == {instance.instance_id: [1, 2, 4]}
+    # The thief's lease holds: its result is taken.
+    assert thief.complete_activity_task(stolen, _activity_result(3)) is None
+    assert _delivered(backend, [], 1) == {instance.instance_id: [3]}
+
+
+def test_completions_taking_work_from_other_queues_go_in_their_own_calls(make: Callable[..., RedisBackend]) -> None:
+    """A batch's callers may poll different workflow queues (two workers on one backend): each
+    set of queues is one call, so nobody is handed a task from a queue it does not poll; callers
+    that take no task go in with the first set."""
+    backend = make(sticky_timeout=0)
+    instances = [_schedule(backend, 1) for _ in range(4)]
+    by_instance = {task.instance: task for task in _claim(backend, 4)}
+    lead, polls, elsewhere, takes_none = (by_instance[instance] for instance in instances)
+    queues = {lead.id: QUEUES, polls.id: QUEUES, elsewhere.id: ("elsewhere",), takes_none.id: ()}
+    backend._scripts("activity_complete", "warm-up", 1000, "", 0)  # loaded: no SCRIPT LOAD counted below
+    rounds = _RoundTrips(backend)
+    held = HeldFirstBatch(backend._completions)
+    outcomes = held.complete_together(
+        lambda task: backend.complete_activity_task(task, _activity_result(), workflow_queues=queues[task.id]),
+        lead,
+        [polls, elsewhere, takes_none],
+    )
+    assert (held.group.batches, held.group.items) == (2, 4)
+    assert rounds.take() == 3  # the lead; then the default queue's set (with takes_none), "elsewhere"
+    assert {task_id: getattr(outcome, "instance", outcome) for task_id, outcome in outcomes.items()} == {
+        lead.id: instances[0], polls.id: instances[1], elsewhere.id: None, takes_none.id: None
+    }
+    polled = {poll_workflow_task(backend).instance for _ in range(2)}
+    assert polled == {instances[2], instances[3]}
+
+
+def test_workflow_task_completions_that_arrive_together_share_one_script_call(make: Callable[..., RedisBackend]) -> None:
+    """Four workflow task completions: the first alone, three in one call behind it. Each is
+    fenced and answered on its own: a lease that ran out is refused, a task that would finish
+    past an unseen signal is rejected, and the others finish."""
+    backend = make(sticky_timeout=0)
+    instances = [new_instance() for _ in range(4)]
+    for instance in instances:
+        backend.create_workflow_instance(instance, started_event())
+    claimed: dict[Any, Any] = {}
+    while len(claimed) < 4:
+        claimed.update((task.instance, task) for task in backend.get_workflow_tasks(QUEUES, WAIT, 4 - len(claimed)))
+    lead, finishes, lost, rejected = (claimed[instance] for instance in instances)
+    connection = get_redis_connection("workflows")
+    connection.hset(redis_keys.instance(_ns(backend), lost.instance.instance_id, lost.instance.execution_id), "until", 0)
+    backend.signal_workflow(rejected.instance.instance_id, signal_event())
+    backend._scripts("workflow_complete")  # loaded: no SCRIPT LOAD counted below
+    rounds = _RoundTrips(backend)
+    held = HeldFirstBatch(backend._workflow_completions)
+    outcomes = held.complete_together(lambda task: complete(backend, task, finish=True), lead, [finishes, lost, rejected])
+    assert (held.group.batches, held.group.items) == (2, 4)
+    assert rounds.take() == 2
+    assert isinstance(outcomes[lost.id], LeaseLost), outcomes
+    assert isinstance(outcomes[rejected.id], CompletionRejected), outcomes
+    states = [backend.get_workflow_instance_state(instance) for instance in instances]
+    assert states == [InstanceState.FINISHED, InstanceState.FINISHED, InstanceState.ACTIVE, InstanceState.ACTIVE]
+    again = poll_workflow_task(backend)  # the rejected one, queued again with its signal
+    assert again.instance == rejected.instance
+    assert [e.type for e in again.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED, EventType.SIGNAL_RECEIVED]

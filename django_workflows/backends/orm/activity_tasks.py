@@ -24,8 +24,8 @@ from ...engine.clock import system_clock
 from ...engine.converter import Payload
 from ...engine.errors import LeaseLost, TimeoutType
 from ...engine.history import ActivityScheduledAttributes, Event
+from ..group_commit import GroupCommit
 from ..rules import abandoned_activity_result, earliest, heartbeat_timeout, start_to_close, timed_out_activity_result
-from .group_commit import GroupCommit
 from .rows import ActivityTaskData, TaskRow, instance_from
 from .sql import DEADLINE_TYPES, ClaimedActivity, new_token, payload_json
 from .store import ACTIVE, OrmStore

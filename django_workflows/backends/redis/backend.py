@@ -17,8 +17,11 @@ Round trips: one script call claims up to as many waiting tasks as the worker ha
 (``get_workflow_tasks``/``get_activity_tasks``, each task with its own fenced lease); completing a
 task is one, and it leases the follow-up work to the completing worker when it has free slots
 (``Feature.LEASE_ON_COMPLETION``): a workflow task's completion the activities it schedules, an
-activity's completion its workflow's next task. A poller that finds nothing blocks in
-``XREADGROUP`` and, when it wakes, claims with one more script call.
+activity's completion its workflow's next task. Completions a worker process finishes at the
+same moment share one script call (``GroupCommit``; ``activity_complete.lua`` and
+``workflow_complete.lua`` take several), each fenced by its own lease and answered on its own.
+A poller that finds nothing blocks in ``XREADGROUP`` and, when it wakes, claims with one more
+script call.
 Like go-workflows' scripts, ours build keys from ids, so the backend needs one Redis server
 (or a primary with replicas), not Redis Cluster.
 """
@@ -71,6 +74,7 @@ from ...engine.history import (
 )
 from ...engine.listing import InstanceFilter
 from ..base import BaseBackend
+from ..group_commit import GroupCommit
 from ..rules import (
     abandoned_activity_result,
     activity_queue,
@@ -88,6 +92,16 @@ from .schedules import RedisScheduleStore
 
 # How many entries one poll looks at in each set or stream before giving up for this round.
 _SCAN_LIMIT = 50
+
+#: Most completions one script call writes (GroupCommit). A script holds the server while it
+#: runs; 32 activity completions take well under a millisecond. Workflow task completions are
+#: bounded by the worker's parallel workflow tasks (8 by default) anyway.
+_MAX_COMPLETIONS_PER_CALL = 32
+
+#: One activity completion for ``activity_complete.lua``: activity id, lease token (``""``: the
+#: attempt is failed as abandoned, fenced by its lease count), result event JSON, lease count,
+#: and the workflow queues from which the caller takes the workflow's next task (``()``: none).
+_Completion = tuple[str, str, str, int, tuple[str, ...]]
 
 
 def get_client(connection: str) -> redis.Redis:
@@ -136,6 +150,13 @@ class RedisBackend(BaseBackend):
         self._redis = get_client(connection)
         self._scripts = Scripts(self._redis, self._ns)
         self._poller = Poller(self._redis, self._scripts)
+        # Concurrent activity completions of this process share a script call (a round trip).
+        self._completions: GroupCommit[_Completion, Any] = GroupCommit(
+            self._complete_activities, max_batch=_MAX_COMPLETIONS_PER_CALL
+        )
+        self._workflow_completions: GroupCommit[list[Any], Any] = GroupCommit(
+            self._complete_workflow_tasks, max_batch=_MAX_COMPLETIONS_PER_CALL
+        )
         #: The schedule store (``schedules.store.ScheduleStore``) in this backend's namespace.
         self.schedules = RedisScheduleStore(self._redis, self._scripts, self._ns)
 
@@ -423,12 +444,20 @@ class RedisBackend(BaseBackend):
         args += [lease.max_tasks, self.options.worker_name, ms(self.options.activity_lock), token]
         args += [len(lease.queues), *lease.queues]
         args += codec.completion_args(task, completion.result)
-        reply = self._scripts("workflow_complete", *args)
+        reply = self._workflow_completions.submit(args)
         if reply == b"lost":
             raise LeaseLost()
         if reply == b"rejected":
             raise CompletionRejected()
         return codec.leased_activities(task, completion.result, reply[1:], token)
+
+    def _complete_workflow_tasks(self, completions: Sequence[list[Any]]) -> list[Any]:
+        """``GroupCommit``'s write: ``workflow_complete.lua`` for a batch of completions (the
+        arguments of each), one reply per completion; the script fences each on its own lease."""
+        args: list[Any] = []
+        for one in completions:
+            args += [len(one), *one]
+        return list(self._scripts("workflow_complete", *args))
 
     # -- activity tasks ----------------------------------------------------------------------
 
@@ -458,7 +487,7 @@ class RedisBackend(BaseBackend):
                 result = abandoned_activity_result(
                     event_from_json(event), int(leases), system_clock.now(), text(details) or None
                 )
-                self._complete_activities([(text(aid), "", event_to_json(result), int(leases), False)], ())
+                self._completions.submit((text(aid), "", event_to_json(result), int(leases), ()))
             if tasks:
                 return [codec.activity_task(row) for row in tasks]
 
@@ -470,20 +499,37 @@ class RedisBackend(BaseBackend):
     def complete_activity_task(
         self, task: ActivityTask, result: Event, *, workflow_queues: Sequence[str] = ()
     ) -> WorkflowTask | None:
-        item = (task.id, task.lease_token, event_to_json(result), 0, bool(workflow_queues))
-        [reply] = self._complete_activities([item], workflow_queues)
+        # Serialised here, in the caller's thread, not while others wait for the batch.
+        reply = self._completions.submit((task.id, task.lease_token, event_to_json(result), 0, tuple(workflow_queues)))
         if reply == b"lost":
             raise LeaseLost()
         return None if reply == b"ok" else codec.workflow_task(reply)
 
-    def _complete_activities(self, items: Sequence[tuple[str, str, str, int, bool]], workflow_queues: Sequence[str]) -> list[Any]:
-        """Run ``activity_complete.lua`` for (activity id, token, result JSON, lease count,
-        take the workflow's next task) items; one reply per item."""
-        args: list[Any] = [self.options.worker_name, ms(self.options.workflow_lock), uuid.uuid4().hex]
-        args += [len(workflow_queues), *workflow_queues]
-        for aid, token, result, leases, take in items:
-            args += [aid, token, result, leases, "1" if take else "0"]
-        return list(self._scripts("activity_complete", *args))
+    def _complete_activities(self, completions: Sequence[_Completion]) -> list[Any]:
+        """``GroupCommit``'s write: ``activity_complete.lua`` for a batch of completions, one
+        reply per completion (``ok``, ``lost`` or the workflow task leased to its caller).
+
+        The script fences and answers each completion for itself, so a lease that ran out is
+        refused for its own caller without failing the rest. It takes one set of workflow
+        queues per call: completions that take a workflow task go in one call per set (one
+        worker's all have the same), those that take none with the first."""
+        by_queues: dict[tuple[str, ...], list[int]] = {}
+        for index, completion in enumerate(completions):
+            by_queues.setdefault(completion[4], []).append(index)
+        plain = by_queues.pop((), [])
+        calls = list(by_queues.items()) or [((), [])]
+        calls[0][1].extend(plain)
+        replies: list[Any] = [None] * len(completions)
+        # One token for the workflow tasks a call hands on: each is fenced by its own execution.
+        head = [self.options.worker_name, ms(self.options.workflow_lock), uuid.uuid4().hex]
+        for queues, indexes in calls:
+            args: list[Any] = [*head, len(queues), *queues]
+            for index in indexes:
+                aid, token, result, leases, takes = completions[index]
+                args += [aid, token, result, leases, "1" if takes else "0"]
+            for index, reply in zip(indexes, self._scripts("activity_complete", *args), strict=True):
+                replies[index] = reply
+        return replies
 
     def abandon_activity_task(self, task: ActivityTask) -> None:
         self._scripts("activity_abandon", task.id, task.lease_token)

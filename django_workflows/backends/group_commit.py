@@ -1,17 +1,20 @@
-"""Group commit: concurrent callers share one transaction for their writes.
+"""Group commit: concurrent callers share one write to the store.
 
 A worker runs many activities at once, and each finished activity is committed before its
-thread moves on. Committed one by one, every completion pays for its own transaction: a trip to
-the database for BEGIN and COMMIT, a durable flush of the log, and on SQLite a turn at the one
-write lock. ``GroupCommit`` lets the callers that arrive while a transaction is being written
-wait for the next one and go in together: one caller (the leader) writes the batch, the others
-sleep until their item is written, and when the leader is done it hands the lead to the first
-caller still waiting. Nobody returns before their own item committed, so durability is the same
-as committing alone; a caller that finds nobody writing goes in at once, so an idle system adds
-no delay.
+thread moves on. Committed one by one, every completion pays for its own write: on the ORM
+stores a transaction (a trip for BEGIN and COMMIT, a durable flush of the log, on SQLite a turn
+at the one write lock), on Redis a script call (a round trip). ``GroupCommit`` lets the callers
+that arrive while a write is under way wait for the next one and go in together: one caller
+(the leader) writes the batch, the others sleep until their item is written, and when the
+leader is done it hands the lead to the first caller still waiting. Nobody returns before their
+own item committed, so durability is the same as committing alone; a caller that finds nobody
+writing goes in at once, so an idle system adds no delay.
 
-The items of one batch share the fate of its transaction: if writing the batch raises, every
-caller in it gets the exception.
+This module is only the coordinator; what a batch is and how it is written is the backend's
+``write`` (``orm/activity_tasks.py``: one transaction, fenced per task; the Redis backend: one
+``activity_complete.lua`` call, fenced per task). ``write`` returns one outcome per item, so an
+item that cannot be written (a lease that ran out) is answered for itself, as a value, without
+failing the rest. If ``write`` raises, every caller in that batch gets the exception.
 """
 
 from __future__ import annotations
