@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_workflows.backends.handler import InvalidWorkflowBackend
 from django_workflows.backends.orm import OrmBackend
-from django_workflows.backends.orm import delivery as orm_delivery
+from django_workflows.backends.orm import completion as orm_completion
 from django_workflows.engine import clock as engine_clock
 from django_workflows.engine.backend import ExecutionResult, WorkflowTaskCompletion
 from django_workflows.engine.clock import utcnow
@@ -223,15 +223,16 @@ def slow_continue_as_new(orm: BackendMaker, monkeypatch: pytest.MonkeyPatch) -> 
     completion's locks for a while after the successor row is written; ``join()`` returns the
     successor once that transaction committed."""
     inside = threading.Event()
-    create_executions = orm_delivery.execution_rows
+    resolve = orm_completion.resolve_deliveries
 
-    def slow_create(*args: Any, **kwargs: Any) -> None:
-        create_executions(*args, **kwargs)
-        if not inside.is_set():
+    def slow_resolve(*args: Any, **kwargs: Any) -> Any:
+        deliveries = resolve(*args, **kwargs)  # the successor's row is written here
+        if deliveries and not inside.is_set():
             inside.set()
             time.sleep(0.5)  # others now queue behind this transaction's locks
+        return deliveries
 
-    monkeypatch.setattr(orm_delivery, "execution_rows", slow_create)
+    monkeypatch.setattr(orm_completion, "resolve_deliveries", slow_resolve)
 
     def start(backend: OrmBackend, task: Any) -> Any:
         successors: list[Any] = []

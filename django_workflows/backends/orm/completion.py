@@ -133,7 +133,6 @@ class Completion:
             self.never_started += sql.cancel_activities(data.row_id, earlier)
         # 3. Deliveries to other executions.
         deliveries = resolve_deliveries(
-            store.using,
             sql,
             sender=self.task.instance,
             sender_row_id=data.row_id,
@@ -141,7 +140,6 @@ class Completion:
             sender_active=not finishing,
             workflow_events=result.workflow_events,
             now=system_clock.now(),
-            can_return_ids=store.can_return_ids,
         )
         self.delivered = any(target.pk != data.row_id for target, _ in deliveries)
         removing = result.state is InstanceState.CONTINUED_AS_NEW and store.options.remove_continued_as_new_instances
