@@ -5,6 +5,7 @@ suite; ``test_orm_polling``, ``test_orm_storage`` and ``test_orm_processes`` hol
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from django_workflows.backends.handler import InvalidWorkflowBackend
 from django_workflows.backends.orm import OrmBackend
 from django_workflows.backends.orm import completion as orm_completion
 from django_workflows.engine import clock as engine_clock
-from django_workflows.engine.backend import ExecutionResult, WorkflowTaskCompletion
+from django_workflows.engine.backend import ExecutionResult, LeaseRequest, WorkflowTaskCompletion
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.errors import (
@@ -501,3 +502,48 @@ def test_bulk_creation_is_all_or_none_and_names_the_taken_ids(orm: BackendMaker)
     # They are claimable through the ready index, a batch at a time.
     tasks = backend.get_workflow_tasks(["default"], 0, 8)
     assert len(tasks) == 8 and all(task.new_events for task in tasks)
+
+
+# -- workflow tasks handed over by workflow-task completions (lease_workflows) -----------------
+
+
+def test_completion_hands_over_the_sub_workflows_and_the_parent(orm: BackendMaker) -> None:
+    """The ORM backend leases, in the completion's transaction, the first tasks of the
+    sub-workflows it starts (up to the slots asked for; not one whose start is delayed) and the
+    parent's next task when a child reports to it."""
+    backend = orm(sticky_timeout=60)
+    parent = started_task(backend)
+    children = [new_instance(parent=parent.instance, parent_event_id=n) for n in (1, 2, 3)]
+    later = utcnow() + timedelta(hours=1)
+    starts = [
+        WorkflowEvent(children[0], started_event(name="child")),
+        WorkflowEvent(children[1], dataclasses.replace(started_event(name="child"), visible_at=later)),
+        WorkflowEvent(children[2], started_event(name="child")),
+    ]
+    leased: list[Any] = []
+    complete(backend, parent, workflow_events=starts, leased=leased, lease_workflows=LeaseRequest(("default",), 3))
+    # The delayed child waits for its time; the others run here, without a poll.
+    assert sorted(t.instance.instance_id for t in leased) == sorted(c.instance_id for c in (children[0], children[2]))
+    assert backend.get_workflow_task(["default"], 0) is None
+    by_id = {t.instance.instance_id: t for t in leased}
+    result = new_event(SubWorkflowCompletedAttributes(result="1"), utcnow(), schedule_event_id=1)
+    handed: list[Any] = []
+    complete(
+        backend, by_id[children[0].instance_id], finish=True, workflow_events=[WorkflowEvent(parent.instance, result)],
+        leased=handed, lease_workflows=LeaseRequest(("default",), 1),
+    )
+    [parent_task] = handed
+    assert parent_task.instance == parent.instance and [e.id for e in parent_task.new_events] == [result.id]
+    assert backend.get_workflow_task(["default"], 0) is None
+    # A real lease: the other child's report waits in the inbox while the parent runs.
+    second = new_event(SubWorkflowCompletedAttributes(result="3"), utcnow(), schedule_event_id=3)
+    again: list[Any] = []
+    complete(
+        backend, by_id[children[2].instance_id], finish=True, workflow_events=[WorkflowEvent(parent.instance, second)],
+        leased=again, lease_workflows=LeaseRequest(("default",), 1),
+    )
+    assert again == []
+    complete(backend, parent_task)
+    with pytest.raises(LeaseLost):
+        complete(backend, parent_task)
+    assert [e.id for e in poll_workflow_task(backend).new_events] == [second.id]

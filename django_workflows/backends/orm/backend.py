@@ -544,7 +544,9 @@ class OrmBackend(BaseBackend):
     def block_workflow_task(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
         return self.workflow_tasks.block(task, error, backoff)
 
-    def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+    def complete_workflow_task(
+        self, task: WorkflowTask, completion: WorkflowTaskCompletion
+    ) -> list[ActivityTask | WorkflowTask]:
         return self.workflow_tasks.complete(task, completion)
 
     def release_sticky_instances(self) -> int:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ...engine.backend import ActivityTask, BlockBackoff, BlockedInfo, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import ActivityTask, BlockBackoff, BlockedInfo, LeaseRequest, WorkflowTask, WorkflowTaskCompletion
 from ...engine.core import InstanceState
 from ...engine.errors import CompletionRejected, ErrorInfo, LeaseLost
 from .completion import Completion
@@ -151,16 +151,24 @@ class WorkflowTasks:
         store.waker.notify("workflow", [blocked.retry_at])
         return blocked
 
-    def complete(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+    def complete(
+        self, task: WorkflowTask, completion: WorkflowTaskCompletion
+    ) -> list[ActivityTask | WorkflowTask]:
         plan = Completion(self.store, task, _data(task), completion)
+        handed: list[WorkflowTask] = []
 
         def complete() -> Completion:
+            handed.clear()  # a retried attempt starts over
             plan.run()
+            if not plan.rejected:
+                handed.extend(self._lease_delivered(plan.targets, completion.lease_workflows))
             # This process's pollers in any case: events that arrived during the task make the
             # execution (sticky to this worker) ready again, and its timers are due later. Other
-            # processes only for work they may take: other executions' events, or this one
-            # after a rejection (the task is free again, with the events it missed).
-            self.store.notify_on_commit("workflow", plan.timers, other_processes=plan.rejected or plan.delivered)
+            # processes only for work they may take: other executions' events (unless this
+            # worker leased all of them), or this one after a rejection (the task is free
+            # again, with the events it missed).
+            others = plan.delivered and len(handed) < len({row_id for row_id, _ in plan.targets})
+            self.store.notify_on_commit("workflow", plan.timers, other_processes=plan.rejected or others)
             if plan.activities_queued:
                 self.store.notify_on_commit("activity")
             return plan
@@ -169,7 +177,26 @@ class WorkflowTasks:
         self.store.db.run(complete, reconnect=True, integrity_attempts=3)
         if plan.rejected:
             raise CompletionRejected()
-        return plan.leased
+        return [*plan.leased, *handed]
+
+    def _lease_delivered(self, targets: Sequence[tuple[int, str]], request: LeaseRequest) -> list[WorkflowTask]:
+        """Inside a completion: lease to this worker the workflow tasks of the executions it
+        delivered to (the sub-workflows it started, its parent) that ``request`` takes and that
+        are free for it, with all their visible pending events. The completion locked those
+        rows (or created them), so this waits for no lock."""
+        wanted = list(dict.fromkeys(row_id for row_id, queue in targets if queue in request.queues))[: request.max_tasks]
+        if not wanted:
+            return []
+        store, sql = self.store, self.store.sql
+        token = new_token()
+        rows = sql.lease_delivered(wanted, token, store.options.worker_name, store.options.workflow_lock)
+        if not rows:
+            return []
+        pending = sql.visible_pending([row.row_id for row in rows])
+        for row in rows:
+            if not pending.get(row.row_id):  # nothing to run yet (an event not visible until later)
+                sql.release_execution(row.row_id, token)
+        return [_task(row, pending[row.row_id], token) for row in rows if pending.get(row.row_id)]
 
 
 def _data(task: WorkflowTask) -> WorkflowTaskData:
