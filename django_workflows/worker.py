@@ -64,7 +64,13 @@ from .engine.deadlock import CodeThreads, WorkflowCodeHung
 from .engine.errors import CompletionRejected, InstanceNotFound, LeaseLost, NotSupported, WorkflowError, one_line
 from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
-from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
+from .engine.history import (
+    ActivityFailedAttributes,
+    ActivityScheduledAttributes,
+    EventType,
+    SignalReceivedAttributes,
+    new_event,
+)
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
 from .instrumentation import ActivityObservation, Instrumentation, WorkflowTaskObservation, default_instrumentation
@@ -1101,15 +1107,15 @@ class Worker:
                 # Cached before completing: the completion can hand the instance's next task to
                 # another poller of this worker at once, and that one must find the executor.
                 self.cache.put(key, executor)
-            # The activities this task schedules, and the workflow tasks of the executions it
-            # delivers to (sub-workflows it starts, its parent), can be leased to us by the
+            # The activities this task schedules, and the first workflow tasks of the executions
+            # it starts (sub-workflows, a continue-as-new's next one), can be leased to us by the
             # completion itself.
             activities, slots = self._free_slots("activity", len(result.activity_events))
             # One of those workflow tasks can run next on this task's own slot: idle pollers
             # hold the free slots while they wait, so there rarely is another.
-            targets = _delivery_targets(task, result)
-            own_slot = 1 if targets and self._lease_on_completion and not self._stop.is_set() else 0
-            workflows, workflow_slots = self._free_slots("workflow", targets - own_slot)
+            starts = _starts(result)
+            own_slot = 1 if starts and self._lease_on_completion and not self._stop.is_set() else 0
+            workflows, workflow_slots = self._free_slots("workflow", starts - own_slot)
             leased: list[ActivityTask] = []
             leased_workflows: list[WorkflowTask] = []
             try:
@@ -1401,17 +1407,10 @@ def _discarding(lease: _Lease, what: str) -> None:
     logger.info("%s: %s; discarding its result", what, why)
 
 
-def _delivery_targets(task: WorkflowTask, result: ExecutionResult) -> int:
-    """How many other executions the task's completion delivers events to: the most workflow
-    tasks it could lease to this worker."""
-    own = task.instance
-    return len(
-        {
-            (e.instance.instance_id, e.instance.execution_id)
-            for e in result.workflow_events
-            if e.instance.instance_id != own.instance_id or e.instance.execution_id != own.execution_id
-        }
-    )
+def _starts(result: ExecutionResult) -> int:
+    """How many executions the task's completion starts: the most workflow tasks it could
+    lease to this worker."""
+    return sum(1 for e in result.workflow_events if e.event.type is EventType.WORKFLOW_EXECUTION_STARTED)
 
 
 def _with_system_queue(queues: Sequence[str]) -> tuple[str, ...]:

@@ -199,8 +199,8 @@ NO_LEASES = LeaseRequest()
 class WorkflowTaskCompletion:
     """What ``Backend.complete_workflow_task`` commits: the executor's result, and which of
     the follow-up tasks the completing worker can take at once: the activities it schedules,
-    and the workflow tasks of the executions it delivers to (the sub-workflows it starts, the
-    parent it reports its result to, ...)."""
+    and the first workflow tasks of the executions it starts (sub-workflows, the next execution
+    of a continue-as-new)."""
 
     result: ExecutionResult
     lease_activities: LeaseRequest = NO_LEASES
@@ -529,10 +529,10 @@ class Backend(ABC):
         the task ends the execution while new events wait for it (the lease is released).
 
         With ``Feature.LEASE_ON_COMPLETION`` the same transaction may lease to this worker the
-        activities ``completion.lease_activities`` asks for, and the workflow tasks of the
-        executions it delivers events to (under the usual rules: free, not sticky to another
-        worker) that ``completion.lease_workflows`` asks for, and return them: the worker runs
-        them without polling for them. A backend may return fewer (or none)."""
+        activities ``completion.lease_activities`` asks for, and the first workflow tasks of the
+        executions it starts (not one whose start is delayed) that ``completion.lease_workflows``
+        asks for, and return them: the worker runs them without polling for them. A backend
+        may return fewer (or none)."""
 
     @abstractmethod
     def abandon_workflow_task(self, task: WorkflowTask) -> None:

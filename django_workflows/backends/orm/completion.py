@@ -77,9 +77,9 @@ class Completion:
         self.activities_queued = False
         #: Events were delivered to other executions.
         self.delivered = False
-        #: (row id, queue) of the active executions other than this one that events were
-        #: delivered to (sub-workflows started, the parent), in delivery order.
-        self.targets: list[tuple[int, str]] = []
+        #: (row id, queue) of the executions the task started (sub-workflows, the next
+        #: execution of a continue-as-new), in order.
+        self.started: list[tuple[int, str]] = []
         #: When the timers this task stored come due (wake-ups of this process's pollers).
         self.timers: list[datetime] = []
         #: Activity tasks the completion leased to the completing worker.
@@ -91,7 +91,7 @@ class Completion:
     def run(self) -> None:
         # Safe to run again after a rolled-back attempt: it only writes through the database.
         self.rejected, self.activities_queued, self.delivered, self.timers, self.leased = False, False, False, [], []
-        self.targets = []
+        self.started = []
         self.canceled_activities, self.never_started = set(), []
         result = self.completion.result
         finishing = self.completion.finishing
@@ -146,7 +146,7 @@ class Completion:
             now=system_clock.now(),
         )
         self.delivered = any(target.pk != data.row_id for target, _ in deliveries)
-        self.targets = [(target.pk, target.queue) for target, _ in deliveries if target.pk != data.row_id and target.active]
+        self.started = [(target.pk, target.queue) for target, _ in deliveries if target.new_row is not None]
         removing = result.state is InstanceState.CONTINUED_AS_NEW and store.options.remove_continued_as_new_instances
         # 4. The rows.
         self._insert([(target.pk, target.queue, event) for target, event in deliveries], own_rows=not removing)

@@ -371,9 +371,9 @@ class HotSql:
         values = {"row_id": row_id, "token": token, "worker": worker, "until": Now(lock)}
         return self._rowcount("lease_handed_over", self._LEASE_HANDED_OVER, **values) == 1
 
-    # The rules of a claim (``_CLAIM_CANDIDATES``), on rows the caller holds the locks of. The
+    # The rules of a claim (``_CLAIM_CANDIDATES``), on rows the caller's transaction created. The
     # subquery of ``started`` names the table: inside it, a bare ``id`` is the pending row's.
-    _LEASE_DELIVERED = (
+    _LEASE_STARTED = (
         "UPDATE {instance} SET locked_until = %(until)s, lease_token = %(token)s, worker = %(worker)s"
         " WHERE id IN (%(row_ids)s) AND state = 0 AND " + free() + " AND " + unblocked()
         + " AND " + started("{instance}.") + " AND (sticky_until IS NULL OR sticky_until <= {now} OR worker = %(worker)s)"
@@ -383,13 +383,13 @@ class HotSql:
         " ORDER BY id"
     )
 
-    def lease_delivered(self, row_ids: Sequence[int], token: str, worker: str, lock: timedelta) -> list[TaskRow]:
-        """Inside a workflow-task completion that delivered events to the executions
-        ``row_ids`` (locked by it, or created by it): lease to ``worker``, under ``token``, the
-        workflow tasks of those that are free, not blocked, started and not sticky to another
-        worker; return their task rows."""
+    def lease_started(self, row_ids: Sequence[int], token: str, worker: str, lock: timedelta) -> list[TaskRow]:
+        """Inside the workflow-task completion that created the executions ``row_ids``: lease
+        to ``worker``, under ``token``, the workflow tasks of those that a claim could take
+        (free, not blocked, their start not delayed, not sticky to another worker); return
+        their task rows."""
         values = {"row_ids": list(row_ids), "token": token, "worker": worker, "until": Now(lock)}
-        if not self._rowcount("lease_delivered", self._LEASE_DELIVERED, **values):
+        if not self._rowcount("lease_started", self._LEASE_STARTED, **values):
             return []
         rows = self._fetchall("leased_tasks", self._LEASED_TASKS, row_ids=list(row_ids), token=token)
         return [TaskRow(*row) for row in rows]

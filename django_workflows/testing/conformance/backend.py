@@ -719,9 +719,9 @@ class BackendConformance(TimeoutCases):
         assert parent_task.instance == parent
         assert [event_to_dict(e) for e in parent_task.new_events] == [event_to_dict(result)]
 
-    def test_completion_leases_the_sub_workflows_and_the_parent(self, backend_factory: BackendFactory) -> None:
+    def test_completion_leases_the_sub_workflows_it_starts(self, backend_factory: BackendFactory) -> None:
         """``lease_workflows``: a completion may hand the completing worker the first tasks of
-        the sub-workflows it starts, and the parent's next task when it reports to it. Whatever
+        the sub-workflows it starts, up to the number and from the queues asked for. Whatever
         it hands out is a real, fenced lease that no poller gets; a backend may hand out none."""
         backend = backend_factory()
         if not backend.feature_supported(Feature.LEASE_ON_COMPLETION):
@@ -729,6 +729,7 @@ class BackendConformance(TimeoutCases):
         parent = new_instance()
         backend.create_workflow_instance(parent, started_event(name="parent"))
         task = poll_workflow_task(backend)
+        queues = ("default", "default", "other")
         children = [new_instance(parent=parent, parent_event_id=n) for n in (1, 2, 3)]
         scheduled = [
             new_event(
@@ -736,14 +737,14 @@ class BackendConformance(TimeoutCases):
                 utcnow(),
                 schedule_event_id=n,
             )
-            for n, (child, queue) in enumerate(zip(children, ("default", "default", "other"), strict=True), start=1)
+            for n, (child, queue) in enumerate(zip(children, queues, strict=True), start=1)
         ]
-        starts = [
-            WorkflowEvent(child, started_event(name="child", queue=queue))
-            for child, queue in zip(children, ("default", "default", "other"), strict=True)
-        ]
+        starts = [WorkflowEvent(c, started_event(name="child", queue=q)) for c, q in zip(children, queues, strict=True)]
         leased: list[Any] = []
-        complete(backend, task, extra=scheduled, workflow_events=starts, leased=leased, lease_workflows=LeaseRequest(("default",), 1))
+        complete(
+            backend, task, extra=scheduled, workflow_events=starts, leased=leased,
+            lease_workflows=LeaseRequest(("default",), 1),
+        )
         # At most one, from the queues asked for; the others are there for pollers.
         assert len(leased) <= 1
         polled = [poll_workflow_task(backend, ["default"]) for _ in range(2 - len(leased))]
@@ -753,46 +754,19 @@ class BackendConformance(TimeoutCases):
         assert sorted(child_tasks) == sorted(c.instance_id for c in children[:2])
         for mine in leased:
             assert isinstance(mine, WorkflowTask) and mine.workflow_name == "child" and mine.lease_token
+            assert mine.instance.parent == parent and mine.instance.parent_event_id in (1, 2)
             assert [e.type for e in mine.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED]
             backend.extend_workflow_task(mine)
-        # The first child reports to the parent, whose task is free: it may be handed over.
+        # Each runs and reports to the parent as a polled one would; a second completion of
+        # the same task is fenced off.
         first = child_tasks[children[0].instance_id]
         result = new_event(SubWorkflowCompletedAttributes(result="7"), utcnow(), schedule_event_id=1)
-        handed: list[Any] = []
-        complete(backend, first, finish=True, workflow_events=[WorkflowEvent(parent, result)], leased=handed,
-                 lease_workflows=LeaseRequest(("default",), 1))
-        assert len(handed) <= 1
-        parent_task = handed[0] if handed else poll_workflow_task(backend)
+        complete(backend, first, finish=True, workflow_events=[WorkflowEvent(parent, result)])
+        with pytest.raises(LeaseLost):
+            complete(backend, first, finish=True, workflow_events=[WorkflowEvent(parent, result)])
+        parent_task = poll_workflow_task(backend)
         assert parent_task.instance == parent
         assert [event_to_dict(e) for e in parent_task.new_events] == [event_to_dict(result)]
-        assert backend.get_workflow_task(["default"], QUICK) is None
-        complete(backend, parent_task)
-        # A second completion of the task is fenced off.
-        with pytest.raises(LeaseLost):
-            complete(backend, parent_task)
-
-    def test_completion_leaves_a_parent_it_may_not_take(self, backend_factory: BackendFactory) -> None:
-        """A parent sticky to another worker, or in a queue the completing worker does not ask
-        for, is not handed over: it stays for its pollers."""
-        backend = backend_factory(sticky_timeout=60)
-        if not backend.feature_supported(Feature.LEASE_ON_COMPLETION):
-            pytest.skip("this backend does not lease tasks on completion (optional feature)")
-        parent = new_instance()
-        backend.create_workflow_instance(parent, started_event(name="parent"))
-        task = poll_workflow_task(backend)
-        children = [new_instance(parent=parent, parent_event_id=n) for n in (1, 2)]
-        complete(backend, task, workflow_events=[WorkflowEvent(c, started_event(name="child")) for c in children])
-        # The parent is sticky to `backend`'s worker; another worker runs the children.
-        other = backend_factory(sticky_timeout=60, worker_name="other-worker")
-        child_tasks = {t.instance.instance_id: t for t in (poll_workflow_task(other), poll_workflow_task(other))}
-        for n, (child, wanted) in enumerate(zip(children, (("default",), ("elsewhere",)), strict=True), start=1):
-            result = new_event(SubWorkflowCompletedAttributes(result=str(n)), utcnow(), schedule_event_id=n)
-            handed: list[Any] = []
-            complete(other, child_tasks[child.instance_id], finish=True, workflow_events=[WorkflowEvent(parent, result)],
-                     leased=handed, lease_workflows=LeaseRequest(wanted, 1))
-            assert handed == []
-        parent_task = poll_workflow_task(backend)
-        assert parent_task.instance == parent and [e.schedule_event_id for e in parent_task.new_events] == [1, 2]
 
     def test_duplicate_active_sub_workflow_fails_the_parent(self, backend_factory: BackendFactory) -> None:
         backend = backend_factory()
