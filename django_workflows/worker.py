@@ -64,7 +64,13 @@ from .engine.deadlock import CodeThreads, WorkflowCodeHung
 from .engine.errors import CompletionRejected, InstanceNotFound, LeaseLost, NotSupported, WorkflowError, one_line
 from .engine.executor import Executor, StaleExecutor, failed_task_result
 from .engine.expiration import EXPIRATION_ACTIVITY_NAME, EXPIRATION_WORKFLOW_NAME, expire_workflow_instances
-from .engine.history import ActivityFailedAttributes, ActivityScheduledAttributes, SignalReceivedAttributes, new_event
+from .engine.history import (
+    ActivityFailedAttributes,
+    ActivityScheduledAttributes,
+    EventType,
+    SignalReceivedAttributes,
+    new_event,
+)
 from .engine.registry import Registry
 from .engine.signals import SIGNAL_ACTIVITY_NAME
 from .instrumentation import ActivityObservation, Instrumentation, WorkflowTaskObservation, default_instrumentation
@@ -739,7 +745,7 @@ class Worker:
             queues = _with_system_queue(options.workflow_queues)
             self.backend.prepare_workflow_queues(queues)
             lane = self._add_lane(
-                "workflow", queues, options.max_parallel_workflow_tasks, options.workflow_pollers, self._run_workflow_task
+                "workflow", queues, options.max_parallel_workflow_tasks, options.workflow_pollers, self._run_workflow_tasks
             )
             self._start_pollers(lane, options.workflow_pollers, self.backend.get_workflow_tasks)
         if options.run_activities and options.activity_pollers:
@@ -1029,7 +1035,17 @@ class Worker:
             observed.replaying(task.last_sequence_id)
         return self._new_executor(task)
 
-    def _run_workflow_task(self, task: WorkflowTask) -> None:
+    def _run_workflow_tasks(self, task: WorkflowTask) -> None:
+        """Run a workflow task, then, on its slot, the follow-up task its completion handed to
+        this worker (``_run_workflow_task``), and so on."""
+        follow_up: WorkflowTask | None = task
+        while follow_up is not None:
+            follow_up = self._run_workflow_task(follow_up)
+
+    def _run_workflow_task(self, task: WorkflowTask) -> WorkflowTask | None:
+        """Run one workflow task; return a task of another execution that its completion leased
+        to this worker to run next on the same slot, if any."""
+        follow_up: WorkflowTask | None = None
         key = (task.instance.instance_id, task.instance.execution_id)
         lease = _Lease(
             lambda: self.backend.extend_workflow_task(task),
@@ -1040,7 +1056,7 @@ class Worker:
         what = f"workflow task of {task.instance}"
         with self.instrumentation.workflow_task(task) as observed, self._heartbeats.track(lease):
             if lease.released:  # the worker is giving up on its tasks: another one runs it
-                return
+                return None
             lease.on_lost = lambda: self._report_lost(observed, what)
             running = self.cache.get(key) or self._replaying(task, observed)
             executor: Executor | None = running
@@ -1062,12 +1078,12 @@ class Worker:
                 running.close()
                 observed.blocked(exc)
                 self._abandon(self.backend.abandon_workflow_task, task)
-                return
+                return None
             if lease.lost:
                 _discarding(lease, what)
                 if executor is not None:
                     executor.close()
-                return
+                return None
             # From here the task ends its lease itself (blocked or completed).
             lease.finishing = True
             if failure is not None:
@@ -1076,7 +1092,7 @@ class Worker:
                         executor.close()  # a later attempt replays from the untouched history
                     if self._block(task, failure):
                         observed.blocked(failure)
-                        return
+                        return None
                 logger.error("workflow %s (instance %s) fails: %s: %s", task.workflow_name, task.instance, failure.type, failure.message)
                 if result is None:  # hung: no executor can finish this task
                     result = failed_task_result(
@@ -1091,37 +1107,56 @@ class Worker:
                 # Cached before completing: the completion can hand the instance's next task to
                 # another poller of this worker at once, and that one must find the executor.
                 self.cache.put(key, executor)
-            # The activities this task schedules can be leased to us by the completion itself.
+            # The activities this task schedules, and the first workflow tasks of the executions
+            # it starts (sub-workflows, a continue-as-new's next one), can be leased to us by the
+            # completion itself.
             activities, slots = self._free_slots("activity", len(result.activity_events))
+            # One of those workflow tasks can run next on this task's own slot: idle pollers
+            # hold the free slots while they wait, so there rarely is another.
+            starts = _starts(result)
+            own_slot = 1 if starts and self._lease_on_completion and not self._stop.is_set() else 0
+            workflows, workflow_slots = self._free_slots("workflow", starts - own_slot)
             leased: list[ActivityTask] = []
+            leased_workflows: list[WorkflowTask] = []
             try:
-                leased = self._complete_workflow_task(task, result, activities, slots, lease)
+                leased, leased_workflows = self._complete_workflow_task(
+                    task, result, (activities, slots), (workflows, workflow_slots + own_slot), lease
+                )
             except CompletionRejected:
                 logger.info("new events arrived for %s while it finished; running it again", task.instance)
                 self._discard(key, executor)
-                return
+                return None
             except LeaseLost:
                 if lease.released:
                     _discarding(lease, what)
                 else:
                     self._report_lost(observed, what)
                 self._discard(key, executor)
-                return
+                return None
             except Exception:
                 self._discard(key, executor)
                 logger.exception("completing workflow task of %s failed", task.instance)
                 self._abandon(self.backend.abandon_workflow_task, task)
-                return
+                return None
             finally:
                 if activities is not None and slots > len(leased):
                     activities.slots.release(slots - len(leased))
+                dispatched = max(0, len(leased_workflows) - own_slot)
+                if workflows is not None and workflow_slots > dispatched:
+                    workflows.slots.release(workflow_slots - dispatched)
             observed.committed(result, executor)
             for activity_task in leased:
                 assert activities is not None
                 self._dispatch(activities, activity_task)
+            if own_slot and leased_workflows:
+                follow_up = leased_workflows.pop(0)
+            for workflow_task in leased_workflows:
+                assert workflows is not None
+                self._dispatch(workflows, workflow_task)
         if result.state is not InstanceState.ACTIVE and executor is not None:
             executor.close()
         self._notify("workflow_task_completed", task=task, result=result)
+        return follow_up
 
     def _execute(self, executor: Executor, task: WorkflowTask) -> ExecutionResult:
         """Run the task's workflow code, on a watched code thread unless deadlock detection is
@@ -1183,11 +1218,20 @@ class Worker:
         return True
 
     def _complete_workflow_task(
-        self, task: WorkflowTask, result: ExecutionResult, activities: _Lane | None, slots: int, lease: _Lease
-    ) -> list[ActivityTask]:
-        """Commit the task's result, through transient store errors (``completions``)."""
-        leases = NO_LEASES if activities is None or not slots else LeaseRequest(activities.queues, slots)
-        completion = WorkflowTaskCompletion(result, leases)
+        self,
+        task: WorkflowTask,
+        result: ExecutionResult,
+        activities: tuple[_Lane | None, int],
+        workflows: tuple[_Lane | None, int],
+        lease: _Lease,
+    ) -> tuple[list[ActivityTask], list[WorkflowTask]]:
+        """Commit the task's result, through transient store errors (``completions``); return
+        the tasks the completion leased to this worker, for the (lane, free slots) given."""
+
+        def request(lane: _Lane | None, slots: int) -> LeaseRequest:
+            return NO_LEASES if lane is None or not slots else LeaseRequest(lane.queues, slots)
+
+        completion = WorkflowTaskCompletion(result, request(*activities), request(*workflows))
         # The task's own WorkflowTaskStarted event, new in every run of a task: in the history,
         # it says this completion committed (and not another worker's run of the same events).
         marker = result.executed[0].id if result.executed else None
@@ -1206,7 +1250,11 @@ class Worker:
             lease_valid_until=lambda: lease.valid_until,
             what=f"workflow task of {task.instance}",
         )
-        return list(done.value or ())
+        leased = list(done.value or ())
+        return (
+            [t for t in leased if isinstance(t, ActivityTask)],
+            [t for t in leased if isinstance(t, WorkflowTask)],
+        )
 
     def _discard(self, key: tuple[str, str], executor: Executor | None) -> None:
         """Drop an executor whose task was not committed (it is ahead of the stored history)."""
@@ -1357,6 +1405,12 @@ def _discarding(lease: _Lease, what: str) -> None:
     """Say why a task that ran to its end commits nothing (its loss was reported when found)."""
     why = "its lease was released at shutdown" if lease.released else "its lease is gone"
     logger.info("%s: %s; discarding its result", what, why)
+
+
+def _starts(result: ExecutionResult) -> int:
+    """How many executions the task's completion starts: the most workflow tasks it could
+    lease to this worker."""
+    return sum(1 for e in result.workflow_events if e.event.type is EventType.WORKFLOW_EXECUTION_STARTED)
 
 
 def _with_system_queue(queues: Sequence[str]) -> tuple[str, ...]:

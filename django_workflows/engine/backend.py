@@ -198,10 +198,13 @@ NO_LEASES = LeaseRequest()
 @dataclass(frozen=True, slots=True)
 class WorkflowTaskCompletion:
     """What ``Backend.complete_workflow_task`` commits: the executor's result, and which of
-    the activities it schedules the completing worker can take at once."""
+    the follow-up tasks the completing worker can take at once: the activities it schedules,
+    and the first workflow tasks of the executions it starts (sub-workflows, the next execution
+    of a continue-as-new)."""
 
     result: ExecutionResult
     lease_activities: LeaseRequest = NO_LEASES
+    lease_workflows: LeaseRequest = NO_LEASES
 
     @property
     def finishing(self) -> bool:
@@ -518,14 +521,18 @@ class Backend(ABC):
         """Extend the lease; ``LeaseLost`` if this worker no longer holds it."""
 
     @abstractmethod
-    def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+    def complete_workflow_task(
+        self, task: WorkflowTask, completion: WorkflowTaskCompletion
+    ) -> Sequence[ActivityTask | WorkflowTask]:
         """Commit the result of a workflow task in one transaction (see go-workflows'
         ``CompleteWorkflowTask``). ``LeaseLost`` if the lease is gone; ``CompletionRejected`` if
         the task ends the execution while new events wait for it (the lease is released).
 
         With ``Feature.LEASE_ON_COMPLETION`` the same transaction may lease to this worker the
-        activities ``completion.lease_activities`` asks for, and return them: the worker runs
-        them without polling for them. A backend may return fewer (or none)."""
+        activities ``completion.lease_activities`` asks for, and the first workflow tasks of the
+        executions it starts (not one whose start is delayed) that ``completion.lease_workflows``
+        asks for, and return them: the worker runs them without polling for them. A backend
+        may return fewer (or none)."""
 
     @abstractmethod
     def abandon_workflow_task(self, task: WorkflowTask) -> None:

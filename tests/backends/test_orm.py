@@ -5,6 +5,7 @@ suite; ``test_orm_polling``, ``test_orm_storage`` and ``test_orm_processes`` hol
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import datetime, timedelta
@@ -16,9 +17,9 @@ from django.test.utils import CaptureQueriesContext
 
 from django_workflows.backends.handler import InvalidWorkflowBackend
 from django_workflows.backends.orm import OrmBackend
-from django_workflows.backends.orm import delivery as orm_delivery
+from django_workflows.backends.orm import completion as orm_completion
 from django_workflows.engine import clock as engine_clock
-from django_workflows.engine.backend import ExecutionResult, WorkflowTaskCompletion
+from django_workflows.engine.backend import ExecutionResult, LeaseRequest, WorkflowTaskCompletion
 from django_workflows.engine.clock import utcnow
 from django_workflows.engine.core import InstanceState
 from django_workflows.engine.errors import (
@@ -223,15 +224,16 @@ def slow_continue_as_new(orm: BackendMaker, monkeypatch: pytest.MonkeyPatch) -> 
     completion's locks for a while after the successor row is written; ``join()`` returns the
     successor once that transaction committed."""
     inside = threading.Event()
-    create_executions = orm_delivery.execution_rows
+    resolve = orm_completion.resolve_deliveries
 
-    def slow_create(*args: Any, **kwargs: Any) -> None:
-        create_executions(*args, **kwargs)
-        if not inside.is_set():
+    def slow_resolve(*args: Any, **kwargs: Any) -> Any:
+        deliveries = resolve(*args, **kwargs)  # the successor's row is written here
+        if deliveries and not inside.is_set():
             inside.set()
             time.sleep(0.5)  # others now queue behind this transaction's locks
+        return deliveries
 
-    monkeypatch.setattr(orm_delivery, "execution_rows", slow_create)
+    monkeypatch.setattr(orm_completion, "resolve_deliveries", slow_resolve)
 
     def start(backend: OrmBackend, task: Any) -> Any:
         successors: list[Any] = []
@@ -500,3 +502,40 @@ def test_bulk_creation_is_all_or_none_and_names_the_taken_ids(orm: BackendMaker)
     # They are claimable through the ready index, a batch at a time.
     tasks = backend.get_workflow_tasks(["default"], 0, 8)
     assert len(tasks) == 8 and all(task.new_events for task in tasks)
+
+
+# -- workflow tasks handed over by workflow-task completions (lease_workflows) -----------------
+
+
+def test_completion_hands_over_the_sub_workflows_it_starts(orm: BackendMaker) -> None:
+    """The ORM backend leases, in the completion's transaction, the first tasks of the
+    sub-workflows it starts (up to the slots asked for; not one whose start is delayed). A
+    parent that a child reports to is left to the pollers, so that a poll gathers the results
+    of several children in one task."""
+    backend = orm(sticky_timeout=60)
+    parent = started_task(backend)
+    children = [new_instance(parent=parent.instance, parent_event_id=n) for n in (1, 2, 3)]
+    later = utcnow() + timedelta(hours=1)
+    starts = [
+        WorkflowEvent(children[0], started_event(name="child")),
+        WorkflowEvent(children[1], dataclasses.replace(started_event(name="child"), visible_at=later)),
+        WorkflowEvent(children[2], started_event(name="child")),
+    ]
+    leased: list[Any] = []
+    complete(backend, parent, workflow_events=starts, leased=leased, lease_workflows=LeaseRequest(("default",), 3))
+    # The delayed child waits for its time; the others run here, without a poll.
+    assert sorted(t.instance.instance_id for t in leased) == sorted(c.instance_id for c in (children[0], children[2]))
+    assert backend.get_workflow_task(["default"], 0) is None
+    by_id = {t.instance.instance_id: t for t in leased}
+    results = []
+    for n in (1, 3):
+        result = new_event(SubWorkflowCompletedAttributes(result=str(n)), utcnow(), schedule_event_id=n)
+        handed: list[Any] = []
+        complete(
+            backend, by_id[children[n - 1].instance_id], finish=True,
+            workflow_events=[WorkflowEvent(parent.instance, result)], leased=handed,
+            lease_workflows=LeaseRequest(("default",), 1),
+        )
+        assert handed == []
+        results.append(result.id)
+    assert [e.id for e in poll_workflow_task(backend).new_events] == results

@@ -77,7 +77,7 @@ from .checks import check_orm_backend
 from .completion import delete_execution_rows
 from .listing import list_workflow_instances, pending_events
 from .removal import remove_finished
-from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, execution_rows, instance_from, new_execution
+from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from, new_execution
 from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, read_json, visible_q
 from .store import ACTIVE, OrmStore
@@ -197,8 +197,8 @@ class OrmBackend(BaseBackend):
 
         def create() -> None:
             row = new_execution(instance, attributes, execution_deadline(event))
-            row.save(using=self.using, force_insert=True)
-            store.insert_events([(row.pk, row.queue, event)])
+            store.sql.insert_executions([row])
+            store.insert_events([(row.row_id, row.queue, event)])
             store.notify_on_commit("workflow")
 
         try:
@@ -219,8 +219,8 @@ class OrmBackend(BaseBackend):
         store = self.store
 
         def create() -> None:
-            execution_rows(self.using, rows, can_return_ids=store.can_return_ids)
-            store.insert_events([(row.pk, row.queue, event) for row, (_, event) in zip(rows, starts, strict=True)])
+            store.sql.insert_executions(rows)
+            store.insert_events([(row.row_id, row.queue, event) for row, (_, event) in zip(rows, starts, strict=True)])
             store.notify_on_commit("workflow")
 
         try:
@@ -239,19 +239,19 @@ class OrmBackend(BaseBackend):
         def create() -> None:
             row = new_execution(seed.instance, seed.started)
             row.last_sequence_id = len(seed.history)
-            row.save(using=self.using, force_insert=True)
+            sql.insert_executions([row])
             history = [(new_token(), event) for event in seed.history]
             activities = [(new_token(), event) for event in seed.activity_events]
-            sql.insert_payloads([(payload_id, row.pk, payload_json(event)) for payload_id, event in history + activities])
-            sql.insert_history([(row.pk, payload_id, event) for payload_id, event in history])
+            sql.insert_payloads([(payload_id, row.row_id, payload_json(event)) for payload_id, event in history + activities])
+            sql.insert_history([(row.row_id, payload_id, event) for payload_id, event in history])
             queue = seed.started.queue
             sql.insert_activities(
-                [(row.pk, payload_id, event, activity_queue(event, queue)) for payload_id, event in activities],
+                [(row.row_id, payload_id, event, activity_queue(event, queue)) for payload_id, event in activities],
                 {},
                 store.options.worker_name,
                 store.options.activity_lock,
             )
-            store.insert_events([(row.pk, row.queue, event) for event in [*seed.pending_events, *seed.timer_events]])
+            store.insert_events([(row.row_id, row.queue, event) for event in [*seed.pending_events, *seed.timer_events]])
             store.notify_on_commit("workflow", [e.visible_at for e in seed.timer_events if e.visible_at is not None])
             if activities:
                 store.notify_on_commit("activity")
@@ -544,7 +544,9 @@ class OrmBackend(BaseBackend):
     def block_workflow_task(self, task: WorkflowTask, error: ErrorInfo, backoff: BlockBackoff) -> BlockedInfo:
         return self.workflow_tasks.block(task, error, backoff)
 
-    def complete_workflow_task(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+    def complete_workflow_task(
+        self, task: WorkflowTask, completion: WorkflowTaskCompletion
+    ) -> list[ActivityTask | WorkflowTask]:
         return self.workflow_tasks.complete(task, completion)
 
     def release_sticky_instances(self) -> int:

@@ -77,6 +77,9 @@ class Completion:
         self.activities_queued = False
         #: Events were delivered to other executions.
         self.delivered = False
+        #: (row id, queue) of the executions the task started (sub-workflows, the next
+        #: execution of a continue-as-new), in order.
+        self.started: list[tuple[int, str]] = []
         #: When the timers this task stored come due (wake-ups of this process's pollers).
         self.timers: list[datetime] = []
         #: Activity tasks the completion leased to the completing worker.
@@ -88,6 +91,7 @@ class Completion:
     def run(self) -> None:
         # Safe to run again after a rolled-back attempt: it only writes through the database.
         self.rejected, self.activities_queued, self.delivered, self.timers, self.leased = False, False, False, [], []
+        self.started = []
         self.canceled_activities, self.never_started = set(), []
         result = self.completion.result
         finishing = self.completion.finishing
@@ -133,7 +137,6 @@ class Completion:
             self.never_started += sql.cancel_activities(data.row_id, earlier)
         # 3. Deliveries to other executions.
         deliveries = resolve_deliveries(
-            store.using,
             sql,
             sender=self.task.instance,
             sender_row_id=data.row_id,
@@ -141,9 +144,9 @@ class Completion:
             sender_active=not finishing,
             workflow_events=result.workflow_events,
             now=system_clock.now(),
-            can_return_ids=store.can_return_ids,
         )
         self.delivered = any(target.pk != data.row_id for target, _ in deliveries)
+        self.started = [(target.pk, target.queue) for target, _ in deliveries if target.new_row is not None]
         removing = result.state is InstanceState.CONTINUED_AS_NEW and store.options.remove_continued_as_new_instances
         # 4. The rows.
         self._insert([(target.pk, target.queue, event) for target, event in deliveries], own_rows=not removing)

@@ -30,9 +30,8 @@ from ...engine.history import (
     WorkflowEvent,
     WorkflowExecutionStartedAttributes,
 )
-from ...models import WorkflowInstance as InstanceRow
 from ..rules import FOLLOW_ACTIVE_EXECUTION, duplicate_sub_workflow_result, execution_deadline
-from .rows import execution_rows, new_execution
+from .rows import NewExecution, new_execution
 from .sql import HotSql
 
 _Key = tuple[str, str]
@@ -45,12 +44,12 @@ class Target:
     active: bool
     queue: str
     row_id: int | None = None
-    new_row: InstanceRow | None = None
+    new_row: NewExecution | None = None
 
     @property
     def pk(self) -> int:
         if self.new_row is not None:
-            return int(self.new_row.pk)
+            return self.new_row.row_id
         assert self.row_id is not None
         return self.row_id
 
@@ -96,7 +95,6 @@ def _lock_targets(
 
 
 def resolve_deliveries(
-    using: str,
     sql: HotSql,
     *,
     sender: WorkflowInstance,
@@ -105,7 +103,6 @@ def resolve_deliveries(
     sender_active: bool,
     workflow_events: Sequence[WorkflowEvent],
     now: datetime,
-    can_return_ids: bool,
 ) -> list[tuple[Target, Event]]:
     """Lock the targets, create new executions, and return the (target, event) pairs to insert,
     in order. The sender's own row must already carry its new state."""
@@ -126,7 +123,7 @@ def resolve_deliveries(
             active[active_id] = locked
 
     deliveries: list[tuple[Target, Event]] = []
-    children: list[InstanceRow] = []
+    children: list[NewExecution] = []
     for workflow_event in workflow_events:
         instance, event = workflow_event.instance, workflow_event.event
         if event.type is EventType.WORKFLOW_EXECUTION_STARTED:
@@ -150,5 +147,5 @@ def resolve_deliveries(
             target = known.get(_key(instance))
         if target is not None and target.active:
             deliveries.append((target, event))
-    execution_rows(using, children, can_return_ids=can_return_ids)
+    sql.insert_executions(children)
     return deliveries

@@ -8,7 +8,6 @@ inserts them, payloads first, as the foreign keys need).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -20,8 +19,6 @@ from ...engine.history import (
     WorkflowExecutionStartedAttributes,
     attributes_from_json,
 )
-from ...models import WorkflowInstance as InstanceRow
-from .transactions import DbNow
 
 #: Columns that identify an execution and its parent (see ``instance_from``).
 INSTANCE_COLUMNS = (
@@ -43,17 +40,6 @@ def instance_from(
     engine follows (results and failures go to the parent execution)."""
     parent = WorkflowInstance(parent_instance_id, parent_execution_id) if parent_instance_id else None
     return WorkflowInstance(instance_id, execution_id, parent=parent, parent_event_id=parent_event_id if parent else 0)
-
-
-def parent_columns(instance: WorkflowInstance) -> dict[str, Any]:
-    parent = instance.parent
-    if parent is None:
-        return {"parent_instance_id": "", "parent_execution_id": "", "parent_schedule_event_id": 0}
-    return {
-        "parent_instance_id": parent.instance_id,
-        "parent_execution_id": parent.execution_id,
-        "parent_schedule_event_id": instance.parent_event_id,
-    }
 
 
 def event_from(
@@ -123,45 +109,26 @@ class ActivityTaskData:
     instance_row_id: int
 
 
+@dataclass(slots=True)
+class NewExecution:
+    """A new, active execution to insert (``sql.HotSql.insert_executions``, which sets
+    ``row_id``); its times come from the database clock."""
+
+    instance: WorkflowInstance
+    workflow_name: str
+    queue: str
+    metadata: dict[str, Any]
+    #: When, from now, its execution timeout ends it (``rules.execution_deadline``); None: never.
+    timeout: timedelta | None = None
+    #: Sequence id of its last history event (an execution created with its history).
+    last_sequence_id: int = 0
+    #: Primary key, once inserted.
+    row_id: int = 0
+
+
 def new_execution(
     instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes, timeout: timedelta | None = None
-) -> InstanceRow:
-    """The row of a new, active execution (not saved); its times come from the database clock.
-    ``timeout``: when, from now, its execution timeout ends it (``rules.execution_deadline``)."""
-    return InstanceRow(
-        timeout_at=None if timeout is None else DbNow(timeout),
-        instance_id=instance.instance_id,
-        execution_id=instance.execution_id,
-        active_instance_id=instance.instance_id,
-        workflow_name=attributes.name,
-        queue=attributes.queue,
-        metadata=dict(attributes.metadata),
-        created_at=DbNow(),
-        **parent_columns(instance),
-    )
-
-
-#: Executions per INSERT of a bulk creation (as ``sql._ROWS_PER_INSERT`` for the other rows).
-_ROWS_PER_INSERT = 500
-
-
-def execution_rows(
-    using: str, rows: Sequence[InstanceRow], *, can_return_ids: bool
-) -> None:
-    """Insert new executions and set their primary keys (needed for the rows that point at them).
-
-    Where ``INSERT ... RETURNING`` exists (PostgreSQL, SQLite, MariaDB) that is one statement per
-    ``_ROWS_PER_INSERT`` rows;
-    MySQL cannot return the ids of a multi-row insert, so there each row is its own INSERT.
-    """
-    if not rows:
-        return
-    manager = InstanceRow.objects.using(using)
-    if can_return_ids:
-        # In statements of _ROWS_PER_INSERT rows: the driver's cost to bind one statement grows
-        # faster than its length (psycopg splits the whole text for each), so one INSERT of
-        # 5,000 rows took longer than ten of 500.
-        manager.bulk_create(rows, batch_size=_ROWS_PER_INSERT)
-        return
-    for row in rows:
-        row.save(using=using, force_insert=True)
+) -> NewExecution:
+    """The row of a new, active execution (not inserted yet). ``timeout``: when, from now, its
+    execution timeout ends it (``rules.execution_deadline``)."""
+    return NewExecution(instance, attributes.name, attributes.queue, dict(attributes.metadata), timeout)

@@ -48,7 +48,7 @@ from ...models import ActivityTask as ActivityRow
 from ...models import HistoryEvent, Payload, PendingEvent
 from ...models import WorkflowInstance as InstanceRow
 from ..rules import heartbeat_timeout, queued_deadlines, start_to_close
-from .rows import PendingRow, TaskRow, event_from
+from .rows import NewExecution, PendingRow, TaskRow, event_from
 from .statements import Dialect, Now, Statement
 from .transactions import DbNow
 
@@ -370,6 +370,29 @@ class HotSql:
         to another worker (an activity completion continuing its workflow)."""
         values = {"row_id": row_id, "token": token, "worker": worker, "until": Now(lock)}
         return self._rowcount("lease_handed_over", self._LEASE_HANDED_OVER, **values) == 1
+
+    # The rules of a claim (``_CLAIM_CANDIDATES``), on rows the caller's transaction created. The
+    # subquery of ``started`` names the table: inside it, a bare ``id`` is the pending row's.
+    _LEASE_STARTED = (
+        "UPDATE {instance} SET locked_until = %(until)s, lease_token = %(token)s, worker = %(worker)s"
+        " WHERE id IN (%(row_ids)s) AND state = 0 AND " + free() + " AND " + unblocked()
+        + " AND " + started("{instance}.") + " AND (sticky_until IS NULL OR sticky_until <= {now} OR worker = %(worker)s)"
+    )
+    _LEASED_TASKS = (
+        "SELECT " + ", ".join(TASK_COLUMNS) + " FROM {instance} WHERE id IN (%(row_ids)s) AND lease_token = %(token)s"
+        " ORDER BY id"
+    )
+
+    def lease_started(self, row_ids: Sequence[int], token: str, worker: str, lock: timedelta) -> list[TaskRow]:
+        """Inside the workflow-task completion that created the executions ``row_ids``: lease
+        to ``worker``, under ``token``, the workflow tasks of those that a claim could take
+        (free, not blocked, their start not delayed, not sticky to another worker); return
+        their task rows."""
+        values = {"row_ids": list(row_ids), "token": token, "worker": worker, "until": Now(lock)}
+        if not self._rowcount("lease_started", self._LEASE_STARTED, **values):
+            return []
+        rows = self._fetchall("leased_tasks", self._LEASED_TASKS, row_ids=list(row_ids), token=token)
+        return [TaskRow(*row) for row in rows]
 
     _VISIBLE_PENDING = (
         "SELECT p.instance_id, p.id, p.payload_id, " + ", ".join(f"p.{c}" for c in EVENT_COLUMNS) + ", pl.data"
@@ -857,6 +880,57 @@ class HotSql:
         return [(row[0], row[1]) for row in self._fetchall("timed_out_executions", self._TIMED_OUT_EXECUTIONS, limit=limit)]
 
     # -- inserts ---------------------------------------------------------------------------------
+
+    # Every column: the model's defaults are Django's, not the database's.
+    _INSERT_EXECUTIONS = (
+        "INSERT INTO {instance} (instance_id, execution_id, active_instance_id, parent_instance_id,"
+        " parent_execution_id, parent_schedule_event_id, workflow_name, queue, metadata, last_sequence_id,"
+        " created_at, timeout_at, state, outcome, lease_token, worker, blocked_attempts)"
+        " VALUES %(rows)s{returning}"
+    )
+    _EXECUTION_IDS = "SELECT id, instance_id FROM {instance} WHERE active_instance_id IN (%(instance_ids)s)"
+
+    def insert_executions(self, rows: Sequence[NewExecution]) -> None:
+        """Insert new, active executions and set their ``row_id``: one statement per
+        ``_ROWS_PER_INSERT`` rows where ``INSERT ... RETURNING`` exists (PostgreSQL, SQLite,
+        MariaDB), else (MySQL) a SELECT of the new rows by their active instance ids, which are
+        unique. A start of an instance id that is active already fails on that unique column
+        (``IntegrityError``)."""
+        template = self._INSERT_EXECUTIONS.replace("{returning}", " RETURNING id, instance_id" if self.returning else "")
+        for chunk in _chunks(list(rows)):
+            values = []
+            for row in chunk:
+                instance = row.instance
+                parent = instance.parent
+                values.append(
+                    (
+                        instance.instance_id,
+                        instance.execution_id,
+                        instance.instance_id,
+                        "" if parent is None else parent.instance_id,
+                        "" if parent is None else parent.execution_id,
+                        0 if parent is None else instance.parent_event_id,
+                        row.workflow_name,
+                        row.queue,
+                        json.dumps(row.metadata),
+                        row.last_sequence_id,
+                        _NOW,
+                        None if row.timeout is None else Now(row.timeout),
+                        ACTIVE,
+                        "",
+                        "",
+                        "",
+                        0,
+                    )
+                )
+            by_instance = {row.instance.instance_id: row for row in chunk}
+            if self.returning:
+                inserted = self._fetchall("insert_executions", template, rows=values)
+            else:
+                self._rowcount("insert_executions", template, rows=values)
+                inserted = self._fetchall("execution_ids", self._EXECUTION_IDS, instance_ids=list(by_instance))
+            for row_id, instance_id in inserted:
+                by_instance[instance_id].row_id = int(row_id)
 
     _INSERT_PAYLOADS = "INSERT INTO {payload} (id, instance_id, data) VALUES %(rows)s"
 

@@ -77,10 +77,6 @@ class OrmStore:
         features = connections[self.using].features
         return queryset.select_for_update(skip_locked=bool(features.has_select_for_update_skip_locked))
 
-    @property
-    def can_return_ids(self) -> bool:
-        return bool(connections[self.using].features.can_return_rows_from_bulk_insert)
-
     def extend_lease(self, table: str, row_id: int, token: str, lock: timedelta) -> None:
         """Extend a lease (``table``: ``"instance"`` for a workflow task, ``"activity"``) by
         ``lock`` on the database clock; ``LeaseLost`` unless this token still holds it."""

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ...engine.backend import ActivityTask, BlockBackoff, BlockedInfo, WorkflowTask, WorkflowTaskCompletion
+from ...engine.backend import ActivityTask, BlockBackoff, BlockedInfo, LeaseRequest, WorkflowTask, WorkflowTaskCompletion
 from ...engine.core import InstanceState
 from ...engine.errors import CompletionRejected, ErrorInfo, LeaseLost
 from .completion import Completion
@@ -151,11 +151,17 @@ class WorkflowTasks:
         store.waker.notify("workflow", [blocked.retry_at])
         return blocked
 
-    def complete(self, task: WorkflowTask, completion: WorkflowTaskCompletion) -> list[ActivityTask]:
+    def complete(
+        self, task: WorkflowTask, completion: WorkflowTaskCompletion
+    ) -> list[ActivityTask | WorkflowTask]:
         plan = Completion(self.store, task, _data(task), completion)
+        handed: list[WorkflowTask] = []
 
         def complete() -> Completion:
+            handed.clear()  # a retried attempt starts over
             plan.run()
+            if not plan.rejected:
+                handed.extend(self._lease_started(plan.started, completion.lease_workflows))
             # This process's pollers in any case: events that arrived during the task make the
             # execution (sticky to this worker) ready again, and its timers are due later. Other
             # processes only for work they may take: other executions' events, or this one
@@ -169,7 +175,30 @@ class WorkflowTasks:
         self.store.db.run(complete, reconnect=True, integrity_attempts=3)
         if plan.rejected:
             raise CompletionRejected()
-        return plan.leased
+        return [*plan.leased, *handed]
+
+    def _lease_started(self, started: Sequence[tuple[int, str]], request: LeaseRequest) -> list[WorkflowTask]:
+        """Inside a completion: lease to this worker the first workflow tasks of the executions
+        it started (sub-workflows, a continue-as-new's next execution) that ``request`` takes,
+        with their visible pending events; not those whose start is delayed. The completion
+        created those rows, so this waits for no lock.
+
+        A parent the task reports its result to is left to the pollers: handed over at once,
+        it ran once per child (measured on the bench's tree: 0.77 -> 0.95 workflow tasks per
+        activity, more CPU), while a poll a moment later finds the results of several."""
+        wanted = [row_id for row_id, queue in started if queue in request.queues][: request.max_tasks]
+        if not wanted:
+            return []
+        store, sql = self.store, self.store.sql
+        token = new_token()
+        rows = sql.lease_started(wanted, token, store.options.worker_name, store.options.workflow_lock)
+        if not rows:
+            return []
+        pending = sql.visible_pending([row.row_id for row in rows])
+        for row in rows:
+            if not pending.get(row.row_id):  # nothing to run yet (an event not visible until later)
+                sql.release_execution(row.row_id, token)
+        return [_task(row, pending[row.row_id], token) for row in rows if pending.get(row.row_id)]
 
 
 def _data(task: WorkflowTask) -> WorkflowTaskData:

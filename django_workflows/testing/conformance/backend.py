@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ...engine.backend import Feature, LeaseRequest, Stats
+from ...engine.backend import Feature, LeaseRequest, Stats, WorkflowTask
 from ...engine.clock import utcnow
 from ...engine.core import InstanceState, WorkflowInstance
 from ...engine.errors import (
@@ -715,6 +715,55 @@ class BackendConformance(TimeoutCases):
         assert child_task.instance.parent == parent and child_task.instance.parent_event_id == 1
         result = new_event(SubWorkflowCompletedAttributes(result="7"), utcnow(), schedule_event_id=1)
         complete(backend, child_task, finish=True, workflow_events=[WorkflowEvent(parent, result)])
+        parent_task = poll_workflow_task(backend)
+        assert parent_task.instance == parent
+        assert [event_to_dict(e) for e in parent_task.new_events] == [event_to_dict(result)]
+
+    def test_completion_leases_the_sub_workflows_it_starts(self, backend_factory: BackendFactory) -> None:
+        """``lease_workflows``: a completion may hand the completing worker the first tasks of
+        the sub-workflows it starts, up to the number and from the queues asked for. Whatever
+        it hands out is a real, fenced lease that no poller gets; a backend may hand out none."""
+        backend = backend_factory()
+        if not backend.feature_supported(Feature.LEASE_ON_COMPLETION):
+            pytest.skip("this backend does not lease tasks on completion (optional feature)")
+        parent = new_instance()
+        backend.create_workflow_instance(parent, started_event(name="parent"))
+        task = poll_workflow_task(backend)
+        queues = ("default", "default", "other")
+        children = [new_instance(parent=parent, parent_event_id=n) for n in (1, 2, 3)]
+        scheduled = [
+            new_event(
+                SubWorkflowScheduledAttributes(sub_workflow_queue=queue, sub_workflow_instance=child, name="child"),
+                utcnow(),
+                schedule_event_id=n,
+            )
+            for n, (child, queue) in enumerate(zip(children, queues, strict=True), start=1)
+        ]
+        starts = [WorkflowEvent(c, started_event(name="child", queue=q)) for c, q in zip(children, queues, strict=True)]
+        leased: list[Any] = []
+        complete(
+            backend, task, extra=scheduled, workflow_events=starts, leased=leased,
+            lease_workflows=LeaseRequest(("default",), 1),
+        )
+        # At most one, from the queues asked for; the others are there for pollers.
+        assert len(leased) <= 1
+        polled = [poll_workflow_task(backend, ["default"]) for _ in range(2 - len(leased))]
+        assert backend.get_workflow_task(["default"], QUICK) is None
+        assert poll_workflow_task(backend, ["other"]).instance == children[2]
+        child_tasks = {t.instance.instance_id: t for t in [*leased, *polled]}
+        assert sorted(child_tasks) == sorted(c.instance_id for c in children[:2])
+        for mine in leased:
+            assert isinstance(mine, WorkflowTask) and mine.workflow_name == "child" and mine.lease_token
+            assert mine.instance.parent == parent and mine.instance.parent_event_id in (1, 2)
+            assert [e.type for e in mine.new_events] == [EventType.WORKFLOW_EXECUTION_STARTED]
+            backend.extend_workflow_task(mine)
+        # Each runs and reports to the parent as a polled one would; a second completion of
+        # the same task is fenced off.
+        first = child_tasks[children[0].instance_id]
+        result = new_event(SubWorkflowCompletedAttributes(result="7"), utcnow(), schedule_event_id=1)
+        complete(backend, first, finish=True, workflow_events=[WorkflowEvent(parent, result)])
+        with pytest.raises(LeaseLost):
+            complete(backend, first, finish=True, workflow_events=[WorkflowEvent(parent, result)])
         parent_task = poll_workflow_task(backend)
         assert parent_task.instance == parent
         assert [event_to_dict(e) for e in parent_task.new_events] == [event_to_dict(result)]

@@ -93,12 +93,14 @@ def complete(
     finish: bool = False,
     leased: list[Any] | None = None,
     lease: LeaseRequest = NO_LEASES,
+    lease_workflows: LeaseRequest = NO_LEASES,
 ) -> list[Event]:
     """Complete ``task`` the way a worker would: a task-started event, the task's new events,
     then ``extra`` (and a finished event when ``finish``), numbered after the history.
 
-    Returns the executed events as stored. ``lease`` goes to the backend; the activity tasks it
-    leases are appended to ``leased``.
+    Returns the executed events as stored. ``lease`` (activities) and ``lease_workflows`` (the
+    workflow tasks of executions the task delivers to) go to the backend; the tasks it leases
+    are appended to ``leased``.
     """
     events = [task_started_event(), *task.new_events, *extra]
     if finish:
@@ -112,7 +114,7 @@ def complete(
         timer_events=list(timer_events),
         workflow_events=list(workflow_events),
     )
-    tasks = backend.complete_workflow_task(task, WorkflowTaskCompletion(result, lease))
+    tasks = backend.complete_workflow_task(task, WorkflowTaskCompletion(result, lease, lease_workflows))
     if leased is not None:
         leased.extend(tasks or ())
     return executed
