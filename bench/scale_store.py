@@ -133,52 +133,80 @@ class Store:
     def live(self, index: int = 0) -> dict[str, Any]:
         return read_live(str(self.run_dir / f"live-{index}.json"))
 
-    # -- the store's side of the idle window ----------------------------------------------------
-
     def server_sample(self) -> dict[str, Any]:
-        """CPU seconds of the store's processes, and its statement counters, now."""
-        sample: dict[str, Any] = {"time": time.time()}
-        if self.store == "postgres":
-            with stores.pg_connection() as conn:
-                conn.execute("SELECT pg_stat_clear_snapshot()")
-                pids = [row[0] for row in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (self.db,)
-                )]
-                row = conn.execute(
-                    "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched FROM pg_stat_database WHERE datname = %s",
-                    (self.db,),
-                ).fetchone()
-            with stores.pg_connection(self.db) as conn:
-                # Rows read per table by sequential scans, and per index: where the reads go.
-                reads = {f"seq {t}": int(n) for t, n in conn.execute(
-                    "SELECT relname, seq_tup_read FROM pg_stat_user_tables"
-                )}
-                reads.update({f"idx {i}": int(n) for i, n in conn.execute(
-                    "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes"
-                )})
-            sample["pg_reads"] = reads
-            sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in pids}
-            sample["pg_xacts"], sample["pg_tup_returned"], sample["pg_tup_fetched"] = (int(v) for v in row)
-        elif self.store == "mysql":
-            counters = stores.read_server_counters("mysql")
-            with stores.mysql_connection() as conn:
-                cur = conn.cursor()
-                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_select', 'Rows_read')")
-                counters.update({f"mysql_{k}": int(v) for k, v in cur.fetchall()})
-            sample["mysql_questions"] = counters["mysql_Questions"]
-            sample["mysql_com_select"] = counters["mysql_Com_select"]
-            sample["mysql_rows_read"] = counters["mysql_Rows_read"]
-            sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in _pids_named(("mariadbd", "mysqld"))}
-        elif self.store == "redis":
-            client = stores.redis_client()
-            try:
-                cpu = client.info("cpu")
-                calls = client.info("commandstats")
-            finally:
-                client.close()
-            sample["redis_cpu_s"] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-            sample["redis_calls"] = sum(int(v["calls"]) for v in calls.values())
-        return sample
+        return server_sample(self.store, self.db)
+
+
+# -- the store's side of the idle window (either engine's) ---------------------------------------
+
+
+def server_sample(store: str, db: str) -> dict[str, Any]:
+    """CPU seconds of the store's processes, and its statement counters, now (``db``: the
+    PostgreSQL database whose backends and counters are read)."""
+    sample: dict[str, Any] = {"time": time.time()}
+    if store == "postgres":
+        with stores.pg_connection() as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            pids = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (db,)
+            )]
+            row = conn.execute(
+                "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched FROM pg_stat_database WHERE datname = %s",
+                (db,),
+            ).fetchone()
+        with stores.pg_connection(db) as conn:
+            # Rows read per table by sequential scans, and per index: where the reads go.
+            reads = {f"seq {t}": int(n) for t, n in conn.execute(
+                "SELECT relname, seq_tup_read FROM pg_stat_user_tables"
+            )}
+            reads.update({f"idx {i}": int(n) for i, n in conn.execute(
+                "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes"
+            )})
+        sample["pg_reads"] = reads
+        sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in pids}
+        sample["pg_xacts"], sample["pg_tup_returned"], sample["pg_tup_fetched"] = (int(v) for v in row)
+    elif store == "mysql":
+        counters = stores.read_server_counters("mysql")
+        with stores.mysql_connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_select', 'Rows_read')")
+            counters.update({f"mysql_{k}": int(v) for k, v in cur.fetchall()})
+        sample["mysql_questions"] = counters["mysql_Questions"]
+        sample["mysql_com_select"] = counters["mysql_Com_select"]
+        sample["mysql_rows_read"] = counters["mysql_Rows_read"]
+        sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in _pids_named(("mariadbd", "mysqld"))}
+    elif store == "redis":
+        client = stores.redis_client()
+        try:
+            cpu = client.info("cpu")
+            calls = client.info("commandstats")
+        finally:
+            client.close()
+        sample["redis_cpu_s"] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        sample["redis_calls"] = sum(int(v["calls"]) for v in calls.values())
+    return sample
+
+
+def server_rates(store: str, s0: dict[str, Any], s1: dict[str, Any]) -> dict[str, Any]:
+    """The store's CPU % and per-second counters between two ``server_sample`` calls."""
+    seconds = s1["time"] - s0["time"]
+    row: dict[str, Any] = {}
+    if "cpu_by_pid" in s0:
+        row["store_cpu_pct"] = 100 * _cpu_delta(s0["cpu_by_pid"], s1["cpu_by_pid"]) / seconds
+    if store == "postgres":
+        row["pg_xacts_per_s"] = (s1["pg_xacts"] - s0["pg_xacts"]) / seconds
+        reads = {k: (v - s0["pg_reads"].get(k, 0)) / seconds for k, v in s1["pg_reads"].items()}
+        row["pg_reads_per_s"] = {k: round(v, 1) for k, v in sorted(reads.items(), key=lambda kv: -kv[1]) if v}
+        row["pg_rows_read_per_s"] = (
+            s1["pg_tup_returned"] + s1["pg_tup_fetched"] - s0["pg_tup_returned"] - s0["pg_tup_fetched"]
+        ) / seconds
+    elif store == "mysql":
+        row["mysql_com_select_per_s"] = (s1["mysql_com_select"] - s0["mysql_com_select"]) / seconds
+        row["mysql_rows_read_per_s"] = (s1["mysql_rows_read"] - s0["mysql_rows_read"]) / seconds
+    elif store == "redis":
+        row["store_cpu_pct"] = 100 * (s1["redis_cpu_s"] - s0["redis_cpu_s"]) / seconds
+        row["redis_calls_per_s"] = (s1["redis_calls"] - s0["redis_calls"]) / seconds
+    return row
 
 
 def _proc_cpu(pid: int) -> float:
@@ -418,22 +446,7 @@ def idle(st: Store, sizes: list[int], warmup: float, window: float, templates: i
                     w1["counts"].get("redis_round_trips", 0) - w0["counts"].get("redis_round_trips", 0)
                 ) / seconds
                 row["statements_per_s"] = row["round_trips_per_s"]
-            server_seconds = s1["time"] - s0["time"]
-            if "cpu_by_pid" in s0:
-                row["store_cpu_pct"] = 100 * _cpu_delta(s0["cpu_by_pid"], s1["cpu_by_pid"]) / server_seconds
-            if st.store == "postgres":
-                row["pg_xacts_per_s"] = (s1["pg_xacts"] - s0["pg_xacts"]) / server_seconds
-                reads = {k: (v - s0["pg_reads"].get(k, 0)) / server_seconds for k, v in s1["pg_reads"].items()}
-                row["pg_reads_per_s"] = {k: round(v, 1) for k, v in sorted(reads.items(), key=lambda kv: -kv[1]) if v}
-                row["pg_rows_read_per_s"] = (
-                    s1["pg_tup_returned"] + s1["pg_tup_fetched"] - s0["pg_tup_returned"] - s0["pg_tup_fetched"]
-                ) / server_seconds
-            elif st.store == "mysql":
-                row["mysql_com_select_per_s"] = (s1["mysql_com_select"] - s0["mysql_com_select"]) / server_seconds
-                row["mysql_rows_read_per_s"] = (s1["mysql_rows_read"] - s0["mysql_rows_read"]) / server_seconds
-            elif st.store == "redis":
-                row["store_cpu_pct"] = 100 * (s1["redis_cpu_s"] - s0["redis_cpu_s"]) / server_seconds
-                row["redis_calls_per_s"] = (s1["redis_calls"] - s0["redis_calls"]) / server_seconds
+            row.update(server_rates(st.store, s0, s1))
             # They really wait: the worker wrote nothing in the window, and a signal wakes one.
             if st.orm:
                 row["history_written"] = HistoryEvent.objects.count() - (history_before or 0)
