@@ -291,7 +291,8 @@ def _ends(st: DbosStore) -> tuple[list[str], list[float]]:
     rows = st.query(
         "SELECT ws.workflow_uuid, ws.updated_at, MAX(oo.completed_at_epoch_ms) FROM {p}workflow_status ws"
         " LEFT JOIN {p}operation_outputs oo ON oo.workflow_uuid = ws.workflow_uuid"
-        " WHERE ws.status = 'SUCCESS' AND ws.workflow_uuid LIKE 'scale-lat-%' GROUP BY ws.workflow_uuid, ws.updated_at"
+        " WHERE ws.status = 'SUCCESS' AND ws.workflow_uuid LIKE ? GROUP BY ws.workflow_uuid, ws.updated_at",
+        ("scale-lat-%",),
     )
     return [r[0] for r in rows], [max(r[1], r[2] or 0) / 1000 for r in rows]
 
@@ -322,7 +323,6 @@ def main(argv: list[str] | None = None) -> None:
     run_dir: Path = (args.run_dir / f"dbos-{args.store}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     st = DbosStore(args.store, run_dir, args.polling_interval)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
     parts = args.parts.split(",")
     result: dict[str, Any] = {
         "store": args.store, "engine": "dbos", "dbos_version": dbos_version(),
