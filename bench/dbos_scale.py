@@ -45,8 +45,8 @@ from typing import Any
 
 from bench import harness, stores
 from bench.dbos_side import _Tables, dbos_version, ensure_venv
-from bench.scale_store import WAIT_SECONDS, server_rates, server_sample
-from bench.scale_worker import LIVE_FILE_ENV, read_live
+from bench.scale_store import WAIT_SECONDS, add_driver_arguments, server_rates, server_sample, start_live_workers
+from bench.scale_worker import read_live
 
 QUEUE = "scale"
 CHUNK = 5000
@@ -120,28 +120,9 @@ class DbosStore:
         return float(done["seconds"])
 
     def start_workers(self, count: int = 1, live: bool = False) -> list[harness.WorkerProcess]:
-        workers = []
-        for index in range(count):
-            env = dict(self.env)
-            if live:
-                env[LIVE_FILE_ENV] = str(self.run_dir / f"live-{index}.json")
-                Path(env[LIVE_FILE_ENV]).unlink(missing_ok=True)
-            sub = self.run_dir / f"w{index}"
-            sub.mkdir(exist_ok=True)
-            command = [self.python, "-m", "bench.dbos_app", "worker", "--url", self.url, "--executor-id", f"scale-{index}"]
-            workers.extend(harness.start_workers([command], env, sub))
-        deadline = time.monotonic() + 120
-        while any(w.ready_time() is None for w in workers) or (
-            live and not all((self.run_dir / f"live-{i}.json").exists() for i in range(count))
-        ):
-            for w in workers:
-                if w.proc.poll() is not None:
-                    raise harness.RunFailed(f"DBOS worker exited with {w.proc.returncode}:\n{w.log_tail()}")
-            if time.monotonic() > deadline:
-                harness.kill_workers(workers)
-                raise harness.RunFailed("DBOS workers did not become ready within 120 s")
-            time.sleep(0.05)
-        return workers
+        commands = [[self.python, "-m", "bench.dbos_app", "worker", "--url", self.url, "--executor-id", f"scale-{i}"]
+                    for i in range(count)]
+        return start_live_workers(commands, self.env, self.run_dir, live)
 
     def stop(self, workers: list[harness.WorkerProcess]) -> None:
         try:
@@ -300,21 +281,12 @@ def _ends(st: DbosStore) -> tuple[list[str], list[float]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=stores.DBOS_STORES, required=True)
-    parser.add_argument("--sizes", default="100,10000")
+    add_driver_arguments(parser)
     parser.add_argument("--idle-sizes", default="", help="sizes of the idle part (default: --sizes)")
-    parser.add_argument("--throughput-sizes", default="")
-    parser.add_argument("--parts", default="idle,throughput,latency")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--drain", type=int, default=2000)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--window", type=float, default=10.0)
-    parser.add_argument("--latency-runs", type=int, default=50)
-    parser.add_argument("--latency-gap", default="0.5,1.5")
     parser.add_argument("--wait", choices=("recv", "sleep"), default="recv", help="how the idle part's workflows wait")
     parser.add_argument("--polling-interval", type=float, default=0.1, help="the queue's polling_interval_sec")
     parser.add_argument("--worker-concurrency", type=int, default=100,
                         help="worker_concurrency of the throughput part's queue (0: no limit)")
-    parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
     return parser.parse_args(argv)
 
 

@@ -67,27 +67,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
-    command = [
-        sys.executable, "-m", "bench.scale_store", "--store", store, "--sizes", args.sizes,
-        "--throughput-sizes", args.throughput_sizes or args.sizes, "--parts", args.parts,
-        "--workers", str(args.workers), "--drain", str(args.drain), "--warmup", str(args.warmup),
-        "--window", str(args.window), "--latency-runs", str(args.latency_runs), "--latency-gap", args.latency_gap,
-        "--worker-args", args.worker_args, "--run-dir", str(args.data_dir), "--templates", str(args.templates),
-    ]
+    command = [sys.executable, "-m", "bench.scale_store", *_driver_args(store, args),
+               "--worker-args", args.worker_args, "--templates", str(args.templates)]
     return harness.run_driver(command, harness.base_env(), args.timeout)
 
 
 def run_dbos(store: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [
-        sys.executable, "-m", "bench.dbos_scale", "--store", store, "--sizes", args.sizes,
-        "--idle-sizes", args.dbos_idle_sizes or args.sizes,
+        sys.executable, "-m", "bench.dbos_scale", *_driver_args(store, args),
+        "--idle-sizes", args.dbos_idle_sizes or args.sizes, "--wait", args.dbos_wait,
+        "--polling-interval", str(args.dbos_polling), "--worker-concurrency", str(args.dbos_concurrency),
+    ]
+    return harness.run_driver(command, harness.base_env(), args.timeout)
+
+
+def _driver_args(store: str, args: argparse.Namespace) -> list[str]:
+    """The options both engines' drivers take, from this command's."""
+    return [
+        "--store", store, "--sizes", args.sizes,
         "--throughput-sizes", args.throughput_sizes or args.sizes, "--parts", args.parts,
         "--workers", str(args.workers), "--drain", str(args.drain), "--warmup", str(args.warmup),
         "--window", str(args.window), "--latency-runs", str(args.latency_runs), "--latency-gap", args.latency_gap,
-        "--wait", args.dbos_wait, "--polling-interval", str(args.dbos_polling),
-        "--worker-concurrency", str(args.dbos_concurrency), "--run-dir", str(args.data_dir),
+        "--run-dir", str(args.data_dir),
     ]
-    return harness.run_driver(command, harness.base_env(), args.timeout)
+
+
+def _run_each(names: list[str], run: Any, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for store in names:
+        print(f"scale bench: {store}{label} ...", file=sys.stderr, flush=True)
+        try:
+            results[store] = run(store, args)
+        except (harness.RunFailed, subprocess.TimeoutExpired) as exc:
+            # One store failing does not lose the others' figures; the error is in the report.
+            print(f"scale bench: {store}{label} failed: {exc}", file=sys.stderr, flush=True)
+            results[store] = {"error": str(exc)[-2000:]}
+    return results
 
 
 def _commit() -> str:
@@ -234,26 +249,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.data_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"commit": _commit(), "load_start": _uptime(), "args": vars(args) | {"data_dir": str(args.data_dir)}}
-    report["stores"] = {}
-    for store in [] if args.dbos_only else args.stores.split(","):
-        print(f"scale bench: {store} ...", file=sys.stderr, flush=True)
-        try:
-            report["stores"][store] = run_store(store, args)
-        except (harness.RunFailed, subprocess.TimeoutExpired) as exc:
-            # One store failing does not lose the others' figures; the error is in the report.
-            print(f"scale bench: {store} failed: {exc}", file=sys.stderr, flush=True)
-            report["stores"][store] = {"error": str(exc)[-2000:]}
+    names = args.stores.split(",")
+    report["stores"] = _run_each([] if args.dbos_only else names, run_store, args, "")
     if args.dbos:
-        report["dbos"] = {}
-        for store in args.stores.split(","):
-            if store not in stores.DBOS_STORES:
-                continue
-            print(f"scale bench: {store} with DBOS ...", file=sys.stderr, flush=True)
-            try:
-                report["dbos"][store] = run_dbos(store, args)
-            except (harness.RunFailed, subprocess.TimeoutExpired) as exc:
-                print(f"scale bench: {store} with DBOS failed: {exc}", file=sys.stderr, flush=True)
-                report["dbos"][store] = {"error": str(exc)[-2000:]}
+        report["dbos"] = _run_each([s for s in names if s in stores.DBOS_STORES], run_dbos, args, " with DBOS")
     report["load_end"] = _uptime()
     if args.json:
         print(json.dumps(report, indent=1, default=str))

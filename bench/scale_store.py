@@ -99,28 +99,7 @@ class Store:
 
         connections.close_all()  # no connection (nor SQLite lock) held while workers run
         command = [sys.executable, "-m", "bench.scale_worker", *self.worker_args, *(extra or [])]
-        workers = []
-        for index in range(count):
-            env = dict(self.env)
-            if live:
-                env[LIVE_FILE_ENV] = str(self.run_dir / f"live-{index}.json")
-                Path(env[LIVE_FILE_ENV]).unlink(missing_ok=True)
-            sub = self.run_dir / f"w{index}"
-            sub.mkdir(exist_ok=True)
-            workers.extend(harness.start_workers([command], env, sub))
-        deadline = time.monotonic() + 120
-        while any(w.ready_time() is None for w in workers):
-            for w in workers:
-                if w.proc.poll() is not None:
-                    raise harness.RunFailed(f"worker exited with {w.proc.returncode}:\n{w.log_tail()}")
-            if time.monotonic() > deadline:
-                harness.kill_workers(workers)
-                raise harness.RunFailed("workers did not become ready within 120 s")
-            time.sleep(0.05)
-        if live:
-            while not all((self.run_dir / f"live-{i}.json").exists() for i in range(count)):
-                time.sleep(0.05)
-        return workers
+        return start_live_workers([command] * count, self.env, self.run_dir, live)
 
     def stop(self, workers: list[harness.WorkerProcess]) -> None:
         try:
@@ -135,6 +114,33 @@ class Store:
 
     def server_sample(self) -> dict[str, Any]:
         return server_sample(self.store, self.db)
+
+
+def start_live_workers(commands: list[list[str]], env: dict[str, str], run_dir: Path,
+                       live: bool) -> list[harness.WorkerProcess]:
+    """Start one worker per command (either engine's; worker ``i`` logs to ``run_dir/w<i>``) and
+    wait until each is ready and, with ``live``, has published its first live counters."""
+    workers = []
+    for index, command in enumerate(commands):
+        worker_env = dict(env)
+        if live:
+            worker_env[LIVE_FILE_ENV] = str(run_dir / f"live-{index}.json")
+            Path(worker_env[LIVE_FILE_ENV]).unlink(missing_ok=True)
+        sub = run_dir / f"w{index}"
+        sub.mkdir(exist_ok=True)
+        workers.extend(harness.start_workers([command], worker_env, sub))
+    deadline = time.monotonic() + 120
+    while any(w.ready_time() is None for w in workers) or (
+        live and not all((run_dir / f"live-{i}.json").exists() for i in range(len(commands)))
+    ):
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise harness.RunFailed(f"worker exited with {w.proc.returncode}:\n{w.log_tail()}")
+        if time.monotonic() > deadline:
+            harness.kill_workers(workers)
+            raise harness.RunFailed("workers did not become ready within 120 s")
+        time.sleep(0.05)
+    return workers
 
 
 # -- the store's side of the idle window (either engine's) ---------------------------------------
@@ -576,9 +582,8 @@ def latency(st: Store, runs: int, gap: tuple[float, float]) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", choices=stores.STORES, required=True)
+def add_driver_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of either engine's scale driver (``bench.scale._driver_args`` passes them)."""
     parser.add_argument("--sizes", default="100,10000")
     parser.add_argument("--throughput-sizes", default="")
     parser.add_argument("--parts", default="idle,throughput,latency")
@@ -588,9 +593,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--latency-gap", default="0.5,1.5")
+    parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=stores.STORES, required=True)
+    add_driver_arguments(parser)
     parser.add_argument("--worker-args", default="")
     parser.add_argument("--templates", type=int, default=TEMPLATES, help="waiting instances run by a worker, not copied")
-    parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
     return parser.parse_args(argv)
 
 
