@@ -21,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ def _driver_args(store: str, args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _run_each(names: list[str], run: Any, args: argparse.Namespace, label: str) -> dict[str, Any]:
+def _run_each(names: list[str], run: Callable[[str, argparse.Namespace], dict[str, Any]], args: argparse.Namespace,
+              label: str) -> dict[str, Any]:
+    """Each store's result from ``run``, or its error."""
     results: dict[str, Any] = {}
     for store in names:
         print(f"scale bench: {store}{label} ...", file=sys.stderr, flush=True)
