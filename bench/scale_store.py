@@ -99,28 +99,7 @@ class Store:
 
         connections.close_all()  # no connection (nor SQLite lock) held while workers run
         command = [sys.executable, "-m", "bench.scale_worker", *self.worker_args, *(extra or [])]
-        workers = []
-        for index in range(count):
-            env = dict(self.env)
-            if live:
-                env[LIVE_FILE_ENV] = str(self.run_dir / f"live-{index}.json")
-                Path(env[LIVE_FILE_ENV]).unlink(missing_ok=True)
-            sub = self.run_dir / f"w{index}"
-            sub.mkdir(exist_ok=True)
-            workers.extend(harness.start_workers([command], env, sub))
-        deadline = time.monotonic() + 120
-        while any(w.ready_time() is None for w in workers):
-            for w in workers:
-                if w.proc.poll() is not None:
-                    raise harness.RunFailed(f"worker exited with {w.proc.returncode}:\n{w.log_tail()}")
-            if time.monotonic() > deadline:
-                harness.kill_workers(workers)
-                raise harness.RunFailed("workers did not become ready within 120 s")
-            time.sleep(0.05)
-        if live:
-            while not all((self.run_dir / f"live-{i}.json").exists() for i in range(count)):
-                time.sleep(0.05)
-        return workers
+        return start_live_workers([command] * count, self.env, self.run_dir, live)
 
     def stop(self, workers: list[harness.WorkerProcess]) -> None:
         try:
@@ -133,52 +112,107 @@ class Store:
     def live(self, index: int = 0) -> dict[str, Any]:
         return read_live(str(self.run_dir / f"live-{index}.json"))
 
-    # -- the store's side of the idle window ----------------------------------------------------
-
     def server_sample(self) -> dict[str, Any]:
-        """CPU seconds of the store's processes, and its statement counters, now."""
-        sample: dict[str, Any] = {"time": time.time()}
-        if self.store == "postgres":
-            with stores.pg_connection() as conn:
-                conn.execute("SELECT pg_stat_clear_snapshot()")
-                pids = [row[0] for row in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (self.db,)
-                )]
-                row = conn.execute(
-                    "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched FROM pg_stat_database WHERE datname = %s",
-                    (self.db,),
-                ).fetchone()
-            with stores.pg_connection(self.db) as conn:
-                # Rows read per table by sequential scans, and per index: where the reads go.
-                reads = {f"seq {t}": int(n) for t, n in conn.execute(
-                    "SELECT relname, seq_tup_read FROM pg_stat_user_tables"
-                )}
-                reads.update({f"idx {i}": int(n) for i, n in conn.execute(
-                    "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes"
-                )})
-            sample["pg_reads"] = reads
-            sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in pids}
-            sample["pg_xacts"], sample["pg_tup_returned"], sample["pg_tup_fetched"] = (int(v) for v in row)
-        elif self.store == "mysql":
-            counters = stores.read_server_counters("mysql")
-            with stores.mysql_connection() as conn:
-                cur = conn.cursor()
-                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_select', 'Rows_read')")
-                counters.update({f"mysql_{k}": int(v) for k, v in cur.fetchall()})
-            sample["mysql_questions"] = counters["mysql_Questions"]
-            sample["mysql_com_select"] = counters["mysql_Com_select"]
-            sample["mysql_rows_read"] = counters["mysql_Rows_read"]
-            sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in _pids_named(("mariadbd", "mysqld"))}
-        elif self.store == "redis":
-            client = stores.redis_client()
-            try:
-                cpu = client.info("cpu")
-                calls = client.info("commandstats")
-            finally:
-                client.close()
-            sample["redis_cpu_s"] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-            sample["redis_calls"] = sum(int(v["calls"]) for v in calls.values())
-        return sample
+        return server_sample(self.store, self.db)
+
+
+def start_live_workers(commands: list[list[str]], env: dict[str, str], run_dir: Path,
+                       live: bool) -> list[harness.WorkerProcess]:
+    """Start one worker per command (either engine's; worker ``i`` logs to ``run_dir/w<i>``) and
+    wait until each is ready and, with ``live``, has published its first live counters."""
+    workers = []
+    for index, command in enumerate(commands):
+        worker_env = dict(env)
+        if live:
+            worker_env[LIVE_FILE_ENV] = str(run_dir / f"live-{index}.json")
+            Path(worker_env[LIVE_FILE_ENV]).unlink(missing_ok=True)
+        sub = run_dir / f"w{index}"
+        sub.mkdir(exist_ok=True)
+        workers.extend(harness.start_workers([command], worker_env, sub))
+    deadline = time.monotonic() + 120
+    while any(w.ready_time() is None for w in workers) or (
+        live and not all((run_dir / f"live-{i}.json").exists() for i in range(len(commands)))
+    ):
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise harness.RunFailed(f"worker exited with {w.proc.returncode}:\n{w.log_tail()}")
+        if time.monotonic() > deadline:
+            harness.kill_workers(workers)
+            raise harness.RunFailed("workers did not become ready within 120 s")
+        time.sleep(0.05)
+    return workers
+
+
+# -- the store's side of the idle window (either engine's) ---------------------------------------
+
+
+def server_sample(store: str, db: str) -> dict[str, Any]:
+    """CPU seconds of the store's processes, and its statement counters, now (``db``: the
+    PostgreSQL database whose backends and counters are read)."""
+    sample: dict[str, Any] = {"time": time.time()}
+    if store == "postgres":
+        with stores.pg_connection() as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            pids = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (db,)
+            )]
+            row = conn.execute(
+                "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched FROM pg_stat_database WHERE datname = %s",
+                (db,),
+            ).fetchone()
+        with stores.pg_connection(db) as conn:
+            # Rows read per table by sequential scans, and per index: where the reads go.
+            reads = {f"seq {t}": int(n) for t, n in conn.execute(
+                "SELECT relname, seq_tup_read FROM pg_stat_user_tables"
+            )}
+            reads.update({f"idx {i}": int(n) for i, n in conn.execute(
+                "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes"
+            )})
+        sample["pg_reads"] = reads
+        sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in pids}
+        sample["pg_xacts"], sample["pg_tup_returned"], sample["pg_tup_fetched"] = (int(v) for v in row)
+    elif store == "mysql":
+        counters = stores.read_server_counters("mysql")
+        with stores.mysql_connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_select', 'Rows_read')")
+            counters.update({f"mysql_{k}": int(v) for k, v in cur.fetchall()})
+        sample["mysql_questions"] = counters["mysql_Questions"]
+        sample["mysql_com_select"] = counters["mysql_Com_select"]
+        sample["mysql_rows_read"] = counters["mysql_Rows_read"]
+        sample["cpu_by_pid"] = {pid: _proc_cpu(pid) for pid in _pids_named(("mariadbd", "mysqld"))}
+    elif store == "redis":
+        client = stores.redis_client()
+        try:
+            cpu = client.info("cpu")
+            calls = client.info("commandstats")
+        finally:
+            client.close()
+        sample["redis_cpu_s"] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        sample["redis_calls"] = sum(int(v["calls"]) for v in calls.values())
+    return sample
+
+
+def server_rates(store: str, s0: dict[str, Any], s1: dict[str, Any]) -> dict[str, Any]:
+    """The store's CPU % and per-second counters between two ``server_sample`` calls."""
+    seconds = s1["time"] - s0["time"]
+    row: dict[str, Any] = {}
+    if "cpu_by_pid" in s0:
+        row["store_cpu_pct"] = 100 * _cpu_delta(s0["cpu_by_pid"], s1["cpu_by_pid"]) / seconds
+    if store == "postgres":
+        row["pg_xacts_per_s"] = (s1["pg_xacts"] - s0["pg_xacts"]) / seconds
+        reads = {k: (v - s0["pg_reads"].get(k, 0)) / seconds for k, v in s1["pg_reads"].items()}
+        row["pg_reads_per_s"] = {k: round(v, 1) for k, v in sorted(reads.items(), key=lambda kv: -kv[1]) if v}
+        row["pg_rows_read_per_s"] = (
+            s1["pg_tup_returned"] + s1["pg_tup_fetched"] - s0["pg_tup_returned"] - s0["pg_tup_fetched"]
+        ) / seconds
+    elif store == "mysql":
+        row["mysql_com_select_per_s"] = (s1["mysql_com_select"] - s0["mysql_com_select"]) / seconds
+        row["mysql_rows_read_per_s"] = (s1["mysql_rows_read"] - s0["mysql_rows_read"]) / seconds
+    elif store == "redis":
+        row["store_cpu_pct"] = 100 * (s1["redis_cpu_s"] - s0["redis_cpu_s"]) / seconds
+        row["redis_calls_per_s"] = (s1["redis_calls"] - s0["redis_calls"]) / seconds
+    return row
 
 
 def _proc_cpu(pid: int) -> float:
@@ -418,22 +452,7 @@ def idle(st: Store, sizes: list[int], warmup: float, window: float, templates: i
                     w1["counts"].get("redis_round_trips", 0) - w0["counts"].get("redis_round_trips", 0)
                 ) / seconds
                 row["statements_per_s"] = row["round_trips_per_s"]
-            server_seconds = s1["time"] - s0["time"]
-            if "cpu_by_pid" in s0:
-                row["store_cpu_pct"] = 100 * _cpu_delta(s0["cpu_by_pid"], s1["cpu_by_pid"]) / server_seconds
-            if st.store == "postgres":
-                row["pg_xacts_per_s"] = (s1["pg_xacts"] - s0["pg_xacts"]) / server_seconds
-                reads = {k: (v - s0["pg_reads"].get(k, 0)) / server_seconds for k, v in s1["pg_reads"].items()}
-                row["pg_reads_per_s"] = {k: round(v, 1) for k, v in sorted(reads.items(), key=lambda kv: -kv[1]) if v}
-                row["pg_rows_read_per_s"] = (
-                    s1["pg_tup_returned"] + s1["pg_tup_fetched"] - s0["pg_tup_returned"] - s0["pg_tup_fetched"]
-                ) / server_seconds
-            elif st.store == "mysql":
-                row["mysql_com_select_per_s"] = (s1["mysql_com_select"] - s0["mysql_com_select"]) / server_seconds
-                row["mysql_rows_read_per_s"] = (s1["mysql_rows_read"] - s0["mysql_rows_read"]) / server_seconds
-            elif st.store == "redis":
-                row["store_cpu_pct"] = 100 * (s1["redis_cpu_s"] - s0["redis_cpu_s"]) / server_seconds
-                row["redis_calls_per_s"] = (s1["redis_calls"] - s0["redis_calls"]) / server_seconds
+            row.update(server_rates(st.store, s0, s1))
             # They really wait: the worker wrote nothing in the window, and a signal wakes one.
             if st.orm:
                 row["history_written"] = HistoryEvent.objects.count() - (history_before or 0)
@@ -563,9 +582,8 @@ def latency(st: Store, runs: int, gap: tuple[float, float]) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", choices=stores.STORES, required=True)
+def add_driver_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of either engine's scale driver (``bench.scale._driver_args`` passes them)."""
     parser.add_argument("--sizes", default="100,10000")
     parser.add_argument("--throughput-sizes", default="")
     parser.add_argument("--parts", default="idle,throughput,latency")
@@ -575,9 +593,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--latency-gap", default="0.5,1.5")
+    parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=stores.STORES, required=True)
+    add_driver_arguments(parser)
     parser.add_argument("--worker-args", default="")
     parser.add_argument("--templates", type=int, default=TEMPLATES, help="waiting instances run by a worker, not copied")
-    parser.add_argument("--run-dir", type=Path, default=harness.REPO_ROOT / "bench" / ".data" / "scale")
     return parser.parse_args(argv)
 
 

@@ -30,7 +30,7 @@ LIVE_FILE_ENV = "BENCH_SCALE_LIVE_FILE"
 LIVE_INTERVAL = 0.25
 
 
-def _count_driver_cursors() -> None:
+def count_driver_cursors() -> None:
     """Count ``execute``/``executemany`` of the server drivers' cursors in this process."""
 
     def patch(cls: Any) -> None:
@@ -60,7 +60,7 @@ def _count_driver_cursors() -> None:
         pass
 
 
-def _publish(path: str) -> None:
+def publish(path: str) -> None:
     while True:
         times = os.times()
         snapshot = counting.snapshot()
@@ -80,7 +80,7 @@ def read_live(path: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    _count_driver_cursors()
+    count_driver_cursors()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
     from django.core.management import call_command
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
     django.setup()
     path = os.environ.get(LIVE_FILE_ENV)
     if path:
-        threading.Thread(target=_publish, args=(path,), name="scale-live-counters", daemon=True).start()
+        threading.Thread(target=publish, args=(path,), name="scale-live-counters", daemon=True).start()
     call_command("runworkflows", *argv)
 
 

@@ -93,3 +93,61 @@ def test_the_scale_bench_on_sqlite_measures_waiting_copies_that_really_wait(tmp_
     assert result["throughput"][0]["topped_up"]
     latency = result["latency"]
     assert latency["runs"] == 3 and 0 < latency["p50_ms"] <= latency["p95_ms"]
+
+
+def _dbos_scale_report() -> dict:
+    """A ``bench.scale --dbos --json`` report as the drivers write it, two sizes per engine."""
+    idle = [{"size": n, "window_s": 10.0, "statements_per_s": 12.0 + i, "worker_cpu_pct": 1.0, "store_cpu_pct": 0.5,
+             "pg_xacts_per_s": 6.0, "pg_rows_read_per_s": 400.0, "history_written": 0, "woken_result": "signal"}
+            for i, n in enumerate((100, 10000))]
+    throughput = [{"size": n, "created_per_s": 900.0, "completed_measured": 2000, "completed_per_s": 50.0 + i}
+                  for i, n in enumerate((100, 10000))]
+    latency = {"runs": 50, "p50_ms": 20.0, "p95_ms": 40.0, "client_p50_ms": 25.0, "client_p95_ms": 45.0}
+    ours = {"idle": idle, "throughput": throughput, "latency": latency}
+    dbos_idle = [{**row, "wait": "recv", "run_to_wait_s": 3.0, "statements_per_s": 100.0 * (i + 1)}
+                 for i, row in enumerate(idle)]
+    dbos = {"polling_interval": 0.1, "idle": dbos_idle, "latency": latency,
+            "throughput": [{**row, "worker_concurrency": 100} for row in throughput]}
+    return {"commit": "abc", "load_start": "load average 1", "load_end": "load average 2",
+            "stores": {"postgres": ours}, "dbos": {"postgres": dbos}}
+
+
+def test_the_scale_tables_print_dbos_rows_under_ours_with_the_same_columns() -> None:
+    from bench.scale import tables
+
+    lines = tables(_dbos_scale_report()).splitlines()
+    for title, expect in (("Idle worker", 4), ("Throughput", 4), ("Wake-up latency", 2)):
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
+        header, rows = lines[start + 1], lines[start + 2:start + 2 + expect]
+        labels = [row.split()[0] for row in rows]
+        # Ours first, DBOS's right under it, in the same columns as ours.
+        assert labels == ["postgres"] * (expect // 2) + ["postgres/DBOS"] * (expect // 2), (title, rows)
+        assert all(len(row.split()) == len(rows[0].split()) for row in rows), rows
+        assert header.split()[0] == "store"
+    idle_dbos = [line for line in lines if line.startswith("postgres/DBOS") and "10,000" in line and "signal" in line]
+    assert idle_dbos and "200.0" in idle_dbos[0]
+    assert any(line.startswith("postgres/DBOS: largest/smallest N: statements/s 2.00x") for line in lines)
+    assert any(line.startswith("postgres/DBOS: workflows wait in DBOS.recv_async") for line in lines)
+
+
+@pytest.mark.skipif(not (REPO_ROOT / "bench" / ".venv-dbos" / "bin" / "python").exists(),
+                    reason="DBOS's side needs bench/.venv-dbos (python -m bench.run --dbos creates it; no download here)")
+def test_the_scale_bench_runs_dbos_on_sqlite(tmp_path: Path) -> None:
+    """``bench.scale --dbos --dbos-only`` at a tiny size: DBOS's workflows wait, one is woken."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--stores", "sqlite", "--sizes", "5,20", "--dbos", "--dbos-only",
+         "--drain", "20", "--warmup", "0.3", "--window", "1", "--latency-runs", "3", "--latency-gap", "0.1,0.2",
+         "--data-dir", str(tmp_path), "--json"],
+        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)["dbos"]["sqlite"]
+    assert "error" not in result, result
+    assert [row["size"] for row in result["idle"]] == [5, 20]
+    for row in result["idle"]:
+        assert row["history_written"] == 0 and row["woken_result"] == "signal", row
+        assert row["statements_per_s"] > 0 and row["worker_cpu_pct"] > 0
+    for row in result["throughput"]:
+        assert row["completed_measured"] == 20 and row["completed_per_s"] > 0 and row["created_per_s"] > 0
+    latency = result["latency"]
+    assert latency["runs"] == 3 and 0 < latency["p50_ms"] <= latency["p95_ms"]
