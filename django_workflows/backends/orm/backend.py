@@ -198,7 +198,7 @@ class OrmBackend(BaseBackend):
         def create() -> None:
             row = new_execution(instance, attributes, execution_deadline(event))
             row.save(using=self.using, force_insert=True)
-            store.insert_events([(row.pk, row.queue, event)])
+            store.insert_events([(row.pk, row.queue, event)], new_instances=instance.parent is None)
             store.notify_on_commit("workflow")
 
         try:
@@ -220,7 +220,11 @@ class OrmBackend(BaseBackend):
 
         def create() -> None:
             execution_rows(self.using, rows, can_return_ids=store.can_return_ids)
-            store.insert_events([(row.pk, row.queue, event) for row, (_, event) in zip(rows, starts, strict=True)])
+            for new in (True, False):
+                store.insert_events(
+                    [(row.pk, row.queue, event) for row, (instance, event) in zip(rows, starts, strict=True) if (instance.parent is None) is new],
+                    new_instances=new,
+                )
             store.notify_on_commit("workflow")
 
         try:

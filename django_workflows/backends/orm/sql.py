@@ -128,6 +128,15 @@ def visible_q() -> Q:
     return Q(visible_at__isnull=True) | Q(visible_at__lte=DbNow())
 
 
+class Candidates(NamedTuple):
+    """Executions a claim may lease (row ids, oldest ready event first), by kind."""
+
+    #: Executions with ready events of running work (results, timers, signals, sub-workflows).
+    running: list[int]
+    #: New instances waiting for their first workflow task.
+    starts: list[int]
+
+
 class ClaimedActivity(NamedTuple):
     """An activity task row a claim locked."""
 
@@ -290,48 +299,76 @@ class HotSql:
     # reading every waiting row on every poll (10,000 rows, 4.6 ms, at 10,000 waiting timers).
     # With the order, the index that yields it is the cheap plan whatever the estimate; a union
     # of one ordered part per queue, since PostgreSQL 15 gets no order from ``queue IN (...)``.
+    #
+    # Two parts per queue, each through the (queue, new_instance, ready_at) index in ready order:
+    # the ready events of running executions (``new_instance`` false: results, timers, signals,
+    # sub-workflow starts and results) and the starts of new instances. The claim prefers the
+    # first (``WorkflowTasks.claim``): with a backlog of starts older than every result, the
+    # oldest-first order alone started the whole backlog before it finished any workflow.
+    # ``new_instance`` in the order (a constant in each part) leaves that index as the only one
+    # that yields it: PostgreSQL, estimating a queue it has no statistics for, otherwise chose
+    # the older (queue, ready_at) index and filtered, which walks a backlog of starts.
     _FIND_READY = (
         "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
-        " WHERE p.queue = %(queue_N)s AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
-        + " AND " + unblocked("i.") + " AND " + started("i.")
+        " WHERE p.queue = %(queue_N)s AND p.new_instance = KIND AND p.ready_at <= {stable_now} AND i.state = 0 AND "
+        + free("i.") + " AND " + unblocked("i.") + " AND " + started("i.")
         + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
-        " ORDER BY p.ready_at LIMIT %(limit)s"
+        " ORDER BY p.new_instance, p.ready_at LIMIT %(limit)s"
     )
 
     @classmethod
     def find_candidates_template(cls, queues: int) -> str:
-        """The look-up of ``find_candidates`` for that many queues (``queue_0``, ...)."""
-        if queues == 1:
-            return cls._FIND_READY.replace("queue_N", "queue_0")
+        """The look-up of ``find_candidates`` for that many queues (``queue_0``, ...): rows of
+        (execution row id, 1 if a new instance's start else 0)."""
         return " UNION ALL ".join(
-            f"SELECT c{n}.instance_id FROM (" + cls._FIND_READY.replace("queue_N", f"queue_{n}") + f") c{n}"
+            f"SELECT c{n}{kind}.instance_id, {kind} FROM ("
+            + cls._FIND_READY.replace("queue_N", f"queue_{n}").replace("KIND", "TRUE" if kind else "FALSE")
+            + f") c{n}{kind}"
             for n in range(queues)
+            for kind in (0, 1)
         )
 
-    def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[int]:
-        """Executions of ``queues`` (row ids, at most ``limit``) whose workflow task this worker
-        may lease now; a read that takes no lock, so an idle poll does not queue for SQLite's
-        write lock."""
+    def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> Candidates:
+        """Executions of ``queues`` (row ids, at most ``limit`` of each kind) whose workflow task
+        this worker may lease now; a read that takes no lock, so an idle poll does not queue
+        for SQLite's write lock."""
         queues = list(dict.fromkeys(queues))
         if not queues:
-            return []
+            return Candidates([], [])
         values = {f"queue_{n}": queue for n, queue in enumerate(queues)}
         template = self.find_candidates_template(len(queues))
         rows = self._fetchall(f"find_candidates_{len(queues)}", template, worker=worker, limit=limit, **values)
-        return list(dict.fromkeys(row[0] for row in rows))[:limit]
+        running = list(dict.fromkeys(row[0] for row in rows if not row[1]))[:limit]
+        # An execution with both (a start and a signal sent before it ran) counts as running.
+        seen = set(running)
+        starts = list(dict.fromkeys(row[0] for row in rows if row[1] and row[0] not in seen))[:limit]
+        return Candidates(running, starts)
 
     _CLAIM_CANDIDATES = (
         "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i"
         " WHERE i.id IN (%(row_ids)s) AND i.state = 0 AND " + free("i.") + " AND " + unblocked("i.")
         + " AND " + started("i.") + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
-        " ORDER BY i.id LIMIT %(limit)s{skip_locked}"
+        " ORDER BY {order}i.id LIMIT %(limit)s{skip_locked}"
     )
 
-    def claim_candidates(self, row_ids: Sequence[int], worker: str, limit: int) -> list[TaskRow]:
+    def claim_candidates(
+        self, row_ids: Sequence[int], worker: str, limit: int, *, tiers: Sequence[Sequence[int]] = ()
+    ) -> list[TaskRow]:
         """Up to ``limit`` of the executions ``row_ids`` whose workflow task this worker may still
-        lease, locked (skipping rows other transactions hold)."""
+        lease, locked (skipping rows other transactions hold); those of ``tiers`` (parts of
+        ``row_ids``) first, tier by tier, then the others, each in row id order."""
         template = self._CLAIM_CANDIDATES.replace("{skip_locked}", self._skip_locked)
-        rows = self._fetchall("claim_candidates", template, row_ids=list(row_ids), worker=worker, limit=limit)
+        values: dict[str, Any] = {"row_ids": list(row_ids), "worker": worker, "limit": limit}
+        tiers = [list(tier) for tier in tiers if tier]
+        if len(tiers) > 1 or (tiers and len(tiers[0]) < len(row_ids)):
+            cases = " ".join(f"WHEN i.id IN (%(tier_{n})s) THEN {n}" for n in range(len(tiers)))
+            template = template.replace("{order}", f"CASE {cases} ELSE {len(tiers)} END, ")
+            values.update({f"tier_{n}": tier for n, tier in enumerate(tiers)})
+            name = f"claim_candidates_{len(tiers)}"
+        else:
+            template = template.replace("{order}", "")
+            name = "claim_candidates"
+        rows = self._fetchall(name, template, **values)
         return [TaskRow(*row) for row in rows]
 
     _HAS_UNFILLED = "SELECT 1 FROM {pending} WHERE ready_at IS NULL LIMIT 1"
@@ -875,13 +912,21 @@ class HotSql:
         for chunk in _chunks(values):
             self._rowcount("insert_history", self._INSERT_HISTORY, rows=chunk)
 
-    _INSERT_PENDING = "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at) VALUES %(rows)s"
+    _INSERT_PENDING = (
+        "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at, new_instance) VALUES %(rows)s"
+    )
 
-    def insert_pending(self, rows: Iterable[tuple[int, str, str, Event]]) -> None:
+    def insert_pending(self, rows: Iterable[tuple[int, str, str, Event]], *, new_instances: bool = False) -> None:
         """Pending rows: (execution row id, the execution's queue, payload id, event); ready when
-        visible, or at once (the database's clock)."""
+        visible, or at once (the database's clock). ``new_instances``: the rows are the start
+        events of instances created from outside any workflow (claimed after running work)."""
         values = [
-            (*self._event_row(row_id, payload_id, event), queue, _NOW if event.visible_at is None else self._adapt_datetime(event.visible_at))
+            (
+                *self._event_row(row_id, payload_id, event),
+                queue,
+                _NOW if event.visible_at is None else self._adapt_datetime(event.visible_at),
+                new_instances,
+            )
             for row_id, queue, payload_id, event in rows
         ]
         for chunk in _chunks(values):
