@@ -75,9 +75,10 @@ from ..rules import activity_queue, canceled_before_start_events, execution_dead
 from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
+from .creation import create_executions
 from .listing import list_workflow_instances, pending_events
 from .removal import remove_finished
-from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, execution_rows, instance_from, new_execution
+from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from, new_execution
 from .schedules import OrmScheduleStore
 from .sql import new_token, payload_json, read_json, visible_q
 from .store import ACTIVE, OrmStore
@@ -208,23 +209,16 @@ class OrmBackend(BaseBackend):
             raise InstanceAlreadyExists() from None
 
     def create_workflow_instances(self, starts: Sequence[tuple[WorkflowInstance, Event]]) -> None:
-        rows = []
         for instance, event in starts:
             validate_id(instance.instance_id)
             if not isinstance(event.attributes, WorkflowExecutionStartedAttributes):
                 raise TypeError(f"create_workflow_instances needs WorkflowExecutionStarted events, got {event.type}")
-            rows.append(new_execution(instance, event.attributes))
-        if not rows:
+        if not starts:
             return
         store = self.store
 
         def create() -> None:
-            execution_rows(self.using, rows, can_return_ids=store.can_return_ids)
-            for new in (True, False):
-                store.insert_events(
-                    [(row.pk, row.queue, event) for row, (instance, event) in zip(rows, starts, strict=True) if (instance.parent is None) is new],
-                    new_instances=new,
-                )
+            create_executions(store, starts)
             store.notify_on_commit("workflow")
 
         try:
