@@ -4,7 +4,10 @@ get a floor share of the claims while running work keeps coming."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django_workflows.backends.orm.workflow_tasks import START_SHARE
+from django_workflows.engine.core import WorkflowInstance
 from django_workflows.engine.history import WorkflowEvent
 from django_workflows.models import PendingEvent
 from django_workflows.testing.conformance.support import (
@@ -21,20 +24,20 @@ from .test_orm_support import BackendMaker, continue_as_new, row, started_task
 orm = test_orm_support.orm  # the fixture
 
 
-def _running(backend: object) -> tuple[object, object]:
-    """An instance whose first task is leased; returns (instance, task)."""
-    task = started_task(backend)  # type: ignore[arg-type]
-    return task.instance, task
+def _running_behind_a_backlog(backend: Any, starts: int) -> tuple[WorkflowInstance, list[WorkflowInstance]]:
+    """An execution that runs, with an event ready that is younger than every start of a
+    backlog of ``starts`` new instances; returns (it, the backlog)."""
+    task = started_task(backend)
+    backlog = [new_instance() for _ in range(starts)]
+    backend.create_workflow_instances([(instance, started_event()) for instance in backlog])
+    complete(backend, task)
+    backend.signal_workflow(task.instance.instance_id, signal_event())
+    return task.instance, backlog
 
 
 def test_running_work_is_claimed_before_older_starts(orm: BackendMaker) -> None:
     backend = orm()
-    running, task = _running(backend)
-    backlog = [new_instance() for _ in range(5)]
-    backend.create_workflow_instances([(instance, started_event()) for instance in backlog])
-    # The running execution's next event is younger than every start of the backlog.
-    complete(backend, task)
-    backend.signal_workflow(running.instance_id, signal_event())
+    running, backlog = _running_behind_a_backlog(backend, 5)
     assert poll_workflow_task(backend).instance == running
     # With no running work ready, the starts, oldest first.
     assert [poll_workflow_task(backend).instance for _ in backlog] == backlog
@@ -55,11 +58,7 @@ def test_a_batch_claim_takes_running_work_first(orm: BackendMaker) -> None:
 
 def test_starts_get_a_floor_share_while_running_work_keeps_coming(orm: BackendMaker) -> None:
     backend = orm()
-    running, task = _running(backend)
-    backlog = [new_instance() for _ in range(4)]
-    backend.create_workflow_instances([(instance, started_event()) for instance in backlog])
-    complete(backend, task)
-    backend.signal_workflow(running.instance_id, signal_event())
+    running, _ = _running_behind_a_backlog(backend, 4)
     kinds = []
     for _ in range(3 * START_SHARE):
         claimed = poll_workflow_task(backend)
