@@ -117,6 +117,9 @@ def _plan(sql: HotSql, name: str, template: str, **values: Any) -> str:
 def _assert_reads_ready_index(plan: str) -> None:
     assert "dj_wf_pending_claim_idx" in plan and "dj_wf_pending_ready_idx" not in plan, plan
     if VENDOR == "postgresql":
+        # Each execution by its primary key: unanalysed, PostgreSQL joined the pending rows to
+        # a materialised scan of every active execution.
+        assert "workflowinstance_pkey" in plan and "Materialize" not in plan and " Join" not in plan, plan
         # The bad plan walked every pending row by instance id into a merge join.
         assert "Seq Scan on django_workflows_pendingevent" not in plan, plan
         assert "pendingevent_instance_id" not in plan.split("SubPlan")[0], plan
@@ -131,7 +134,7 @@ def _analyze() -> None:
 
 
 @pytest.mark.parametrize("backlog", [False, True], ids=["no-backlog", "backlog"])
-@pytest.mark.parametrize("statistics", ["stale", "fresh"])
+@pytest.mark.parametrize("statistics", ["none", "stale", "fresh"])
 def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: BackendMaker, statistics: str, backlog: bool) -> None:
     backend = orm()
     starts = _populate_backlog() if backlog else []
@@ -145,7 +148,7 @@ def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: Backend
         waiting.update(ready_at=utcnow() - timedelta(seconds=5))
         _analyze()
         waiting.update(ready_at=later)
-    else:
+    elif statistics == "fresh":
         _analyze()
     sql = backend.store.sql
     for queues in (1, 2):

@@ -324,11 +324,18 @@ class HotSql:
     # ``new_instance`` in the order (a constant in each part) leaves that index as the only one
     # that yields it: PostgreSQL, estimating a queue it has no statistics for, otherwise chose
     # the older (queue, ready_at) index and filtered, which walks a backlog of starts.
+    # The execution is checked by a correlated scalar subquery, not a join, and ``state + 0``
+    # leaves its primary key as the only index for it: one probe per pending row read. With
+    # the tables never analysed (after a bulk creation) PostgreSQL joined the pending rows to
+    # a materialised scan of every active execution (by the ``state`` indexes) instead,
+    # rescanned for each row: completions at 10,000 ready instances fell to 40 % of the rate
+    # at 100.
     _FIND_READY = (
-        "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
-        " WHERE p.queue = %(queue_N)s AND p.new_instance = KIND AND p.ready_at <= {stable_now} AND i.state = 0 AND "
+        "SELECT p.instance_id FROM {pending} p"
+        " WHERE p.queue = %(queue_N)s AND p.new_instance = KIND AND p.ready_at <= {stable_now}"
+        " AND (SELECT i.id FROM {instance} i WHERE i.id = p.instance_id AND i.state + 0 = 0 AND "
         + free("i.") + " AND " + unblocked("i.") + " AND " + started("i.")
-        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
+        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)) IS NOT NULL"
         " ORDER BY p.new_instance, p.ready_at LIMIT %(limit)s"
     )
 
