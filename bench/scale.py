@@ -137,11 +137,13 @@ def _ratio(rows: list[dict[str, Any]], key: str) -> str:
 
 
 def uses_ready_index(plan: list[str] | None) -> bool | None:
-    """Whether the look-up's plan reads the pending events through their ready index only."""
+    """Whether the look-up's plan reads the pending events through their ready index only (the
+    claim index since migration 0009, the (queue, ready_at) one before)."""
     if not plan:
         return None
     text = "\n".join(plan)
-    return "dj_wf_pending_ready_idx" in text and "Seq Scan on django_workflows_pendingevent" not in text
+    ready = "dj_wf_pending_claim_idx" in text or "dj_wf_pending_ready_idx" in text
+    return ready and "Seq Scan on django_workflows_pendingevent" not in text
 
 
 def _engines(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

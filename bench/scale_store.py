@@ -372,7 +372,7 @@ def explain(store: str) -> dict[str, Any]:
     look, look_params = sql._statement("find_candidates_1", HotSql.find_candidates_template(1)).render(
         {"queue_0": "default", "worker": "scale-bench", "limit": 8}
     )
-    claim_template = HotSql._CLAIM_CANDIDATES.replace("{skip_locked}", "")
+    claim_template = HotSql._CLAIM_CANDIDATES.replace("{skip_locked}", "").replace("{order}", "")
     claim, claim_params = sql._statement("scale_claim", claim_template).render(
         {"row_ids": [1, 2, 3], "worker": "scale-bench", "limit": 2}
     )

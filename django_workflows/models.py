@@ -212,6 +212,12 @@ class PendingEvent(EventRow):
     #: without these columns; the backend fills them in (``sql.HotSql.fill_ready_columns``).
     queue = models.CharField(_("queue"), max_length=ID_LENGTH, null=True, blank=True, editable=False)
     ready_at = models.DateTimeField(_("ready at"), null=True, blank=True, editable=False)
+    #: True on the start event of an instance created from outside any workflow (a client, a
+    #: schedule): new work, which claims take only after the ready events of executions that
+    #: already run (issue 21: a backlog of starts must not hold back the workflows it started).
+    #: False for everything else, sub-workflow starts and continue-as-new included (they are
+    #: part of running work), and, through the database default, in rows of earlier versions.
+    new_instance = models.BooleanField(_("new instance"), db_default=False, editable=False)
 
     class Meta:
         verbose_name = _("pending event")
@@ -220,6 +226,9 @@ class PendingEvent(EventRow):
         indexes = [
             models.Index(fields=["instance", "visible_at"], name="dj_wf_pending_visible_idx"),
             models.Index(fields=["queue", "ready_at"], name="dj_wf_pending_ready_idx"),
+            # Claims: the ready events of running executions and new instances' starts, each
+            # in ready order (``sql.HotSql._FIND_READY``).
+            models.Index(fields=["queue", "new_instance", "ready_at"], name="dj_wf_pending_claim_idx"),
         ]
 
 

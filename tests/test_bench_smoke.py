@@ -87,7 +87,7 @@ def test_the_scale_bench_on_sqlite_measures_waiting_copies_that_really_wait(tmp_
         # The idle worker wrote no history, and a signal woke the newest instance (a copy at 20).
         assert row["history_written"] == 0 and row["woken_result"] == "signal", row
         assert row["statements_per_s"] > 0 and row["window_s"] > 0.5
-        assert any("dj_wf_pending_ready_idx" in line for line in row["lookup_plan"]), row["lookup_plan"]
+        assert any("dj_wf_pending_claim_idx" in line for line in row["lookup_plan"]), row["lookup_plan"]
     for row in result["throughput"]:
         assert row["completed_measured"] == 20 and row["completed_per_s"] > 0 and row["created_per_s"] > 0
     assert result["throughput"][0]["topped_up"]

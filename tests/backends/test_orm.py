@@ -485,6 +485,79 @@ def test_statements_do_not_grow_with_the_number_of_events(orm: BackendMaker) -> 
 # -- bulk creation -----------------------------------------------------------------------------
 
 
+def _special_starts(client: Any, prefix: str) -> list[Any]:
+    """Starts with every optional column set: a parent, metadata, an execution timeout, a start
+    delay, another queue."""
+    from django_workflows.client import WorkflowInstanceOptions
+    from django_workflows.engine.core import WorkflowInstance
+
+    plain = client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id=f"{prefix}-plain"), "wf", 1)
+    timed = client.prepare_workflow_instance(
+        WorkflowInstanceOptions(instance_id=f"{prefix}-timed", queue="other", execution_timeout=timedelta(minutes=5),
+                                start_delay=timedelta(minutes=1)),
+        "wf", "x", metadata={"tenant": "acme", "n": [1, 2]},
+    )
+    child = client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id=f"{prefix}-child"), "wf")
+    parented = WorkflowInstance(child.instance.instance_id, child.instance.execution_id, parent=WorkflowInstance("root", "root-e"), parent_event_id=7)
+    return [plain, timed, type(child)(parented, child.event, child.span)]
+
+
+def _rows_of(prefix: str) -> list[tuple[Any, ...]]:
+    """What the rows of ``_special_starts(prefix)`` hold, times as offsets from their creation."""
+    found = []
+    for execution in InstanceRow.objects.filter(instance_id__startswith=prefix + "-").order_by("instance_id"):
+        pending = PendingEvent.objects.get(instance=execution)
+        payload = Payload.objects.get(pk=pending.payload_id)
+        timeout = None if execution.timeout_at is None else round((execution.timeout_at - execution.created_at).total_seconds())
+        ready = round((pending.ready_at - execution.created_at).total_seconds())
+        found.append((
+            execution.instance_id.removeprefix(prefix), execution.active_instance_id.removeprefix(prefix), execution.parent_instance_id,
+            execution.parent_execution_id, execution.parent_schedule_event_id, execution.workflow_name, execution.queue, execution.state, execution.outcome,
+            execution.metadata, execution.last_sequence_id, execution.locked_until, execution.lease_token, execution.worker, execution.sticky_until,
+            execution.blocked_error, execution.blocked_attempts, execution.completed_at, timeout, pending.event_type, pending.queue,
+            pending.visible_at is None, ready, pending.new_instance, payload.instance_id == execution.pk, len(payload.data),
+        ))
+    return found
+
+
+def test_bulk_creation_writes_the_same_rows_in_small_and_large_batches(orm: BackendMaker) -> None:
+    """A large batch (column arrays on PostgreSQL) and a small one (multi-row VALUES) write the
+    same rows, execution timeouts and start delays included."""
+    from django_workflows.backends.orm.sql import _ARRAY_ROWS
+    from django_workflows.client import Client, WorkflowInstanceOptions
+
+    backend = orm()
+    client = Client(backend)
+    client.create_workflow_instances(_special_starts(client, "small"))
+    filler = [client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id=f"fill-{n}"), "wf") for n in range(_ARRAY_ROWS)]
+    client.create_workflow_instances([*filler, *_special_starts(client, "large")])
+    small, large = _rows_of("small"), _rows_of("large")
+    assert small == large and len(small) == 3
+    by_name = {row[0]: row for row in large}
+    # (timeout counts from the start, after the delay: 60 s + 300 s)
+    assert by_name["-timed"][18] == 360 and by_name["-timed"][22] == 60 and by_name["-plain"][18] is None
+    assert by_name["-plain"][23] is True and by_name["-child"][23] is False  # a child's start is its parent's work
+    assert by_name["-child"][2:5] == ("root", "root-e", 7)
+
+
+def test_a_large_bulk_creation_joins_the_callers_transaction(orm: BackendMaker) -> None:
+    from django_workflows.client import Client, WorkflowInstanceOptions
+
+    backend = orm()
+    client = Client(backend)
+    prepared = [client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id=f"tx-{n}"), "wf") for n in range(300)]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        client.create_workflow_instances(prepared)
+        assert InstanceRow.objects.filter(instance_id__startswith="tx-").count() == 300
+        raise RuntimeError("the caller's transaction rolls back")
+    assert not InstanceRow.objects.exists() and not PendingEvent.objects.exists() and not Payload.objects.exists()
+    # A repeated id inside one large batch refuses it too, naming the id.
+    twice = [*prepared, client.prepare_workflow_instance(WorkflowInstanceOptions(instance_id="tx-5"), "wf")]
+    with pytest.raises(InstanceAlreadyExists, match="tx-5"):
+        client.create_workflow_instances(twice)
+    assert not InstanceRow.objects.exists()
+
+
 def test_bulk_creation_is_all_or_none_and_names_the_taken_ids(orm: BackendMaker) -> None:
     from django_workflows.client import Client, WorkflowInstanceOptions
 

@@ -1,7 +1,9 @@
 """The plans of the ORM backend's idle look-ups (issue 21): with thousands of executions waiting
 on timers, finding ready work must read the pending events through their ready index (no scan of
 the waiting rows, no sort of them), and the sweeps for timed-out executions and expired
-activities must bound their index scans by the clock.
+activities must bound their index scans by the clock. With a backlog of thousands of new
+instances ready to start, the look-up still reads only the first few of them, in ready order,
+beside the ready work of running executions (no sort of the backlog either).
 
 ``EXPLAIN`` on PostgreSQL and SQLite (``EXPLAIN QUERY PLAN``), with fresh and with stale
 statistics; MariaDB's optimiser is not checked here (``bench.scale`` shows its plan and figures).
@@ -30,6 +32,32 @@ pytestmark = pytest.mark.skipif(VENDOR not in ("postgresql", "sqlite"), reason="
 
 WAITING = 2000
 READY = 3
+BACKLOG = 2000
+
+
+def _populate_backlog() -> list[int]:
+    """``BACKLOG`` new instances on the queue ``q`` whose starts are ready (since before any
+    other row); returns their row ids, oldest start first."""
+    now = utcnow()
+    rows = InstanceRow.objects.bulk_create(
+        InstanceRow(
+            instance_id=f"new-{i}", execution_id="e", active_instance_id=f"new-{i}", workflow_name="w", queue="q",
+            created_at=now,
+        )
+        for i in range(BACKLOG)
+    )
+    payload = Payload.objects.create(id="new-payload", instance=rows[0], data="{}")
+    PendingEvent.objects.bulk_create(
+        (
+            PendingEvent(
+                instance=row, payload=payload, event_id=f"n{index}", event_type="WorkflowExecutionStarted",
+                timestamp=now, queue="q", ready_at=now - timedelta(minutes=10, seconds=-index), new_instance=True,
+            )
+            for index, row in enumerate(rows)
+        ),
+        batch_size=500,
+    )
+    return [row.pk for row in rows]
 
 
 def _populate() -> list[int]:
@@ -87,8 +115,11 @@ def _plan(sql: HotSql, name: str, template: str, **values: Any) -> str:
 
 
 def _assert_reads_ready_index(plan: str) -> None:
-    assert "dj_wf_pending_ready_idx" in plan, plan
+    assert "dj_wf_pending_claim_idx" in plan and "dj_wf_pending_ready_idx" not in plan, plan
     if VENDOR == "postgresql":
+        # Each execution by its primary key: unanalysed, PostgreSQL joined the pending rows to
+        # a materialised scan of every active execution.
+        assert "workflowinstance_pkey" in plan and "Materialize" not in plan and " Join" not in plan, plan
         # The bad plan walked every pending row by instance id into a merge join.
         assert "Seq Scan on django_workflows_pendingevent" not in plan, plan
         assert "pendingevent_instance_id" not in plan.split("SubPlan")[0], plan
@@ -102,9 +133,11 @@ def _analyze() -> None:
         cursor.execute("ANALYZE")
 
 
-@pytest.mark.parametrize("statistics", ["stale", "fresh"])
-def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: BackendMaker, statistics: str) -> None:
+@pytest.mark.parametrize("backlog", [False, True], ids=["no-backlog", "backlog"])
+@pytest.mark.parametrize("statistics", ["none", "stale", "fresh"])
+def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: BackendMaker, statistics: str, backlog: bool) -> None:
     backend = orm()
+    starts = _populate_backlog() if backlog else []
     ready = _populate()
     if statistics == "stale":
         # As after a mass start whose executions then all went to sleep: the statistics still
@@ -115,18 +148,22 @@ def test_the_claim_look_up_reads_ready_rows_through_the_ready_index(orm: Backend
         waiting.update(ready_at=utcnow() - timedelta(seconds=5))
         _analyze()
         waiting.update(ready_at=later)
-    else:
+    elif statistics == "fresh":
         _analyze()
     sql = backend.store.sql
     for queues in (1, 2):
         values = {f"queue_{n}": "q" if n == 0 else "other" for n in range(queues)}
         plan = _plan(sql, f"plan_find_{queues}", HotSql.find_candidates_template(queues), worker="me", limit=8, **values)
         _assert_reads_ready_index(plan)
-    # And it finds exactly the ready executions, whichever queues are asked for.
-    assert sorted(sql.find_candidates(["q"], "me", 10)) == ready
-    assert sorted(sql.find_candidates(["other", "q"], "me", 10)) == ready
-    assert sql.find_candidates(["other"], "me", 10) == []
-    assert len(sql.find_candidates(["q"], "me", 2)) == 2
+    # And it finds exactly the ready executions, whichever queues are asked for, and of the
+    # backlog the oldest starts, as many as asked for.
+    for queues in (["q"], ["other", "q"]):
+        found = sql.find_candidates(queues, "me", 10)
+        assert sorted(found.running) == ready
+        assert found.starts == starts[:10]
+    assert sql.find_candidates(["other"], "me", 10) == ([], [])
+    found = sql.find_candidates(["q"], "me", 2)
+    assert len(found.running) == 2 and found.starts == starts[:2]
 
 
 @pytest.mark.parametrize("statistics", ["none", "fresh"])

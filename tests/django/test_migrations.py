@@ -139,3 +139,41 @@ def test_view_payloads_migration_is_additive() -> None:
     new_model.objects.filter(pk=row.pk).delete()
     # The permission row itself comes from post_migrate, as for Django's own permissions.
     assert Permission.objects.filter(content_type__app_label="django_workflows", codename="view_payloads").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pending_new_instance_migration_is_additive() -> None:
+    """0009 adds the pending events' ``new_instance`` flag with a database default: rows written
+    before it (and rows a worker of the previous version inserts afterwards, without the column)
+    read as "part of running work"; it reverses cleanly."""
+    from django.db import connection
+
+    before, after = [("django_workflows", "0008_admin_scale")], [("django_workflows", "0009_pending_new_instance")]
+    old = _migrate(before)
+    execution = old.get_model("django_workflows", "WorkflowInstance").objects.create(
+        instance_id="old-9", execution_id="e-9", active_instance_id="old-9", workflow_name="wf", queue="default",
+        created_at="2026-01-01T00:00:00Z",
+    )
+    payload = old.get_model("django_workflows", "Payload").objects.create(id="p-9", instance=execution, data="{}")
+    pending = old.get_model("django_workflows", "PendingEvent")
+    fields = {"instance": execution, "payload": payload, "event_type": "SignalReceived", "timestamp": "2026-01-01T00:00:00Z",
+              "queue": "default", "ready_at": "2026-01-01T00:00:00Z"}
+    first = pending.objects.create(event_id="before", **fields)
+    new = _migrate(after).get_model("django_workflows", "PendingEvent")
+    # The previous version's INSERT names only the columns it knows.
+    table = new._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (event_id, event_type, timestamp, schedule_event_id, sequence_id, instance_id, payload_id,"
+            " queue, ready_at) VALUES (%s, %s, %s, 0, 0, %s, %s, %s, %s)",
+            ["after", "SignalReceived", "2026-01-01 00:00:00", execution.pk, "p-9", "default", "2026-01-01 00:00:00"],
+        )
+    assert sorted(new.objects.filter(instance_id=execution.pk).values_list("event_id", "new_instance")) == [
+        ("after", False), ("before", False)
+    ]
+    assert new.objects.get(pk=first.pk).event_type == "SignalReceived"
+    _migrate(before)
+    _migrate()
+    new.objects.filter(instance_id=execution.pk).delete()
+    new._meta.apps.get_model("django_workflows", "Payload").objects.filter(pk="p-9").delete()
+    new._meta.apps.get_model("django_workflows", "WorkflowInstance").objects.filter(pk=execution.pk).delete()

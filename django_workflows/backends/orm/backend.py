@@ -75,6 +75,7 @@ from ..rules import activity_queue, canceled_before_start_events, execution_dead
 from .activity_tasks import ActivityTasks
 from .checks import check_orm_backend
 from .completion import delete_execution_rows
+from .creation import create_executions
 from .listing import list_workflow_instances, pending_events
 from .removal import remove_finished
 from .rows import EVENT_COLUMNS, INSTANCE_COLUMNS, event_from, instance_from, new_execution
@@ -198,7 +199,7 @@ class OrmBackend(BaseBackend):
         def create() -> None:
             row = new_execution(instance, attributes, execution_deadline(event))
             store.sql.insert_executions([row])
-            store.insert_events([(row.row_id, row.queue, event)])
+            store.insert_events([(row.row_id, row.queue, event)], new_instances=instance.parent is None)
             store.notify_on_commit("workflow")
 
         try:
@@ -208,19 +209,16 @@ class OrmBackend(BaseBackend):
             raise InstanceAlreadyExists() from None
 
     def create_workflow_instances(self, starts: Sequence[tuple[WorkflowInstance, Event]]) -> None:
-        rows = []
         for instance, event in starts:
             validate_id(instance.instance_id)
             if not isinstance(event.attributes, WorkflowExecutionStartedAttributes):
                 raise TypeError(f"create_workflow_instances needs WorkflowExecutionStarted events, got {event.type}")
-            rows.append(new_execution(instance, event.attributes))
-        if not rows:
+        if not starts:
             return
         store = self.store
 
         def create() -> None:
-            store.sql.insert_executions(rows)
-            store.insert_events([(row.row_id, row.queue, event) for row, (_, event) in zip(rows, starts, strict=True)])
+            create_executions(store, starts)
             store.notify_on_commit("workflow")
 
         try:

@@ -128,6 +128,15 @@ def visible_q() -> Q:
     return Q(visible_at__isnull=True) | Q(visible_at__lte=DbNow())
 
 
+class Candidates(NamedTuple):
+    """Executions a claim may lease (row ids, oldest ready event first), by kind."""
+
+    #: Executions with ready events of running work (results, timers, signals, sub-workflows).
+    running: list[int]
+    #: New instances waiting for their first workflow task.
+    starts: list[int]
+
+
 class ClaimedActivity(NamedTuple):
     """An activity task row a claim locked."""
 
@@ -290,48 +299,83 @@ class HotSql:
     # reading every waiting row on every poll (10,000 rows, 4.6 ms, at 10,000 waiting timers).
     # With the order, the index that yields it is the cheap plan whatever the estimate; a union
     # of one ordered part per queue, since PostgreSQL 15 gets no order from ``queue IN (...)``.
+    #
+    # Two parts per queue, each through the (queue, new_instance, ready_at) index in ready order:
+    # the ready events of running executions (``new_instance`` false: results, timers, signals,
+    # sub-workflow starts and results) and the starts of new instances. The claim prefers the
+    # first (``WorkflowTasks.claim``): with a backlog of starts older than every result, the
+    # oldest-first order alone started the whole backlog before it finished any workflow.
+    # ``new_instance`` in the order (a constant in each part) leaves that index as the only one
+    # that yields it: PostgreSQL, estimating a queue it has no statistics for, otherwise chose
+    # the older (queue, ready_at) index and filtered, which walks a backlog of starts.
+    # The execution is checked by a correlated scalar subquery, not a join, and ``state + 0``
+    # leaves its primary key as the only index for it: one probe per pending row read. With
+    # the tables never analysed (after a bulk creation) PostgreSQL joined the pending rows to
+    # a materialised scan of every active execution (by the ``state`` indexes) instead,
+    # rescanned for each row: completions at 10,000 ready instances fell to 40 % of the rate
+    # at 100.
     _FIND_READY = (
-        "SELECT p.instance_id FROM {pending} p INNER JOIN {instance} i ON i.id = p.instance_id"
-        " WHERE p.queue = %(queue_N)s AND p.ready_at <= {stable_now} AND i.state = 0 AND " + free("i.")
-        + " AND " + unblocked("i.") + " AND " + started("i.")
-        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
-        " ORDER BY p.ready_at LIMIT %(limit)s"
+        "SELECT p.instance_id FROM {pending} p"
+        " WHERE p.queue = %(queue_N)s AND p.new_instance = KIND AND p.ready_at <= {stable_now}"
+        " AND (SELECT i.id FROM {instance} i WHERE i.id = p.instance_id AND i.state + 0 = 0 AND "
+        + free("i.") + " AND " + unblocked("i.") + " AND " + started("i.")
+        + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)) IS NOT NULL"
+        " ORDER BY p.new_instance, p.ready_at LIMIT %(limit)s"
     )
 
     @classmethod
     def find_candidates_template(cls, queues: int) -> str:
-        """The look-up of ``find_candidates`` for that many queues (``queue_0``, ...)."""
-        if queues == 1:
-            return cls._FIND_READY.replace("queue_N", "queue_0")
+        """The look-up of ``find_candidates`` for that many queues (``queue_0``, ...): rows of
+        (execution row id, 1 if a new instance's start else 0)."""
         return " UNION ALL ".join(
-            f"SELECT c{n}.instance_id FROM (" + cls._FIND_READY.replace("queue_N", f"queue_{n}") + f") c{n}"
+            f"SELECT c{n}{kind}.instance_id, {kind} FROM ("
+            + cls._FIND_READY.replace("queue_N", f"queue_{n}").replace("KIND", "TRUE" if kind else "FALSE")
+            + f") c{n}{kind}"
             for n in range(queues)
+            for kind in (0, 1)
         )
 
-    def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> list[int]:
-        """Executions of ``queues`` (row ids, at most ``limit``) whose workflow task this worker
-        may lease now; a read that takes no lock, so an idle poll does not queue for SQLite's
-        write lock."""
+    def find_candidates(self, queues: Sequence[str], worker: str, limit: int) -> Candidates:
+        """Executions of ``queues`` (row ids, at most ``limit`` of each kind) whose workflow task
+        this worker may lease now; a read that takes no lock, so an idle poll does not queue
+        for SQLite's write lock."""
         queues = list(dict.fromkeys(queues))
         if not queues:
-            return []
+            return Candidates([], [])
         values = {f"queue_{n}": queue for n, queue in enumerate(queues)}
         template = self.find_candidates_template(len(queues))
         rows = self._fetchall(f"find_candidates_{len(queues)}", template, worker=worker, limit=limit, **values)
-        return list(dict.fromkeys(row[0] for row in rows))[:limit]
+        running = list(dict.fromkeys(row[0] for row in rows if not row[1]))[:limit]
+        # An execution with both (a start and a signal sent before it ran) counts as running.
+        seen = set(running)
+        starts = list(dict.fromkeys(row[0] for row in rows if row[1] and row[0] not in seen))[:limit]
+        return Candidates(running, starts)
 
     _CLAIM_CANDIDATES = (
         "SELECT " + ", ".join(f"i.{c}" for c in TASK_COLUMNS) + " FROM {instance} i"
         " WHERE i.id IN (%(row_ids)s) AND i.state = 0 AND " + free("i.") + " AND " + unblocked("i.")
         + " AND " + started("i.") + " AND (i.sticky_until IS NULL OR i.sticky_until <= {now} OR i.worker = %(worker)s)"
-        " ORDER BY i.id LIMIT %(limit)s{skip_locked}"
+        " ORDER BY {order}i.id LIMIT %(limit)s{skip_locked}"
     )
 
-    def claim_candidates(self, row_ids: Sequence[int], worker: str, limit: int) -> list[TaskRow]:
+    def claim_candidates(
+        self, row_ids: Sequence[int], worker: str, limit: int, *, tiers: Sequence[Sequence[int]] = ()
+    ) -> list[TaskRow]:
         """Up to ``limit`` of the executions ``row_ids`` whose workflow task this worker may still
-        lease, locked (skipping rows other transactions hold)."""
+        lease, locked (skipping rows other transactions hold); those of ``tiers`` (parts of
+        ``row_ids``) first, tier by tier, then the others, each in row id order."""
         template = self._CLAIM_CANDIDATES.replace("{skip_locked}", self._skip_locked)
-        rows = self._fetchall("claim_candidates", template, row_ids=list(row_ids), worker=worker, limit=limit)
+        values: dict[str, Any] = {"row_ids": list(row_ids), "worker": worker, "limit": limit}
+        tiers = [list(tier) for tier in tiers if tier]
+        if len(tiers) > 1 or (tiers and len(tiers[0]) < len(row_ids)):
+            cases = " ".join(f"WHEN i.id IN (%(tier_{n})s) THEN {n}" for n in range(len(tiers)))
+            template = template.replace("{order}", f"CASE {cases} ELSE {len(tiers)} END, ")
+            values.update({f"tier_{n}": tier for n, tier in enumerate(tiers)})
+            name = f"claim_candidates_{len(tiers)}"
+        else:
+            template = template.replace("{order}", "")
+            name = "claim_candidates"
+        rows = self._fetchall(name, template, **values)
         return [TaskRow(*row) for row in rows]
 
     _HAS_UNFILLED = "SELECT 1 FROM {pending} WHERE ready_at IS NULL LIMIT 1"
@@ -895,7 +939,11 @@ class HotSql:
         ``_ROWS_PER_INSERT`` rows where ``INSERT ... RETURNING`` exists (PostgreSQL, SQLite,
         MariaDB), else (MySQL) a SELECT of the new rows by their active instance ids, which are
         unique. A start of an instance id that is active already fails on that unique column
-        (``IntegrityError``)."""
+        (``IntegrityError``). A bulk creation on PostgreSQL goes in one statement of column arrays
+        (``arrays``)."""
+        if self.arrays(rows):
+            self._insert_execution_arrays(rows)
+            return
         template = self._INSERT_EXECUTIONS.replace("{returning}", " RETURNING id, instance_id" if self.returning else "")
         for chunk in _chunks(list(rows)):
             values = []
@@ -934,11 +982,61 @@ class HotSql:
 
     _INSERT_PAYLOADS = "INSERT INTO {payload} (id, instance_id, data) VALUES %(rows)s"
 
+    _INSERT_PAYLOAD_ARRAYS = (
+        "INSERT INTO {payload} (id, instance_id, data)"
+        " SELECT * FROM unnest(%(ids)s::text[], %(row_ids)s::bigint[], %(data)s::text[])"
+    )
+
     def insert_payloads(self, rows: Sequence[tuple[str, int, str]]) -> None:
         """(id, execution row id, attributes JSON) per payload; large payloads split the rows
         into more statements, so no statement outgrows a packet limit (``max_allowed_packet``)."""
+        if self.arrays(rows):
+            ids, row_ids, data = zip(*rows, strict=True)
+            self._rowcount(
+                "insert_payload_arrays", self._INSERT_PAYLOAD_ARRAYS, ids=text_array(ids), row_ids=number_array(row_ids), data=text_array(data)
+            )
+            return
         for chunk in _chunks(list(rows), size=lambda row: len(row[2])):
             self._rowcount("insert_payloads", self._INSERT_PAYLOADS, rows=chunk)
+
+    def arrays(self, rows: Sequence[Any]) -> bool:
+        """Whether to insert ``rows`` as one statement of column arrays (PostgreSQL's ``INSERT
+        ... SELECT FROM unnest(...)``) rather than as multi-row VALUES: for a bulk creation,
+        where binding thousands of placeholders on the client and splitting the statement's text
+        for each (psycopg) cost more than the database's work."""
+        return self.vendor == "postgresql" and len(rows) >= _ARRAY_ROWS
+
+    # The columns of a new execution whose model default is not NULL; the others stay NULL.
+    _INSERT_EXECUTION_ARRAYS = (
+        "INSERT INTO {instance} (instance_id, execution_id, active_instance_id, parent_instance_id, parent_execution_id,"
+        " parent_schedule_event_id, workflow_name, queue, state, outcome, metadata, created_at, last_sequence_id,"
+        " lease_token, worker, blocked_attempts, timeout_at)"
+        " SELECT r.iid, r.eid, r.iid, r.piid, r.peid, r.pse, r.name, r.queue, 0, '', r.meta::jsonb, {now}, r.seq, '', '', 0,"
+        " CASE WHEN r.timeout IS NULL THEN NULL ELSE {now} + MAKE_INTERVAL(secs => r.timeout) END"
+        " FROM unnest(%(iids)s::text[], %(eids)s::text[], %(piids)s::text[], %(peids)s::text[], %(pses)s::bigint[],"
+        " %(names)s::text[], %(queues)s::text[], %(metas)s::text[], %(seqs)s::bigint[], %(timeouts)s::float8[])"
+        " AS r(iid, eid, piid, peid, pse, name, queue, meta, seq, timeout)"
+        " RETURNING id, instance_id"
+    )
+
+    def _insert_execution_arrays(self, rows: Sequence[NewExecution]) -> None:
+        """``insert_executions`` as column arrays (``arrays``: PostgreSQL); sets ``row_id``."""
+        parents = [row.instance.parent for row in rows]
+        values = {
+            "iids": text_array([row.instance.instance_id for row in rows]),
+            "eids": text_array([row.instance.execution_id for row in rows]),
+            "piids": text_array(["" if parent is None else parent.instance_id for parent in parents]),
+            "peids": text_array(["" if parent is None else parent.execution_id for parent in parents]),
+            "pses": number_array([0 if parent is None else row.instance.parent_event_id for row, parent in zip(rows, parents, strict=True)]),
+            "names": text_array([row.workflow_name for row in rows]),
+            "queues": text_array([row.queue for row in rows]),
+            "metas": text_array([json.dumps(row.metadata) for row in rows]),
+            "seqs": number_array([row.last_sequence_id for row in rows]),
+            "timeouts": number_array([None if row.timeout is None else row.timeout.total_seconds() for row in rows]),
+        }
+        by_instance = {row.instance.instance_id: row for row in rows}
+        for row_id, instance_id in self._fetchall("insert_execution_arrays", self._INSERT_EXECUTION_ARRAYS, **values):
+            by_instance[instance_id].row_id = int(row_id)
 
     _EVENT_INSERT_COLUMNS = ", ".join(EVENT_COLUMNS) + ", instance_id, payload_id"
     _INSERT_HISTORY = "INSERT INTO {history} (" + _EVENT_INSERT_COLUMNS + ") VALUES %(rows)s"
@@ -949,17 +1047,54 @@ class HotSql:
         for chunk in _chunks(values):
             self._rowcount("insert_history", self._INSERT_HISTORY, rows=chunk)
 
-    _INSERT_PENDING = "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at) VALUES %(rows)s"
+    _INSERT_PENDING = (
+        "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at, new_instance) VALUES %(rows)s"
+    )
 
-    def insert_pending(self, rows: Iterable[tuple[int, str, str, Event]]) -> None:
+    def insert_pending(self, rows: Iterable[tuple[int, str, str, Event]], *, new_instances: bool = False) -> None:
         """Pending rows: (execution row id, the execution's queue, payload id, event); ready when
-        visible, or at once (the database's clock)."""
+        visible, or at once (the database's clock). ``new_instances``: the rows are the start
+        events of instances created from outside any workflow (claimed after running work)."""
+        rows = list(rows)
+        if self.arrays(rows):
+            self._insert_pending_arrays(rows, new_instances)
+            return
         values = [
-            (*self._event_row(row_id, payload_id, event), queue, _NOW if event.visible_at is None else self._adapt_datetime(event.visible_at))
+            (
+                *self._event_row(row_id, payload_id, event),
+                queue,
+                _NOW if event.visible_at is None else self._adapt_datetime(event.visible_at),
+                new_instances,
+            )
             for row_id, queue, payload_id, event in rows
         ]
         for chunk in _chunks(values):
             self._rowcount("insert_pending", self._INSERT_PENDING, rows=chunk)
+
+    _INSERT_PENDING_ARRAYS = (
+        "INSERT INTO {pending} (" + _EVENT_INSERT_COLUMNS + ", queue, ready_at, new_instance)"
+        " SELECT r.event_id, r.event_type, r.ts, r.schedule_event_id, r.sequence_id, r.visible_at, r.row_id,"
+        " r.payload_id, r.queue, COALESCE(r.visible_at, {now}), %(new)s"
+        " FROM unnest(%(event_ids)s::text[], %(types)s::text[], %(timestamps)s::timestamptz[], %(schedule_ids)s::bigint[],"
+        " %(sequence_ids)s::bigint[], %(visible)s::timestamptz[], %(row_ids)s::bigint[], %(payload_ids)s::text[],"
+        " %(queues)s::text[])"
+        " AS r(event_id, event_type, ts, schedule_event_id, sequence_id, visible_at, row_id, payload_id, queue)"
+    )
+
+    def _insert_pending_arrays(self, rows: list[tuple[int, str, str, Event]], new_instances: bool) -> None:
+        events = [event for _, _, _, event in rows]
+        arrays = {
+            "event_ids": text_array([event.id for event in events]),
+            "types": text_array([event.type.value for event in events]),
+            "timestamps": time_array([event.timestamp for event in events]),
+            "schedule_ids": number_array([event.schedule_event_id for event in events]),
+            "sequence_ids": number_array([event.sequence_id for event in events]),
+            "visible": time_array([event.visible_at for event in events]),
+            "row_ids": number_array([row_id for row_id, _, _, _ in rows]),
+            "payload_ids": text_array([payload_id for _, _, payload_id, _ in rows]),
+            "queues": text_array([queue for _, queue, _, _ in rows]),
+        }
+        self._rowcount("insert_pending_arrays", self._INSERT_PENDING_ARRAYS, new=new_instances, **arrays)
 
     _INSERT_ACTIVITIES = (
         "INSERT INTO {activity} (" + _EVENT_INSERT_COLUMNS + ", queue, locked_until, lease_token, worker, lease_count,"
@@ -1043,6 +1178,30 @@ _ROWS_PER_INSERT = 500
 #: Characters of payload data per multi-row INSERT: a statement holds more only when one row
 #: does (a payload up to ``max_payload_size``). ``checks.W003`` counts this in.
 BYTES_PER_INSERT = 1024 * 1024
+
+
+#: Rows from which ``HotSql.arrays`` inserts them as column arrays (PostgreSQL).
+_ARRAY_ROWS = 100
+
+
+# PostgreSQL array literals (``'{"a","b",NULL}'``), bound as one text value and cast in the
+# statement (``%(ids)s::text[]``). Written here rather than by the driver's list adapter, which
+# adapts item by item in Python and took most of a bulk creation's client time.
+
+
+def text_array(items: Sequence[str | None]) -> str:
+    """A ``text[]`` literal of ``items``."""
+    return "{" + ",".join(["NULL" if item is None else '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items]) + "}"
+
+
+def number_array(items: Sequence[int | float | None]) -> str:
+    """A literal of numbers (``bigint[]``, ``float8[]``)."""
+    return "{" + ",".join(["NULL" if item is None else repr(item) for item in items]) + "}"
+
+
+def time_array(items: Sequence[datetime | None]) -> str:
+    """A ``timestamptz[]`` literal of aware datetimes."""
+    return "{" + ",".join(["NULL" if item is None else '"' + item.isoformat() + '"' for item in items]) + "}"
 
 
 def _chunks(rows: list[Any], size: Callable[[Any], int] | None = None) -> list[list[Any]]:

@@ -87,13 +87,15 @@ class OrmStore:
 
     # -- writes every part makes ------------------------------------------------------------------
 
-    def insert_events(self, deliveries: Sequence[tuple[int, str, Event]]) -> None:
+    def insert_events(self, deliveries: Sequence[tuple[int, str, Event]], *, new_instances: bool = False) -> None:
         """Put events into executions' inboxes: (execution row id, its queue, event), each with
-        its own payload; inside the caller's transaction."""
+        its own payload; inside the caller's transaction. ``new_instances``: they are the start
+        events of instances created from outside any workflow (``HotSql.insert_pending``)."""
         payloads = [(new_token(), row_id, payload_json(event)) for row_id, _, event in deliveries]
         self.sql.insert_payloads(payloads)
         self.sql.insert_pending(
-            [(row_id, queue, payload[0], event) for (row_id, queue, event), payload in zip(deliveries, payloads, strict=True)]
+            [(row_id, queue, payload[0], event) for (row_id, queue, event), payload in zip(deliveries, payloads, strict=True)],
+            new_instances=new_instances,
         )
 
     def deliver_to_execution(self, target: WorkflowInstance, event: Event) -> None:

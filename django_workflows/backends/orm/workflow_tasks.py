@@ -29,6 +29,9 @@ logger = logging.getLogger("django_workflows.backends.orm")
 _CANDIDATES_PER_TASK = 4
 #: Seconds between two looks for pending rows without a ready time (written by an earlier version).
 _FILL_INTERVAL = 30.0
+#: Of the tasks a worker claims while both kinds are ready, at least one in this many is a new
+#: instance's start; the others go to executions that already run (``WorkflowTasks.claim``).
+START_SHARE = 8
 
 
 class _NothingToClaim(Exception):
@@ -42,26 +45,44 @@ class WorkflowTasks:
     def __init__(self, store: OrmStore) -> None:
         self.store = store
         self._next_fill = time.monotonic() + _FILL_INTERVAL
+        #: Tasks of running executions claimed since the last start, while starts were ready.
+        self._running_since_start = 0
 
     def claim(self, queues: Sequence[str], limit: int) -> list[WorkflowTask]:
-        """Lease up to ``limit`` workflow tasks of ``queues``, waiting for none."""
+        """Lease up to ``limit`` workflow tasks of ``queues``, waiting for none.
+
+        Executions that already run come first, new instances' starts after them: finishing
+        started work keeps the number of executions in flight (and their state in the cache)
+        bounded by what the workers can run, so a backlog of starts drains at the rate of a
+        small one (issue 21). Within each kind, the oldest ready event first. So that a stream
+        of running work cannot hold new instances back for ever, at least one task in
+        ``START_SHARE`` is a start while both are ready: a floor, not a latency bound (a
+        bound on a start's wait would mean starting a whole backlog within it).
+        """
         store, sql = self.store, self.store.sql
         me = store.options.worker_name
         self._fill_ready_columns()
         # Look first without locking: an idle poll must not queue for SQLite's write lock (or
         # open a transaction at all elsewhere). A few more than wanted: some may be taken by
         # the time they are locked.
-        candidates = store.db.run(
+        found = store.db.run(
             lambda: sql.find_candidates(queues, me, limit * _CANDIDATES_PER_TASK), atomic=False, reconnect=True
         )
-        if not candidates:
+        if not found.running and not found.starts:
             return []
+        # The share of starts: owed ones first, then running work, then the rest of the starts.
+        owed = 0
+        if found.running and found.starts:
+            owed = min(len(found.starts), (self._running_since_start + limit) // START_SHARE)
+        tiers = [found.starts[:owed], found.running]
+        candidates = found.starts[:owed] + found.running + found.starts[owed:]
+        starts = set(found.starts)
 
         def claim() -> list[WorkflowTask]:
             # Three statements for the whole batch: lock the candidates, read their visible
             # pending events, lease those that have some (under one token; a lease is fenced
             # by row id and token, so the tasks stay apart).
-            rows = sql.claim_candidates(candidates, me, limit)
+            rows = sql.claim_candidates(candidates, me, limit, tiers=tiers)
             if not rows:
                 return []
             pending = sql.visible_pending([row.row_id for row in rows])
@@ -74,9 +95,16 @@ class WorkflowTasks:
             return [_task(row, pending[row.row_id], token) for row in rows]
 
         try:
-            return store.db.run(claim, reconnect=True)
+            tasks = store.db.run(claim, reconnect=True)
         except _NothingToClaim:
             return []
+        if found.starts:
+            claimed_starts = sum(1 for task in tasks if _data(task).row_id in starts)
+            if claimed_starts:
+                self._running_since_start = 0
+            else:
+                self._running_since_start += len(tasks)
+        return tasks
 
     def _fill_ready_columns(self, *, now: bool = False) -> None:
         """Now and then (and when a worker starts), give pending rows that a worker of an
