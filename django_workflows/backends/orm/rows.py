@@ -125,6 +125,14 @@ class NewExecution:
     #: Primary key, once inserted.
     row_id: int = 0
 
+    @property
+    def parent_columns(self) -> tuple[str, str, int]:
+        """parent_instance_id, parent_execution_id, parent_schedule_event_id (empty: a root)."""
+        parent = self.instance.parent
+        if parent is None:
+            return "", "", 0
+        return parent.instance_id, parent.execution_id, self.instance.parent_event_id
+
 
 def new_execution(
     instance: WorkflowInstance, attributes: WorkflowExecutionStartedAttributes, timeout: timedelta | None = None

@@ -949,15 +949,12 @@ class HotSql:
             values = []
             for row in chunk:
                 instance = row.instance
-                parent = instance.parent
                 values.append(
                     (
                         instance.instance_id,
                         instance.execution_id,
                         instance.instance_id,
-                        "" if parent is None else parent.instance_id,
-                        "" if parent is None else parent.execution_id,
-                        0 if parent is None else instance.parent_event_id,
+                        *row.parent_columns,
                         row.workflow_name,
                         row.queue,
                         json.dumps(row.metadata),
@@ -1021,13 +1018,13 @@ class HotSql:
 
     def _insert_execution_arrays(self, rows: Sequence[NewExecution]) -> None:
         """``insert_executions`` as column arrays (``arrays``: PostgreSQL); sets ``row_id``."""
-        parents = [row.instance.parent for row in rows]
+        piids, peids, pses = zip(*(row.parent_columns for row in rows), strict=True)
         values = {
             "iids": text_array([row.instance.instance_id for row in rows]),
             "eids": text_array([row.instance.execution_id for row in rows]),
-            "piids": text_array(["" if parent is None else parent.instance_id for parent in parents]),
-            "peids": text_array(["" if parent is None else parent.execution_id for parent in parents]),
-            "pses": number_array([0 if parent is None else row.instance.parent_event_id for row, parent in zip(rows, parents, strict=True)]),
+            "piids": text_array(piids),
+            "peids": text_array(peids),
+            "pses": number_array(pses),
             "names": text_array([row.workflow_name for row in rows]),
             "queues": text_array([row.queue for row in rows]),
             "metas": text_array([json.dumps(row.metadata) for row in rows]),
