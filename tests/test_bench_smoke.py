@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,16 +70,22 @@ def test_w1_on_postgres_reports_the_servers_cpu_per_activity(tmp_path: Path) -> 
     assert report["stores"]["postgres"]["raw_commit_per_s"] > 0
 
 
-def test_the_scale_bench_on_sqlite_measures_waiting_copies_that_really_wait(tmp_path: Path) -> None:
-    """``bench.scale`` at a tiny size: 5 instances run to their timer, 15 copied from the first."""
+def _run_scale_on_sqlite(tmp_path: Path, *extra: str, timeout: float) -> dict[str, Any]:
+    """``bench.scale`` on SQLite at sizes 5 and 20, with short windows; its JSON report."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--stores", "sqlite", "--sizes", "5,20", "--templates", "5",
+        [sys.executable, "-m", "bench.scale", "--stores", "sqlite", "--sizes", "5,20", *extra,
          "--drain", "20", "--warmup", "0.3", "--window", "1", "--latency-runs", "3", "--latency-gap", "0.1,0.2",
          "--data-dir", str(tmp_path), "--json"],
-        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=180, check=False,
+        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=timeout, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)["stores"]["sqlite"]
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def test_the_scale_bench_on_sqlite_measures_waiting_copies_that_really_wait(tmp_path: Path) -> None:
+    """``bench.scale`` at a tiny size: 5 instances run to their timer, 15 copied from the first."""
+    result = _run_scale_on_sqlite(tmp_path, "--templates", "5", timeout=180)["stores"]["sqlite"]
     assert "error" not in result, result
     idle = result["idle"]
     assert [row["size"] for row in idle] == [5, 20]
@@ -134,14 +141,7 @@ def test_the_scale_tables_print_dbos_rows_under_ours_with_the_same_columns() -> 
                     reason="DBOS's side needs bench/.venv-dbos (python -m bench.run --dbos creates it; no download here)")
 def test_the_scale_bench_runs_dbos_on_sqlite(tmp_path: Path) -> None:
     """``bench.scale --dbos --dbos-only`` at a tiny size: DBOS's workflows wait, one is woken."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--stores", "sqlite", "--sizes", "5,20", "--dbos", "--dbos-only",
-         "--drain", "20", "--warmup", "0.3", "--window", "1", "--latency-runs", "3", "--latency-gap", "0.1,0.2",
-         "--data-dir", str(tmp_path), "--json"],
-        cwd=REPO_ROOT, env=base_env(), capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)["dbos"]["sqlite"]
+    result = _run_scale_on_sqlite(tmp_path, "--dbos", "--dbos-only", timeout=300)["dbos"]["sqlite"]
     assert "error" not in result, result
     assert [row["size"] for row in result["idle"]] == [5, 20]
     for row in result["idle"]:
